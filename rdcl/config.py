@@ -1,0 +1,302 @@
+"""Run configuration: frozen dataclasses, presets, JSON/YAML loading and CLI overrides.
+
+A :class:`Config` is saved with every checkpoint and embedded in every exported model. Nothing in
+rdcl reads hidden globals or environment variables for configuration.
+
+Axis convention: every spatial tuple is in array order, (z, y, x) in 3D and (y, x) in 2D; spacings
+are in mm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl")
+"""Training methods (paper Tables II/III). ``pretrain`` fine-tunes a G pre-trained on non-COVID data."""
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network architecture (paper Table I by default).
+
+    ``features[i]``, ``kernels[i]`` and ``strides[i]`` describe encoder stage i; ``strides[0]`` is
+    all ones. ``dim`` is 2 or 3 and every kernel/stride tuple has ``dim`` entries.
+    """
+
+    dim: int = 3
+    in_channels: int = 1
+    num_classes: int = 1
+    features: tuple[int, ...] = (32, 64, 128, 256, 320, 320)
+    kernels: tuple[tuple[int, ...], ...] = (
+        (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3),
+    )
+    strides: tuple[tuple[int, ...], ...] = (
+        (1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2),
+    )
+    convs_per_stage: int = 2
+    deep_supervision: bool = True
+    norm_eps: float = 1e-5
+    negative_slope: float = 0.01
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` when the stage lists are inconsistent."""
+        if self.dim not in (2, 3):
+            raise ConfigError(f"model.dim must be 2 or 3, found {self.dim}")
+        n = len(self.features)
+        if len(self.kernels) != n or len(self.strides) != n:
+            raise ConfigError(
+                f"model.features, kernels and strides need one entry per stage; found "
+                f"{n}, {len(self.kernels)} and {len(self.strides)}"
+            )
+        for name, seq in (("kernels", self.kernels), ("strides", self.strides)):
+            for i, t in enumerate(seq):
+                if len(t) != self.dim:
+                    raise ConfigError(
+                        f"model.{name}[{i}] must have {self.dim} entries (dim={self.dim}), "
+                        f"found {tuple(t)}"
+                    )
+        if any(s != 1 for s in self.strides[0]):
+            raise ConfigError(f"model.strides[0] must be all ones, found {self.strides[0]}")
+
+    def total_stride(self) -> tuple[int, ...]:
+        """Product of all strides per axis: patch sizes must be multiples of it."""
+        out = [1] * self.dim
+        for s in self.strides:
+            out = [a * b for a, b in zip(out, s)]
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Preprocessing, sampling and augmentation.
+
+    ``normalization``: ``"ct"`` clips to the foreground 0.5/99.5 percentiles and z-scores with the
+    foreground statistics (nnU-Net CT scheme); ``"window"`` maps ``window`` (HU or raw units) to
+    [0, 1] (for data that is already windowed, e.g. PNG slices or the radiopaedia volumes);
+    ``"zscore"`` z-scores each image with its own statistics.
+    """
+
+    patch_size: tuple[int, ...] = (56, 160, 192)
+    batch_size: int = 2
+    target_spacing: tuple[float, ...] | None = None
+    normalization: str = "ct"
+    window: tuple[float, float] = (-1250.0, 250.0)
+    foreground_oversample: float = 0.33
+    augment: bool = True
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on impossible values."""
+        if self.normalization not in ("ct", "window", "zscore"):
+            raise ConfigError(
+                f"data.normalization must be 'ct', 'window' or 'zscore', found "
+                f"{self.normalization!r}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, found {self.batch_size}")
+        if not 0.0 <= self.foreground_oversample <= 1.0:
+            raise ConfigError(
+                f"data.foreground_oversample must be in [0, 1], found {self.foreground_oversample}"
+            )
+        if any(p < 1 for p in self.patch_size):
+            raise ConfigError(f"data.patch_size must be positive, found {self.patch_size}")
+        if self.window[1] <= self.window[0]:
+            raise ConfigError(f"data.window must be (low, high) with low < high, found {self.window}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and the collaborative-learning schedule (paper + nnU-Net defaults).
+
+    ``lambda_g``/``lambda_t`` are the final weights of L_G and L_T; both ramp up from 0 with
+    exp(-5 (1 - t)^2), t = step / ``rampup_steps`` clipped to 1.
+    """
+
+    method: str = "rdcl"
+    pretrain_steps: int = 1000
+    steps: int = 1000
+    lr: float = 0.01
+    momentum: float = 0.99
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+    lambda_g: float = 1.0
+    lambda_t: float = 0.1
+    rampup_steps: int = 200
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 1
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on impossible values."""
+        if self.method not in METHODS:
+            raise ConfigError(f"train.method must be one of {METHODS}, found {self.method!r}")
+        for name in ("pretrain_steps", "steps", "rampup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, found {self.lr}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        """Check every section and cross-section constraint; returns ``self``."""
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        if len(self.data.patch_size) != self.model.dim:
+            raise ConfigError(
+                f"data.patch_size must have {self.model.dim} entries (model.dim), found "
+                f"{self.data.patch_size}"
+            )
+        total = self.model.total_stride()
+        bad = [p for p, s in zip(self.data.patch_size, total) if p % s]
+        if bad:
+            raise ConfigError(
+                f"data.patch_size {self.data.patch_size} must be a multiple of the network's "
+                f"total stride {total}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable nested dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        """Build from a nested dict; unknown keys raise :class:`ConfigError`."""
+        sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config sections {sorted(unknown)}; expected {list(sections)}")
+        kwargs = {}
+        for name, klass in sections.items():
+            kwargs[name] = _section_from_dict(klass, name, d.get(name, {}) or {})
+        return cls(**kwargs).validate()
+
+    def replace(self, **sections: Any) -> Config:
+        """Copy with whole sections replaced, e.g. ``cfg.replace(train=...)``."""
+        return dataclasses.replace(self, **sections).validate()
+
+    def override(self, items: list[str] | tuple[str, ...]) -> Config:
+        """Apply ``section.key=value`` overrides (values parsed as YAML, e.g. ``train.lr=0.1``,
+        ``data.patch_size=[32,64,64]``)."""
+        import yaml
+
+        d = self.to_dict()
+        for item in items:
+            if "=" not in item or "." not in item.split("=", 1)[0]:
+                raise ConfigError(f"override must look like section.key=value, found {item!r}")
+            key, raw = item.split("=", 1)
+            section, name = key.split(".", 1)
+            if section not in d or name not in d[section]:
+                raise ConfigError(f"unknown config key {key!r}")
+            d[section][name] = yaml.safe_load(raw)
+        return Config.from_dict(d)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def _tupleize(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tupleize(v) for v in value)
+    return value
+
+
+def _section_from_dict(klass: type, name: str, d: dict[str, Any]) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {name!r} must be a mapping, found {type(d).__name__}")
+    known = {f.name for f in fields(klass)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown keys in config section {name!r}: {sorted(unknown)}")
+    return klass(**{k: _tupleize(v) for k, v in d.items()})
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a JSON or YAML config file (missing keys take the defaults)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, found {type(d).__name__}")
+    return Config.from_dict(d)
+
+
+def _preset_2d(features: tuple[int, ...], patch: tuple[int, int], batch: int) -> Config:
+    n = len(features)
+    return Config(
+        model=ModelConfig(
+            dim=2,
+            features=features,
+            kernels=((3, 3),) * n,
+            strides=((1, 1),) + ((2, 2),) * (n - 1),
+        ),
+        data=DataConfig(patch_size=patch, batch_size=batch, normalization="window"),
+    )
+
+
+PRESETS: dict[str, Config] = {
+    # The paper's 3D setting: Table I network, patch 56x160x192, batch 2.
+    "paper3d": Config(),
+    # The journal version's 2D experiment (nnU-Net 2D style network on axial slices).
+    "paper2d": _preset_2d((32, 64, 128, 256, 480, 480, 480), (512, 512), 12),
+    # Small presets for CPU tests and the demo.
+    "tiny3d": Config(
+        model=ModelConfig(
+            features=(4, 8, 16, 16),
+            kernels=((1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+            strides=((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
+        ),
+        data=DataConfig(patch_size=(16, 32, 32), batch_size=2, num_workers=0),
+        train=TrainConfig(pretrain_steps=20, steps=20, rampup_steps=10, checkpoint_every=10),
+    ),
+    "tiny2d": dataclasses.replace(
+        _preset_2d((8, 16, 32, 32), (64, 64), 4),
+        train=TrainConfig(pretrain_steps=20, steps=20, rampup_steps=10, checkpoint_every=10),
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    """Return a named preset (``paper3d``, ``paper2d``, ``tiny3d``, ``tiny2d``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name].validate()

@@ -1,0 +1,169 @@
+"""Medical image I/O through SimpleITK: the one place where (x, y, z) becomes (z, y, x).
+
+Arrays are returned in array order, (z, y, x) for volumes and (y, x) for 2D images; the
+:class:`Geometry` holds spacing (mm) in the same array order, plus origin and direction as
+SimpleITK reports them (physical (x, y, z) order, since they are not per-array-axis quantities).
+Geometry round-trips unchanged through :func:`read_image` / :func:`write_image`.
+
+SimpleITK is imported lazily inside the functions so that the rest of rdcl (model, kernels,
+metrics) imports on machines without it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png")
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable, corrupt or of an unsupported kind."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Physical placement of an image.
+
+    spacing: voxel size in mm, array axis order ((z, y, x) or (y, x)).
+    origin: physical position of voxel 0 in mm, SimpleITK (x, y, z) order.
+    direction: row-major direction cosines, SimpleITK order (dim*dim values).
+    """
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def dim(self) -> int:
+        """Number of spatial dimensions."""
+        return len(self.spacing)
+
+    @classmethod
+    def default(cls, dim: int, spacing: tuple[float, ...] | None = None) -> Geometry:
+        """Identity direction, zero origin, unit (or given) spacing."""
+        sp = tuple(float(s) for s in (spacing or (1.0,) * dim))
+        eye = tuple(float(i == j) for i in range(dim) for j in range(dim))
+        return cls(spacing=sp, origin=(0.0,) * dim, direction=eye)
+
+    def matches(self, other: Geometry, *, atol: float = 1e-4) -> bool:
+        """True when both geometries agree within ``atol`` (mm, and unitless for direction)."""
+        return (
+            self.dim == other.dim
+            and np.allclose(self.spacing, other.spacing, atol=atol)
+            and np.allclose(self.origin, other.origin, atol=atol)
+            and np.allclose(self.direction, other.direction, atol=atol)
+        )
+
+
+def strip_suffix(path: str | Path) -> str:
+    """File name without its image suffix: ``case_0000.nii.gz`` -> ``case_0000``."""
+    name = Path(path).name
+    for suf in IMAGE_SUFFIXES:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(name).stem
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when the name ends with a supported image suffix."""
+    return Path(path).name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _sitk():
+    import SimpleITK as sitk
+
+    return sitk
+
+
+def _from_sitk(img) -> tuple[np.ndarray, Geometry]:
+    sitk = _sitk()
+    if img.GetNumberOfComponentsPerPixel() > 1:
+        # Colour PNGs with identical channels (e.g. grey masks saved as RGB): keep channel 0.
+        arr = sitk.GetArrayFromImage(img)
+        if not np.all(arr == arr[..., :1]):
+            raise ImageReadError(
+                f"expected a single-channel (grey) image, found {arr.shape[-1]} differing channels"
+            )
+        arr = np.ascontiguousarray(arr[..., 0])
+    else:
+        arr = sitk.GetArrayFromImage(img)
+    dim = img.GetDimension()
+    if dim not in (2, 3):
+        raise ImageReadError(f"expected a 2D or 3D image, found {dim}D")
+    geom = Geometry(
+        spacing=tuple(float(s) for s in reversed(img.GetSpacing())),
+        origin=tuple(float(o) for o in img.GetOrigin()),
+        direction=tuple(float(d) for d in img.GetDirection()),
+    )
+    return arr, geom
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
+    """Read a 2D/3D image file or a DICOM series folder.
+
+    Returns ``(array, geometry)`` with the array in (z, y, x) / (y, x) order and its native dtype.
+    A 3D file with a single slice stays 3D. Raises :class:`ImageReadError` with the path and reason
+    for missing, unreadable, corrupt, multi-channel or 4D inputs.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"image not found: {path}")
+    sitk = _sitk()
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            files = reader.GetGDCMSeriesFileNames(str(path))
+            if not files:
+                raise ImageReadError(f"no DICOM series found in folder {path}")
+            reader.SetFileNames(files)
+            img = reader.Execute()
+        else:
+            img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        reason = next((ln for ln in first if "ERROR" in ln or "rror" in ln), first[-1] if first else "")
+        raise ImageReadError(f"cannot read image {path}: {reason.strip()}") from exc
+    try:
+        return _from_sitk(img)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{path}: {exc}") from exc
+
+
+def write_image(
+    array: np.ndarray, geometry: Geometry, path: str | Path, *, overwrite: bool = False
+) -> None:
+    """Write ``array`` ((z, y, x) or (y, x)) with ``geometry`` atomically (temp file + rename).
+
+    Raises :class:`FileExistsError` when ``path`` exists and ``overwrite`` is False, and
+    :class:`ValueError` when the array rank does not match the geometry.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"output exists (pass overwrite=True / --overwrite): {path}")
+    array = np.asarray(array)
+    if array.ndim != geometry.dim:
+        raise ValueError(
+            f"array has {array.ndim} dimensions but the geometry has {geometry.dim}"
+        )
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    sitk = _sitk()
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(tuple(reversed(geometry.spacing)))
+    img.SetOrigin(geometry.origin)
+    img.SetDirection(geometry.direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""rdcl.metrics."""
