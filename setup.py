@@ -73,7 +73,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["rdcl", "rdcl.*"]) + ["rdcl.kernels"],
+    packages=[*find_packages(include=["rdcl", "rdcl.*"]), "rdcl.kernels"],
     package_dir={"rdcl.kernels": "kernels"},
     package_data={"rdcl": ["py.typed"]},
     ext_modules=[CMakeExtension("rdcl._surface")],

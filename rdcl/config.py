@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl")
-"""Training methods (paper Tables II/III). ``pretrain`` fine-tunes a G pre-trained on non-COVID data."""
+"""Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
 
 
 class ConfigError(ValueError):
@@ -36,10 +36,20 @@ class ModelConfig:
     num_classes: int = 1
     features: tuple[int, ...] = (32, 64, 128, 256, 320, 320)
     kernels: tuple[tuple[int, ...], ...] = (
-        (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3),
+        (1, 3, 3),
+        (3, 3, 3),
+        (3, 3, 3),
+        (3, 3, 3),
+        (3, 3, 3),
+        (3, 3, 3),
     )
     strides: tuple[tuple[int, ...], ...] = (
-        (1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2),
+        (1, 1, 1),
+        (1, 2, 2),
+        (2, 2, 2),
+        (2, 2, 2),
+        (2, 2, 2),
+        (1, 2, 2),
     )
     convs_per_stage: int = 2
     deep_supervision: bool = True
@@ -70,7 +80,7 @@ class ModelConfig:
         """Product of all strides per axis: patch sizes must be multiples of it."""
         out = [1] * self.dim
         for s in self.strides:
-            out = [a * b for a, b in zip(out, s)]
+            out = [a * b for a, b in zip(out, s, strict=True)]
         return tuple(out)
 
 
@@ -109,7 +119,9 @@ class DataConfig:
         if any(p < 1 for p in self.patch_size):
             raise ConfigError(f"data.patch_size must be positive, found {self.patch_size}")
         if self.window[1] <= self.window[0]:
-            raise ConfigError(f"data.window must be (low, high) with low < high, found {self.window}")
+            raise ConfigError(
+                f"data.window must be (low, high) with low < high, found {self.window}"
+            )
 
 
 @dataclass(frozen=True)
@@ -169,7 +181,7 @@ class Config:
                 f"{self.data.patch_size}"
             )
         total = self.model.total_stride()
-        bad = [p for p, s in zip(self.data.patch_size, total) if p % s]
+        bad = [p for p, s in zip(self.data.patch_size, total, strict=True) if p % s]
         if bad:
             raise ConfigError(
                 f"data.patch_size {self.data.patch_size} must be a multiple of the network's "
@@ -187,7 +199,9 @@ class Config:
         sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
         unknown = set(d) - set(sections)
         if unknown:
-            raise ConfigError(f"unknown config sections {sorted(unknown)}; expected {list(sections)}")
+            raise ConfigError(
+                f"unknown config sections {sorted(unknown)}; expected {list(sections)}"
+            )
         kwargs = {}
         for name, klass in sections.items():
             kwargs[name] = _section_from_dict(klass, name, d.get(name, {}) or {})

@@ -126,7 +126,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
             img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        reason = next((ln for ln in first if "ERROR" in ln or "rror" in ln), first[-1] if first else "")
+        reason = next((ln for ln in first if "rror" in ln), first[-1] if first else "")
         raise ImageReadError(f"cannot read image {path}: {reason.strip()}") from exc
     try:
         return _from_sitk(img)
@@ -147,9 +147,7 @@ def write_image(
         raise FileExistsError(f"output exists (pass overwrite=True / --overwrite): {path}")
     array = np.asarray(array)
     if array.ndim != geometry.dim:
-        raise ValueError(
-            f"array has {array.ndim} dimensions but the geometry has {geometry.dim}"
-        )
+        raise ValueError(f"array has {array.ndim} dimensions but the geometry has {geometry.dim}")
     if array.dtype == bool:
         array = array.astype(np.uint8)
     sitk = _sitk()
