@@ -1,0 +1,166 @@
+"""The three networks of the compared methods and their builder.
+
+- :class:`SingleEncoderUNet`: one encoder + decoder (the ``baseline``/``pretrain`` methods and the
+  stage-1 pre-training of G).
+- :class:`DualEncoderUNet`: paper Table I: general encoder G, target encoder T of identical
+  architecture and one shared decoder D. D receives the concatenated bottlenecks [G, T]
+  (2x channels, G's entering DETACHED so the segmentation loss never updates G) and skips from T
+  only.
+- :class:`MultiEncoderUNet`: the multi-encoder baseline of Wang et al. (see its docstring for the
+  interpretation).
+
+Every network maps (B, in_channels, *spatial) to a list of logits, highest resolution first; the
+spatial size must be a multiple of the total stride (``ModelConfig.total_stride()``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rdcl.config import ModelConfig
+
+from .blocks import init_weights
+from .decoder import Decoder
+from .encoder import Encoder
+
+KINDS = ("single", "dual", "multi_encoder")
+"""Values of ``build_network(kind=...)``."""
+
+
+def _check_input(x: torch.Tensor, cfg: ModelConfig) -> None:
+    if x.dim() != cfg.dim + 2 or x.shape[1] != cfg.in_channels:
+        axes = "z, y, x" if cfg.dim == 3 else "y, x"
+        raise ValueError(
+            f"network input must be (B, {cfg.in_channels}, {axes}), found shape {tuple(x.shape)}"
+        )
+    total = cfg.total_stride()
+    spatial = tuple(int(s) for s in x.shape[2:])
+    if any(s % t for s, t in zip(spatial, total, strict=True)):
+        raise ValueError(
+            f"input spatial size {spatial} must be a multiple of the total stride {total}"
+        )
+
+
+class SingleEncoderUNet(nn.Module):
+    """Encoder + decoder (attributes ``encoder``, ``decoder``)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.apply(init_weights)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(logits list as :meth:`forward`, bottleneck (B, features[-1], *spatial_{n-1}))."""
+        _check_input(x, self.cfg)
+        features = self.encoder(x)
+        return self.decoder(features[-1], features[:-1]), features[-1]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
+        return self.forward_with_features(x)[0]
+
+
+class DualEncoderUNet(nn.Module):
+    """Table I: G and T of identical architecture, shared decoder D (``general``, ``target``,
+    ``decoder``).
+
+    Gradient routing (Algorithm 1): G's bottleneck enters D through ``detach()``, so a loss on the
+    logits reaches T and D only; the bottlenecks returned by :meth:`forward_with_features` are not
+    detached, so relation losses on them reach their own encoder.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.general = Encoder(cfg)
+        self.target = Encoder(cfg)
+        self.decoder = Decoder(cfg, bottleneck_channels=2 * cfg.features[-1])
+        self.apply(init_weights)
+
+    def general_features(self, x: torch.Tensor) -> torch.Tensor:
+        """G's bottleneck (B, features[-1], *spatial_{n-1}) with gradient (for L_G on X_n)."""
+        _check_input(x, self.cfg)
+        return self.general(x)[-1]
+
+    def forward_with_features(
+        self, x: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(logits list as :meth:`forward`, G bottleneck, T bottleneck), neither detached."""
+        _check_input(x, self.cfg)
+        g_bottleneck = self.general(x)[-1]
+        t_features = self.target(x)
+        t_bottleneck = t_features[-1]
+        fused = torch.cat([g_bottleneck.detach(), t_bottleneck], dim=1)
+        return self.decoder(fused, t_features[:-1]), g_bottleneck, t_bottleneck
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
+        return self.forward_with_features(x)[0]
+
+
+class MultiEncoderUNet(nn.Module):
+    """Multi-encoder baseline (Wang et al., as compared in the paper's Tables II/III).
+
+    Interpretation: a pre-trained encoder (``general``, load it with
+    :func:`rdcl.model.load_general_encoder`) is FROZEN (``requires_grad=False`` from construction,
+    its outputs detached) and a fresh encoder of the same architecture (``target``) runs beside it.
+    Their features are fused by channel concatenation [G, T] at every scale: every skip and the
+    bottleneck enter the decoder with 2x channels. Only ``target`` and ``decoder`` train. There are
+    no relation losses for this method; the bottlenecks are returned for analysis only.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.general = Encoder(cfg)
+        self.target = Encoder(cfg)
+        self.decoder = Decoder(
+            cfg,
+            skip_channels=[2 * f for f in cfg.features[:-1]],
+            bottleneck_channels=2 * cfg.features[-1],
+        )
+        self.apply(init_weights)
+        self.general.requires_grad_(False)
+
+    def general_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's bottleneck (B, features[-1], *spatial_{n-1}), detached."""
+        _check_input(x, self.cfg)
+        return self.general(x)[-1].detach()
+
+    def forward_with_features(
+        self, x: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(logits list as :meth:`forward`, G bottleneck (detached), T bottleneck)."""
+        _check_input(x, self.cfg)
+        g_features = [f.detach() for f in self.general(x)]
+        t_features = self.target(x)
+        fused = [torch.cat([g, t], dim=1) for g, t in zip(g_features, t_features, strict=True)]
+        return self.decoder(fused[-1], fused[:-1]), g_features[-1], t_features[-1]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
+        return self.forward_with_features(x)[0]
+
+
+def build_network(cfg: ModelConfig, *, kind: str) -> nn.Module:
+    """Build a freshly initialised network.
+
+    Args:
+        cfg: architecture (``rdcl.config.ModelConfig``; the default is paper Table I).
+        kind: ``"single"``, ``"dual"`` or ``"multi_encoder"``.
+
+    Raises:
+        ValueError: unknown ``kind``. ``rdcl.config.ConfigError``: inconsistent ``cfg``.
+    """
+    cfg.validate()
+    classes = {
+        "single": SingleEncoderUNet,
+        "dual": DualEncoderUNet,
+        "multi_encoder": MultiEncoderUNet,
+    }
+    if kind not in classes:
+        raise ValueError(f"kind must be one of {KINDS}, found {kind!r}")
+    return classes[kind](cfg)
