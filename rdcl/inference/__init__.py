@@ -1,1 +1,11 @@
-"""rdcl.inference."""
+"""Prediction: sliding-window inference and the checkpoint-to-mask predictor."""
+
+from __future__ import annotations
+
+from rdcl.inference.sliding_window import (
+    compute_steps,
+    gaussian_importance_map,
+    sliding_window,
+)
+
+__all__ = ["compute_steps", "gaussian_importance_map", "sliding_window"]
