@@ -134,6 +134,37 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
         raise ImageReadError(f"{path}: {exc}") from exc
 
 
+def read_info(path: str | Path) -> tuple[tuple[int, ...], Geometry]:
+    """Read only the header of an image file: ``(shape, geometry)`` in array order.
+
+    Cheap (no voxel data is loaded). Raises :class:`ImageReadError` for missing or unreadable
+    files and for images that are not 2D or 3D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ImageReadError(
+            f"cannot read image header {path}: {lines[-1] if lines else ''}"
+        ) from exc
+    dim = reader.GetDimension()
+    if dim not in (2, 3):
+        raise ImageReadError(f"{path}: expected a 2D or 3D image, found {dim}D")
+    shape = tuple(int(s) for s in reversed(reader.GetSize()))
+    geom = Geometry(
+        spacing=tuple(float(s) for s in reversed(reader.GetSpacing())),
+        origin=tuple(float(o) for o in reader.GetOrigin()),
+        direction=tuple(float(d) for d in reader.GetDirection()),
+    )
+    return shape, geom
+
+
 def write_image(
     array: np.ndarray, geometry: Geometry, path: str | Path, *, overwrite: bool = False
 ) -> None:

@@ -1,0 +1,420 @@
+"""Dataset discovery: rdcl's native nnU-Net v2 raw layout and adapters for the published layouts.
+
+Detected layouts (first match wins), for ``root``:
+
+- ``npz``: a ``.npz`` file, or a folder of them, holding ``images`` (N, 1, H, W) and ``labels``
+  (e.g. ``msd_lung_patches``); every patch is one 2D case. Images already in [0, 1] are marked
+  ``window`` normalisation with window (0, 1).
+- ``nnunet``: ``dataset.json`` + ``imagesTr/CASE_0000<file_ending>`` +
+  ``labelsTr/CASE<file_ending>``; an optional ``"rdcl"`` block may set ``lesion``,
+  ``normalization``, ``window`` and ``label_map`` (raw value -> 0/1).
+- ``msd``: ``dataset.json`` with a ``"training": [{"image": ..., "label": ...}]`` list
+  (Task06_Lung).
+- ``covid19_ct_seg``: the Zenodo COVID-19-CT-Seg layout: images ``coronacases_org_001.nii.gz`` /
+  ``radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii.gz`` in ``root`` or one sub-folder, masks
+  ``coronacases_001.nii.gz`` / ``radiopaedia_4_85506_1.nii.gz`` in ``Infection_Mask/`` (1 =
+  infection) or else ``Lung_and_Infection_Mask/`` (3 = infection; 1, 2 = lungs -> 0). Normalisation
+  ``window``: coronacases are HU and use the window (-1250, 250); the radiopaedia volumes were
+  already windowed to that range and scaled to [0, 255], so their window is (0, 255).
+- ``paired``: ``images/`` + ``masks/`` (or ``labels/``) matched by name, ignoring the tokens
+  im/img/image/mask/label/seg/gt (``tr_im_0001.png`` <-> ``tr_mask_0001.png``). PNG masks map
+  0 -> 0 and 1, 255 -> 1 and PNG images are marked ``window`` (0, 255). Unmatched files are
+  skipped with a warning.
+
+:func:`load_case` validates everything a case can get wrong and returns labels mapped to {0, 1}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rdcl.data import io
+
+log = logging.getLogger(__name__)
+
+CORONACASES_WINDOW = (-1250.0, 250.0)
+RADIOPAEDIA_WINDOW = (0.0, 255.0)
+PNG_WINDOW = (0.0, 255.0)
+_PNG_LABEL_MAP = {0: 0, 1: 1, 255: 1}
+_NAME_TOKENS = {"im", "img", "image", "images", "mask", "masks", "label", "labels", "seg", "gt"}
+
+
+class DatasetError(ValueError):
+    """A dataset folder or one of its cases is invalid (one-line message naming the file)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training/test case.
+
+    ``label_map`` maps raw label values to {0, 1} (``None``: labels must already be 0/1);
+    ``slice_index`` selects an entry of an ``.npz`` patch file; ``window`` is this case's intensity
+    window (raw units) when its dataset uses ``window`` normalisation.
+    """
+
+    name: str
+    image: Path
+    label: Path | None
+    label_map: dict[int, int] | None = None
+    slice_index: int | None = None
+    window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A discovered dataset. ``normalization`` is what the data needs (``"ct"``, ``"window"``) or
+    ``None`` to follow the run config; ``dim`` is 2 or 3 (spatial dimensions of one case)."""
+
+    name: str
+    root: Path
+    cases: tuple[Case, ...]
+    dim: int
+    normalization: str | None
+    layout: str = "nnunet"
+    lesion: str | None = None
+
+
+def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
+    """Detect the layout of ``root`` and list its cases (see the module docstring).
+
+    ``split`` is ``"train"`` (imagesTr/labelsTr, MSD ``training``) or ``"test"`` (imagesTs with
+    optional labelsTs, MSD ``test``); the published 2D/patch/COVID layouts only have ``"train"``.
+    Raises :class:`DatasetError` for a missing root, an unknown layout or an empty dataset.
+    """
+    root = Path(root)
+    if split not in ("train", "test"):
+        raise DatasetError(f"split must be 'train' or 'test', found {split!r}")
+    if not root.exists():
+        raise DatasetError(f"dataset not found: {root}")
+    if (root.is_file() and root.suffix == ".npz") or (root.is_dir() and _npz_files(root)):
+        layout, spec = "npz", _npz_dataset(root)
+    elif (root / "dataset.json").is_file():
+        meta = _read_json(root / "dataset.json")
+        layout = "msd" if isinstance(meta.get("training"), list) else "nnunet"
+        builder = _msd_dataset if layout == "msd" else _nnunet_dataset
+        return _finish(builder(root, meta, split), root)
+    elif (root / "Infection_Mask").is_dir() or (root / "Lung_and_Infection_Mask").is_dir():
+        layout, spec = "covid19_ct_seg", _covid_dataset(root)
+    elif (root / "images").is_dir() and _mask_dir(root) is not None:
+        layout, spec = "paired", _paired_dataset(root)
+    else:
+        raise DatasetError(
+            f"unknown dataset layout in {root}: expected dataset.json (nnU-Net/MSD), "
+            "Infection_Mask/ (COVID-19-CT-Seg), images/ + masks/ or labels/, or .npz patch files"
+        )
+    if split != "train":
+        raise DatasetError(f"the {layout} layout in {root} has only the 'train' split")
+    return _finish(spec, root)
+
+
+def _finish(spec: DatasetSpec, root: Path) -> DatasetSpec:
+    if not spec.cases:
+        raise DatasetError(f"empty dataset: no cases with images found in {root} ({spec.layout})")
+    log.info(
+        "dataset %s: %d cases, %dD, layout %s", spec.name, len(spec.cases), spec.dim, spec.layout
+    )
+    return spec
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot parse {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path} must hold a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def _dim_of(path: Path) -> int:
+    try:
+        return len(io.read_info(path)[0])
+    except io.ImageReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
+    ending = str(meta.get("file_ending", ".nii.gz"))
+    channels = meta.get("channel_names", meta.get("modality", {"0": "CT"}))
+    if len(channels) != 1:
+        raise DatasetError(f"{root / 'dataset.json'}: rdcl expects 1 channel, found {channels}")
+    extra = meta.get("rdcl", {}) or {}
+    label_map = _label_map(meta, extra)
+    window = tuple(float(w) for w in extra["window"]) if "window" in extra else None
+    img_dir, lab_dir = (
+        (root / "imagesTr", root / "labelsTr")
+        if split == "train"
+        else (root / "imagesTs", root / "labelsTs")
+    )
+    if not img_dir.is_dir():
+        raise DatasetError(f"empty dataset: folder {img_dir} not found")
+    suffix = "_0000" + ending
+    cases = []
+    for img in sorted(p for p in img_dir.iterdir() if p.name.endswith(suffix)):
+        name = img.name[: -len(suffix)]
+        lab = lab_dir / (name + ending)
+        if not lab.is_file():
+            if split == "train":
+                raise DatasetError(f"label not found for training image {img}: expected {lab}")
+            lab = None
+        cases.append(Case(name, img, lab, label_map, None, window))
+    n = meta.get("numTraining")
+    if split == "train" and isinstance(n, int) and n != len(cases):
+        log.warning("%s: numTraining is %d but %d cases were found", root, n, len(cases))
+    dim = _dim_of(cases[0].image) if cases else 3
+    norm = extra.get("normalization") or (
+        "ct" if str(next(iter(channels.values()), "")).upper() == "CT" else None
+    )
+    return DatasetSpec(
+        meta.get("name", root.name), root, tuple(cases), dim, norm, "nnunet", extra.get("lesion")
+    )
+
+
+def _label_map(meta: dict, extra: dict) -> dict[int, int] | None:
+    if "label_map" in extra:
+        return {int(k): int(v) for k, v in extra["label_map"].items()}
+    labels = meta.get("labels", {})
+    values = sorted({int(v) for v in labels.values() if isinstance(v, int)})
+    if len(values) == 2 and values[0] == 0 and values[1] != 1:
+        return {0: 0, values[1]: 1}
+    return None
+
+
+def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
+    entries = meta.get("training" if split == "train" else "test", [])
+    cases = []
+    for entry in entries:
+        img_rel, lab_rel = (
+            (entry.get("image"), entry.get("label")) if isinstance(entry, dict) else (entry, None)
+        )
+        if not isinstance(img_rel, str):
+            raise DatasetError(f"{root / 'dataset.json'}: bad entry {entry!r}")
+        img = (root / img_rel).resolve()
+        lab = (root / lab_rel).resolve() if lab_rel else None
+        for p in (img, lab):
+            if p is not None and not p.is_file():
+                raise DatasetError(f"file listed in {root / 'dataset.json'} not found: {p}")
+        cases.append(Case(io.strip_suffix(img), img, lab))
+    modality = str(next(iter(meta.get("modality", {}).values()), "")).upper()
+    dim = _dim_of(cases[0].image) if cases else 3
+    return DatasetSpec(
+        meta.get("name", root.name),
+        root,
+        tuple(cases),
+        dim,
+        "ct" if modality == "CT" else None,
+        "msd",
+    )
+
+
+def _covid_dataset(root: Path) -> DatasetSpec:
+    if (root / "Infection_Mask").is_dir():
+        mask_dir, label_map = root / "Infection_Mask", None
+    else:
+        mask_dir, label_map = root / "Lung_and_Infection_Mask", {0: 0, 1: 0, 2: 0, 3: 1}
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir() and "Mask" not in p.name)]
+    cases = []
+    for folder in folders:
+        for img in sorted(folder.iterdir()):
+            name = _covid_mask_name(io.strip_suffix(img))
+            if name is None or not io.is_image_file(img):
+                continue
+            masks = [m for m in mask_dir.glob(name + ".*") if io.strip_suffix(m) == name]
+            if not masks:
+                log.warning("skipping %s: no mask %s.* in %s", img, name, mask_dir)
+                continue
+            window = RADIOPAEDIA_WINDOW if name.startswith("radiopaedia") else CORONACASES_WINDOW
+            cases.append(Case(name, img, masks[0], label_map, None, window))
+    return DatasetSpec(
+        "COVID-19-CT-Seg", root, tuple(cases), 3, "window", "covid19_ct_seg", "covid"
+    )
+
+
+def _covid_mask_name(stem: str) -> str | None:
+    m = re.fullmatch(r"coronacases_org_(\d+)", stem)
+    if m:
+        return f"coronacases_{m.group(1)}"
+    m = re.fullmatch(r"radiopaedia_org_covid-19-pneumonia-(.+?)-dcm", stem)
+    return f"radiopaedia_{m.group(1)}" if m else None
+
+
+def _mask_dir(root: Path) -> Path | None:
+    return next((root / d for d in ("masks", "labels") if (root / d).is_dir()), None)
+
+
+def _match_key(path: Path) -> str:
+    tokens = re.split(r"[_\-.\s]+", io.strip_suffix(path).lower())
+    return "_".join(t for t in tokens if t and t not in _NAME_TOKENS)
+
+
+def _paired_dataset(root: Path) -> DatasetSpec:
+    mask_dir = _mask_dir(root)
+    images = sorted(p for p in (root / "images").iterdir() if io.is_image_file(p))
+    masks = sorted(p for p in mask_dir.iterdir() if io.is_image_file(p))
+    by_key: dict[str, Path] = {}
+    for m in masks:
+        key = _match_key(m)
+        if key in by_key:
+            raise DatasetError(f"masks {by_key[key]} and {m} match the same image name")
+        by_key[key] = m
+    cases, used = [], set()
+    for img in images:
+        mask = by_key.get(_match_key(img))
+        if mask is None:
+            log.warning("skipping image %s: no mask with a matching name in %s", img, mask_dir)
+            continue
+        used.add(mask)
+        is_png = img.name.lower().endswith(".png")
+        cases.append(
+            Case(
+                io.strip_suffix(img),
+                img,
+                mask,
+                _PNG_LABEL_MAP if mask.name.lower().endswith(".png") else None,
+                None,
+                PNG_WINDOW if is_png else None,
+            )
+        )
+    for m in masks:
+        if m not in used:
+            log.warning("skipping mask %s: no image with a matching name in %s", m, root / "images")
+    dim = _dim_of(cases[0].image) if cases else 2
+    norm = "window" if cases and cases[0].window is not None else None
+    return DatasetSpec(root.name, root, tuple(cases), dim, norm, "paired")
+
+
+def _npz_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*.npz") if not p.name.startswith("."))
+
+
+def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise DatasetError(f"patch file not found: {path}") from exc
+    return _npz_arrays_cached(path, mtime)
+
+
+@lru_cache(maxsize=8)
+def _npz_arrays_cached(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path) as z:
+            if "images" not in z:
+                raise DatasetError(f"{path}: expected an array 'images', found {sorted(z.files)}")
+            images = z["images"]
+            labels = z["labels"] if "labels" in z else None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"cannot read patch file {path}: {exc}") from exc
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim not in (4, 5) or images.shape[1] != 1:
+        raise DatasetError(
+            f"{path}: expected images (N, 1, H, W) or (N, 1, D, H, W), found {images.shape}"
+        )
+    if labels is not None:
+        if labels.ndim == images.ndim and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
+            raise DatasetError(
+                f"{path}: image/label shape mismatch, images {images.shape} labels {labels.shape}"
+            )
+    return images, labels
+
+
+def _npz_dataset(root: Path) -> DatasetSpec:
+    files = [root] if root.is_file() else _npz_files(root)
+    cases, in_unit = [], True
+    dim = 2
+    for f in files:
+        images, labels = _npz_arrays(f)
+        dim = images.ndim - 2
+        finite = images[np.isfinite(images)]
+        in_unit = in_unit and finite.size > 0 and finite.min() >= 0.0 and finite.max() <= 1.0
+        stem = f.stem
+        for i in range(images.shape[0]):
+            cases.append(Case(f"{stem}_{i:04d}", f, f if labels is not None else None, None, i))
+    if in_unit:
+        cases = [Case(c.name, c.image, c.label, None, c.slice_index, (0.0, 1.0)) for c in cases]
+    name = root.stem if root.is_file() else root.name
+    return DatasetSpec(name, root, tuple(cases), dim, "window" if in_unit else None, "npz")
+
+
+def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
+    """Read and validate one case.
+
+    Returns ``(image float32 (*spatial), label uint8 (*spatial) in {0, 1} or None, geometry)``
+    with arrays in (z, y, x) / (y, x) order. Raises :class:`DatasetError` (one line naming the
+    file) for unreadable/corrupt/4D files, NaN/inf voxels, image/label shape or geometry mismatch,
+    and label values outside the case's mapping (or outside {0, 1} without one).
+    """
+    if case.slice_index is not None:
+        images, labels = _npz_arrays(case.image)
+        where = f"{case.image}[{case.slice_index}]"
+        image = images[case.slice_index, 0]
+        label = labels[case.slice_index] if labels is not None else None
+        geom = io.Geometry.default(image.ndim)
+    else:
+        where = str(case.image)
+        image, geom = _read(case.image)
+        label = None
+        if case.label is not None:
+            label, lgeom = _read(case.label)
+            if label.shape != image.shape:
+                raise DatasetError(
+                    f"image/label shape mismatch: {case.image} is {image.shape}, "
+                    f"{case.label} is {label.shape}"
+                )
+            if not geom.matches(lgeom, atol=1e-3):
+                raise DatasetError(
+                    f"image/label geometry mismatch: {case.image} {geom} vs {case.label} {lgeom}"
+                )
+            where = str(case.label)
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        raise DatasetError(f"{case.image}: {bad} NaN/inf voxels; expected finite intensities")
+    image = np.array(image, dtype=np.float32)
+    if label is not None:
+        label = map_labels(label, case.label_map, where)
+    return image, label, geom
+
+
+def _read(path: Path) -> tuple[np.ndarray, io.Geometry]:
+    try:
+        return io.read_image(path)
+    except io.ImageReadError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def map_labels(label: np.ndarray, label_map: dict[int, int] | None, where: str) -> np.ndarray:
+    """Map raw label values to uint8 {0, 1} with ``label_map`` (``None``: identity on {0, 1}).
+
+    Raises :class:`DatasetError` naming ``where`` and the values found when a value is not covered.
+    """
+    allowed = label_map if label_map is not None else {0: 0, 1: 1}
+    if label.dtype.kind in "ub" or (label.dtype.kind == "i" and label.min() >= 0):
+        counts = np.bincount(label.ravel().astype(np.int64, copy=False))
+        values = np.flatnonzero(counts)
+    else:
+        values = np.unique(label)
+    bad = [v for v in values.tolist() if v not in allowed]
+    if bad:
+        found = [int(v) if float(v).is_integer() else float(v) for v in values.tolist()[:10]]
+        raise DatasetError(
+            f"{where}: label values {found} found; expected only {sorted(allowed)}"
+            + (" (the documented mapping)" if label_map is not None else " (0/1)")
+        )
+    if label_map is None:
+        return label.astype(np.uint8)
+    lut = np.zeros(int(max(allowed)) + 1, dtype=np.uint8)
+    for k, v in allowed.items():
+        lut[int(k)] = v
+    return lut[label.astype(np.int64, copy=False)]
