@@ -1,0 +1,109 @@
+"""Relation-consistency losses L_G and L_T of Algorithm 1, with the sigmoid ramp-up.
+
+The distances come from :func:`rdcl.kernels.relation_losses` (Triton on CUDA, the PyTorch
+reference otherwise), looked up at call time so the fastest registered path is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rdcl import kernels
+from rdcl.config import TrainConfig
+
+RELATION_TERMS = ("d_g", "d_t", "loss_g", "loss_t")
+"""Keys of the dict returned by :func:`relation_consistency`."""
+
+
+def rampup(step: int | float, rampup_steps: int) -> float:
+    """Sigmoid-shaped ramp ``exp(-5 (1 - t)^2)`` with ``t = clip(step / rampup_steps, 0, 1)``.
+
+    Gives exp(-5) ~ 0.0067 at step 0, exp(-1.25) ~ 0.287 halfway and 1 from ``rampup_steps`` on;
+    ``rampup_steps = 0`` means no ramp (always 1).
+
+    Raises:
+        ValueError: ``rampup_steps < 0``.
+    """
+    if rampup_steps < 0:
+        raise ValueError(f"rampup_steps must be >= 0, found {rampup_steps}")
+    if rampup_steps == 0:
+        return 1.0
+    t = min(max(step / rampup_steps, 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+def relation_consistency(
+    g_noncovid: torch.Tensor,
+    g_covid: torch.Tensor,
+    t_covid: torch.Tensor,
+    *,
+    lambda_g: float,
+    lambda_t: float,
+    ramp: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """The relation terms of Algorithm 1.
+
+    Args:
+        g_noncovid: (B, C, *spatial) general-encoder features of the non-COVID batch X_n.
+        g_covid: (B', C, *spatial) general-encoder features of the COVID batch X_c.
+        t_covid: (B', C, *spatial) target-encoder features of X_c.
+        lambda_g, lambda_t: final loss weights.
+        ramp: the ramp-up factor in [0, 1] (see :func:`rampup`).
+
+    Returns:
+        ``{"d_g", "d_t", "loss_g", "loss_t"}`` scalars (fp32). Relation matrices are batch-mean
+        (C, C) matrices R (see ``rdcl.kernels.relation_matrix``); both distances are the MEAN over
+        the C*C entries of the squared difference:
+        ``d_g = mean((R_G(X_n) - R_G(X_c))^2)`` (gradient into G's two inputs),
+        ``d_t = mean((R_G(X_c).detach() - R_T(X_c))^2)`` (gradient into ``t_covid`` only),
+        ``loss_g = lambda_g * ramp * d_g`` and ``loss_t = -lambda_t * ramp * d_t`` (minimising
+        ``loss_t`` pushes T's relations away from G's: T becomes discriminative).
+    """
+    d_g, d_t = kernels.relation_losses(g_noncovid, g_covid, t_covid)
+    return {
+        "d_g": d_g,
+        "d_t": d_t,
+        "loss_g": (lambda_g * ramp) * d_g,
+        "loss_t": (-lambda_t * ramp) * d_t,
+    }
+
+
+class RelationConsistencyLoss(nn.Module):
+    """:func:`relation_consistency` with the weights ramped up over ``rampup_steps`` steps.
+
+    ``forward(g_noncovid, g_covid, t_covid, step)`` returns the dict of
+    :func:`relation_consistency` with ``ramp = rampup(step, rampup_steps)``.
+    """
+
+    def __init__(self, *, lambda_g: float, lambda_t: float, rampup_steps: int) -> None:
+        super().__init__()
+        if rampup_steps < 0:
+            raise ValueError(f"rampup_steps must be >= 0, found {rampup_steps}")
+        self.lambda_g = lambda_g
+        self.lambda_t = lambda_t
+        self.rampup_steps = rampup_steps
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> RelationConsistencyLoss:
+        """Weights and ramp length from ``cfg.lambda_g``, ``cfg.lambda_t``, ``cfg.rampup_steps``."""
+        return cls(lambda_g=cfg.lambda_g, lambda_t=cfg.lambda_t, rampup_steps=cfg.rampup_steps)
+
+    def forward(
+        self,
+        g_noncovid: torch.Tensor,
+        g_covid: torch.Tensor,
+        t_covid: torch.Tensor,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """Named relation terms at training step ``step``; see :func:`relation_consistency`."""
+        return relation_consistency(
+            g_noncovid,
+            g_covid,
+            t_covid,
+            lambda_g=self.lambda_g,
+            lambda_t=self.lambda_t,
+            ramp=rampup(step, self.rampup_steps),
+        )
