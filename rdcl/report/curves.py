@@ -1,0 +1,116 @@
+"""Training curves from the per-step ``log.jsonl`` files written by ``rdcl.training``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ._files import save_figure_atomic
+
+PANELS = (
+    ("seg", "segmentation loss (Dice + BCE)"),
+    ("loss_g", "L_G = lambda_G ramp d_G"),
+    ("loss_t", "L_T = -lambda_T ramp d_T"),
+    ("lr", "learning rate"),
+)
+"""(record key, panel title) for the four panels."""
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """Parse a JSON-lines training log; blank lines are skipped.
+
+    Raises :class:`FileNotFoundError` when missing and :class:`ValueError` naming the line when a
+    line is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training log not found: {path}")
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{i}: expected a JSON object per line: {exc}") from exc
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, found {type(rec).__name__}")
+        records.append(rec)
+    return records
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the records whose ``key`` holds a finite number."""
+    pts = [
+        (float(r["step"]), float(r[key]))
+        for r in records
+        if isinstance(r.get(key), int | float) and "step" in r and math.isfinite(float(r[key]))
+    ]
+    if not pts:
+        return np.empty(0), np.empty(0)
+    arr = np.asarray(pts)
+    return arr[:, 0], arr[:, 1]
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` points (shorter at the start); same length as input."""
+    values = np.asarray(values, dtype=np.float64)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, found {window}")
+    csum = np.concatenate([[0.0], np.cumsum(values)])
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[start]) / (idx - start)
+
+
+def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path:
+    """Four panels over the step: segmentation loss, L_G, L_T and the learning rate.
+
+    Args:
+        log_jsonl_paths: run label -> ``log.jsonl`` whose records carry ``step``, ``stage``,
+            ``loss``, ``seg``, ``d_g``, ``d_t``, ``loss_g``, ``loss_t``, ``lr``. Each
+            (label, stage) pair is one line; missing, null or non-finite values are skipped (e.g.
+            a baseline has no L_G).
+        path: output ``.png`` (written atomically).
+
+    Loss panels show the raw values faintly and a trailing moving average (window n/20) on top.
+    Returns ``path``.
+    """
+    if not log_jsonl_paths:
+        raise ValueError("expected at least one training log, found none")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for label, log in log_jsonl_paths.items():
+        records = read_log(log)
+        stages = list(dict.fromkeys(str(r.get("stage", "")) for r in records))
+        for stage in stages:
+            name = label if len(stages) == 1 or not stage else f"{label} ({stage})"
+            runs[name] = [r for r in records if str(r.get("stage", "")) == stage]
+
+    fig = Figure(figsize=(11.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    colors = [f"C{i % 10}" for i in range(len(runs))]
+    for ax, (key, title) in zip(axes, PANELS, strict=True):
+        drawn = False
+        for color, (name, records) in zip(colors, runs.items(), strict=True):
+            steps, values = _series(records, key)
+            if steps.size == 0:
+                continue
+            drawn = True
+            if key == "lr":
+                ax.plot(steps, values, color=color, label=name)
+                continue
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+            window = max(1, steps.size // 20)
+            ax.plot(steps, moving_average(values, window), color=color, label=name)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if drawn:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    return save_figure_atomic(fig, path)
