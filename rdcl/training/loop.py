@@ -1,0 +1,213 @@
+"""The optimisation loop shared by both stages: LR schedule, clipping, divergence guard, per-step
+log, periodic atomic checkpoints and exact resume.
+
+A stage folder holds ``config.json`` (the resolved config), ``log.jsonl``, ``last.ckpt`` (every
+``train.checkpoint_every`` steps) and ``final.ckpt`` (on completion, no optimiser state).
+
+Exact resume: batches are a pure function of (seed, step) (``rdcl.data.PatchSampler``), the LR is a
+pure function of the step, and the checkpoint restores the weights, the optimiser's momentum
+buffers and every global RNG, so on the CPU N steps + resume + N steps gives bitwise the weights of
+2N steps straight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rdcl.config import Config
+
+from .checkpoint import (
+    FINAL,
+    FORMAT,
+    LAST,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .metrics_log import LOG_NAME, JsonlLog, check_finite
+from .schedule import clip_gradients, poly_lr, set_lr
+
+logger = logging.getLogger(__name__)
+
+TERMS = ("loss", "seg", "d_g", "d_t", "loss_g", "loss_t")
+"""Loss terms a step function may return (tensors or None); ``loss`` is the one back-propagated."""
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Stage:
+    """One training stage to run.
+
+    Attributes:
+        name: ``"pretrain"`` (stage 1) or ``"train"`` (stage 2); written into log and checkpoints.
+        cfg: the resolved configuration (saved with every checkpoint).
+        net: the network on its device; its trainable parameters are the optimiser's.
+        kind: the network kind (``"single"``, ``"dual"``, ``"multi_encoder"``).
+        out_dir: the stage folder.
+        total_steps: steps of the stage (the poly schedule's T).
+        compute: ``compute(step, batch) -> (terms, ramp)`` with ``terms`` a dict over
+            :data:`TERMS` (scalar tensors or None) and ``ramp`` the relation-loss ramp or None.
+        batches: ``batches(start_step)`` yields the batches of steps start_step .. total-1.
+        meta: extra checkpoint entries (``intensity``, ``dataset``).
+    """
+
+    name: str
+    cfg: Config
+    net: nn.Module
+    kind: str
+    out_dir: Path
+    total_steps: int
+    compute: Callable[[int, Any], tuple[dict[str, torch.Tensor | None], float | None]]
+    batches: Callable[[int], Iterable[Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def existing_run_files(out_dir: Path) -> list[Path]:
+    """The files in ``out_dir`` that a new run would overwrite (checkpoints and the log)."""
+    return [out_dir / n for n in (LAST, FINAL, LOG_NAME) if (out_dir / n).exists()]
+
+
+def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse to touch an existing run unless ``resume`` or ``overwrite``.
+
+    Raises:
+        RunExistsError: checkpoints exist and neither flag is set (nothing is changed).
+    """
+    out_dir = Path(out_dir)
+    found = existing_run_files(out_dir)
+    if any(p.suffix == ".ckpt" for p in found) and not (resume or overwrite):
+        raise RunExistsError(
+            f"output folder {out_dir} already holds a run ({found[0].name}); pass resume=True "
+            "(--resume) to continue it or overwrite=True (--overwrite) to start again"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite and not resume:
+        for p in found:
+            p.unlink()
+
+
+def write_config(cfg: Config, out_dir: Path) -> None:
+    """Write the resolved config as ``out_dir/config.json``."""
+    tmp = out_dir / ".config.json.tmp"
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+    tmp.replace(out_dir / "config.json")
+
+
+def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
+    current = json.loads(json.dumps(cfg.to_dict()))
+    saved = json.loads(json.dumps(saved))
+    diff = [
+        f"{section}.{key}"
+        for section in current
+        for key in current[section]
+        if saved.get(section, {}).get(key) != current[section][key]
+    ]
+    if diff:
+        raise ValueError(
+            f"cannot resume {path}: the config differs from the checkpoint's in {diff}; "
+            "resume with the same config or start a new run"
+        )
+
+
+def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "config": stage.cfg.to_dict(),
+        "kind": stage.kind,
+        "stage": stage.name,
+        "step": step,
+        "model": {k: v.detach().cpu() for k, v in stage.net.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "rng": rng_state(),
+        **stage.meta,
+    }
+
+
+def run_stage(
+    stage: Stage, optimizer: torch.optim.Optimizer, *, resume: bool, progress: bool = True
+) -> Path:
+    """Run (or resume) ``stage`` to completion and return the path of its ``final.ckpt``.
+
+    Per step t (0-based): set lr = poly(t), compute the terms, stop on a non-finite term, one
+    backward of ``terms["loss"]``, clip the global gradient norm, stop on a non-finite norm,
+    optimiser step, log, and every ``checkpoint_every`` steps write ``last.ckpt``.
+
+    Raises:
+        TrainingDivergedError: a loss term or the gradient norm is NaN/inf; the optimiser step is
+            not taken and no checkpoint is written, so ``last.ckpt`` is the last good state.
+    """
+    out, tcfg = stage.out_dir, stage.cfg.train
+    final, last = out / FINAL, out / LAST
+    start = 0
+    if resume and final.is_file():
+        logger.info("%s: %s exists, stage already complete", stage.name, final)
+        return final
+    if resume and last.is_file():
+        ckpt = load_checkpoint(last)
+        _check_same_config(ckpt["config"], stage.cfg, last)
+        stage.net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        start = int(ckpt["step"])
+        logger.info("%s: resuming from %s at step %d", stage.name, last, start)
+    elif resume:
+        logger.warning("%s: no %s to resume from; starting at step 0", stage.name, last)
+    write_config(stage.cfg, out)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    stage.net.train()
+    with (
+        JsonlLog(out / LOG_NAME, keep_until=start) as log,
+        tqdm(total=stage.total_steps, initial=start, desc=stage.name, disable=not progress) as bar,
+    ):
+        done = start
+        for step, batch in zip(range(start, stage.total_steps), stage.batches(start), strict=False):
+            tic = time.perf_counter()
+            lr = poly_lr(step, stage.total_steps, tcfg.lr, tcfg.poly_exponent)
+            set_lr(optimizer, lr)
+            optimizer.zero_grad(set_to_none=True)
+            terms, ramp = stage.compute(step, batch)
+            values = {k: (None if terms.get(k) is None else float(terms[k])) for k in TERMS}
+            good = last if last.is_file() else None
+            check_finite(values, step=step + 1, stage=stage.name, last_good=good)
+            terms["loss"].backward()
+            grad_norm = clip_gradients(params, tcfg.grad_clip)
+            check_finite({"grad_norm": grad_norm}, step=step + 1, stage=stage.name, last_good=good)
+            optimizer.step()
+            done = step + 1
+            if done % tcfg.log_every == 0 or done == stage.total_steps:
+                record = {"step": done, "stage": stage.name, "lr": lr, "ramp": ramp, **values}
+                record.update(grad_norm=grad_norm, seconds=time.perf_counter() - tic)
+                log.write(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if done % tcfg.checkpoint_every == 0:
+                save_checkpoint(last, _payload(stage, done, optimizer))
+    if done != stage.total_steps:
+        raise RuntimeError(
+            f"{stage.name}: the batch source ran out after step {done}; expected "
+            f"{stage.total_steps} steps"
+        )
+    save_checkpoint(final, _payload(stage, stage.total_steps, None))
+    logger.info("%s: finished %d steps -> %s", stage.name, stage.total_steps, final)
+    return final

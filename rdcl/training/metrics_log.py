@@ -1,0 +1,113 @@
+"""Per-step training log (JSON Lines) and the divergence guard.
+
+Every step appends one JSON object to ``log.jsonl``::
+
+    {"step": int, "stage": "pretrain"|"train", "lr": float, "ramp": float | null,
+     "loss": float, "seg": float, "d_g": float | null, "d_t": float | null,
+     "loss_g": float | null, "loss_t": float | null, "grad_norm": float, "seconds": float}
+
+``step`` is 1-based (the number of optimiser steps done after this one), ``seconds`` the wall time
+of the step; terms a method does not use are ``null``. A line is flushed as soon as it is written,
+so a killed run keeps its log; on resume, lines past the checkpoint's step are dropped so the log
+of a resumed run equals the log of an uninterrupted one (apart from ``seconds``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "log.jsonl"
+"""File name of the per-step log inside a stage's output folder."""
+
+LOG_KEYS = (
+    "step",
+    "stage",
+    "lr",
+    "ramp",
+    "loss",
+    "seg",
+    "d_g",
+    "d_t",
+    "loss_g",
+    "loss_t",
+    "grad_norm",
+    "seconds",
+)
+"""The keys of every log record, in order."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss term or the gradient norm became NaN or infinite; training stopped before the step."""
+
+
+def check_finite(terms: dict[str, float | None], *, step: int, stage: str, last_good: Path | None):
+    """Raise :class:`TrainingDivergedError` naming the step and the first non-finite term.
+
+    Args:
+        terms: name -> value; ``None`` values (unused terms) are ignored.
+        step: 1-based index of the step whose values these are.
+        stage: ``"pretrain"`` or ``"train"``.
+        last_good: the checkpoint left intact, quoted in the message (``None``: none written yet).
+    """
+    for name, value in terms.items():
+        if value is not None and not math.isfinite(value):
+            where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint written"
+            raise TrainingDivergedError(
+                f"training diverged at step {step} ({stage}): {name} = {value}; expected a finite "
+                f"value; stopped before the optimiser step ({where})"
+            )
+
+
+class JsonlLog:
+    """Append-only JSON Lines writer for one stage's log.
+
+    Args:
+        path: the ``log.jsonl`` file.
+        keep_until: ``None`` starts a new log (an existing file is replaced). An int keeps the
+            existing lines with ``step <= keep_until`` (resume from that checkpoint step) and
+            drops the rest.
+    """
+
+    def __init__(self, path: str | Path, *, keep_until: int | None = None) -> None:
+        self.path = Path(path)
+        kept: list[str] = []
+        if keep_until is not None and self.path.is_file():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and _step_of(line) <= keep_until
+            ]
+        self.path.write_text("".join(line + "\n" for line in kept))
+        self._fh = self.path.open("a")
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (keys in :data:`LOG_KEYS` order) and flush it to disk."""
+        ordered = {k: record.get(k) for k in LOG_KEYS}
+        self._fh.write(json.dumps(ordered) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Close the file (further writes raise)."""
+        self._fh.close()
+
+    def __enter__(self) -> JsonlLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        # a torn last line of a killed run: drop it
+        return 1 << 62
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a ``log.jsonl`` file, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,67 @@
+"""Optimiser, learning-rate schedule and gradient clipping (paper + nnU-Net defaults).
+
+SGD with lr 0.01, momentum 0.99, Nesterov, weight decay 3e-5; the poly schedule
+lr_t = lr * (1 - t / T)^0.9 set before every step t = 0 .. T-1; the gradient norm clipped to 12.
+The relation-loss weights ramp up with :func:`rdcl.losses.rampup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from rdcl.config import TrainConfig
+
+
+def poly_lr(step: int, total_steps: int, base_lr: float, exponent: float = 0.9) -> float:
+    """Poly learning rate ``base_lr * (1 - step / total_steps) ** exponent``.
+
+    Args:
+        step: 0-based index of the step about to be taken, ``0 <= step <= total_steps``.
+        total_steps: the number of steps of the stage (> 0).
+
+    Returns:
+        ``base_lr`` at step 0, falling to ``base_lr * (1 / T)^exponent`` at the last step T-1.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be > 0, found {total_steps}")
+    if not 0 <= step <= total_steps:
+        raise ValueError(f"step must be in [0, {total_steps}], found {step}")
+    return base_lr * (1.0 - step / total_steps) ** exponent
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.SGD:
+    """One SGD optimiser over ``params`` with the configured momentum, Nesterov and decay.
+
+    Raises:
+        ValueError: when ``params`` is empty (every parameter frozen).
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+    return torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def clip_gradients(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Clip the global L2 norm of the gradients to ``max_norm``; returns the norm before clipping.
+
+    The norm is taken over every gradient together (G, T and D alike), as nnU-Net does. A
+    non-finite norm is returned as is (the caller stops training before the optimiser step).
+    """
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))
