@@ -1,0 +1,382 @@
+"""Preprocessing: intensity normalisation, resampling to a target spacing, and the array cache.
+
+Normalisation schemes (``DataConfig.normalization``, or the dataset's own when its layout records
+one, e.g. already-windowed PNGs):
+
+- ``"ct"`` (nnU-Net CT scheme): clip to the 0.5/99.5 percentiles of the training set's foreground
+  voxels, then ``(x - mean) / max(std, 1e-8)`` with the foreground mean/std (of the unclipped
+  foreground voxels), all from :func:`compute_intensity_stats`.
+- ``"window"``: ``(clip(x, lo, hi) - lo) / (hi - lo)``, mapping the window to [0, 1].
+- ``"zscore"``: per image, ``(x - mean(x)) / max(std(x), 1e-8)``.
+
+Resampling uses :func:`scipy.ndimage.zoom` with ``grid_mode=True`` (voxel edges stay aligned, as
+for a physical resize): order-3 splines for images, and for labels either nearest neighbour or
+linear interpolation thresholded at 0.5 (the default, the binary case of nnU-Net's scheme).
+Images are normalised first and resampled second, as nnU-Net does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rdcl.config import DataConfig
+from rdcl.data.io import Geometry
+from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case
+from rdcl.data.resample import resample_image, resample_label, target_shape
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class IntensityStats:
+    """Foreground intensity statistics of a training set (raw units, e.g. HU).
+
+    ``lo``/``hi`` are the 0.5/99.5 percentiles; ``mean``/``std`` describe the same voxels.
+    """
+
+    mean: float
+    std: float
+    lo: float
+    hi: float
+
+    def to_dict(self) -> dict[str, float]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IntensityStats:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: float(d[k]) for k in ("mean", "std", "lo", "hi")})
+
+
+def compute_intensity_stats(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    *,
+    max_voxels_per_case: int = 100_000,
+    seed: int = 0,
+) -> IntensityStats:
+    """Statistics of the foreground (``label > 0``) voxels over ``(image, label)`` pairs.
+
+    Each case contributes at most ``max_voxels_per_case`` voxels (a seeded uniform subsample, as
+    nnU-Net does); cases without a label or without foreground contribute nothing. When no case
+    has foreground, every voxel is used instead. Percentiles use linear interpolation
+    (``np.percentile``); ``std`` is the population standard deviation (ddof=0).
+    """
+    rng = np.random.default_rng(seed)
+
+    def subsample(v: np.ndarray) -> np.ndarray:
+        return v if v.size <= max_voxels_per_case else rng.choice(v, max_voxels_per_case, False)
+
+    fg: list[np.ndarray] = []
+    every: list[np.ndarray] = []
+    for image, label in pairs:
+        image = np.asarray(image, dtype=np.float64).ravel()
+        if label is not None:
+            fg.append(subsample(image[np.asarray(label).ravel() > 0]))
+        every.append(subsample(image))
+    values = np.concatenate(fg) if any(v.size for v in fg) else np.concatenate([[], *every])
+    if values.size == 0:
+        raise ValueError("cannot compute intensity statistics: no voxels were given")
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    return IntensityStats(float(values.mean()), float(values.std()), float(lo), float(hi))
+
+
+def normalize(
+    image: np.ndarray,
+    normalization: str,
+    *,
+    stats: IntensityStats | None = None,
+    window: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Normalise intensities (see the module docstring); returns float32 of the same shape.
+
+    ``stats`` is required for ``"ct"`` and ``window`` for ``"window"``.
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if normalization == "ct":
+        if stats is None:
+            raise ValueError("normalization 'ct' needs IntensityStats; none were given")
+        x = np.clip(x, stats.lo, stats.hi)
+        return ((x - stats.mean) / max(stats.std, EPS)).astype(np.float32)
+    if normalization == "window":
+        if window is None:
+            raise ValueError("normalization 'window' needs a (low, high) window; none was given")
+        lo, hi = float(window[0]), float(window[1])
+        return ((np.clip(x, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    if normalization == "zscore":
+        return ((x - x.mean()) / max(float(x.std()), EPS)).astype(np.float32)
+    raise ValueError(f"normalization must be 'ct', 'window' or 'zscore', found {normalization!r}")
+
+
+def preprocess_case(
+    image: np.ndarray,
+    geometry: Geometry,
+    data_cfg: DataConfig,
+    stats: IntensityStats | None,
+    label: np.ndarray | None = None,
+    *,
+    normalization: str | None = None,
+    window: tuple[float, float] | None = None,
+    label_mode: str = "linear",
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Normalise and resample one case.
+
+    ``image``/``label``: (*spatial) arrays in raw units / {0, 1}. ``normalization`` and ``window``
+    override ``data_cfg.normalization`` / ``data_cfg.window`` (the dataset's own settings).
+    Returns ``(image float32 (1, *spatial'), label uint8 (*spatial') | None, props)``, where
+    ``props`` (JSON-serialisable) holds ``shape``, ``spacing``, ``resampled_shape``,
+    ``resampled_spacing`` and ``geometry``, everything :func:`restore` needs.
+    """
+    norm = normalization or data_cfg.normalization
+    x = normalize(image, norm, stats=stats, window=window or data_cfg.window)
+    shape = target_shape(image.shape, geometry.spacing, data_cfg.target_spacing)
+    x = resample_image(x, shape)
+    y = resample_label(label, shape, mode=label_mode) if label is not None else None
+    props = {
+        "shape": list(image.shape),
+        "spacing": list(geometry.spacing),
+        "resampled_shape": list(shape),
+        "resampled_spacing": [
+            s * o / n for s, o, n in zip(geometry.spacing, image.shape, shape, strict=True)
+        ],
+        "geometry": {k: list(v) for k, v in asdict(geometry).items()},
+        "normalization": norm,
+    }
+    return x[None], y, props
+
+
+def restore(prob_or_mask: np.ndarray, props: dict[str, Any]) -> np.ndarray:
+    """Resample a network output back to the case's original shape.
+
+    ``prob_or_mask``: ``(*resampled)`` or ``(K, *resampled)``. Integer/bool masks are resampled
+    with linear interpolation thresholded at 0.5 (uint8 out); float arrays (probabilities,
+    logits) linearly (float32 out). Identity when no resampling happened.
+    """
+    shape = tuple(props["shape"])
+    arr = np.asarray(prob_or_mask)
+    spatial = arr.shape[-len(shape) :]
+    if tuple(spatial) != tuple(props["resampled_shape"]):
+        raise ValueError(
+            f"array spatial shape {tuple(spatial)} does not match the preprocessed shape "
+            f"{tuple(props['resampled_shape'])}"
+        )
+    if arr.ndim == len(shape) + 1:
+        return np.stack([restore(a, props) for a in arr])
+    if arr.dtype.kind in "biu":
+        return resample_label(arr, shape)
+    return resample_image(arr, shape, order=1)
+
+
+def geometry_from_props(props: dict[str, Any]) -> Geometry:
+    """The original :class:`Geometry` stored in ``props`` (for writing restored outputs)."""
+    g = props["geometry"]
+    return Geometry(tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
+
+
+CACHE_FORMAT = "rdcl-cache/1"
+_FG_SAMPLES = 10_000
+
+
+def _case_fingerprint(case: Case) -> list[Any]:
+    files = [p for p in (case.image, case.label) if p is not None]
+    stamps = []
+    for p in files:
+        st = Path(p).stat()
+        stamps.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    lm = sorted(case.label_map.items()) if case.label_map else None
+    return [case.name, stamps, lm, case.slice_index, case.window]
+
+
+def _fingerprint(spec: DatasetSpec, data_cfg: DataConfig, stats: IntensityStats | None) -> str:
+    payload = {
+        "format": CACHE_FORMAT,
+        "cases": [_case_fingerprint(c) for c in spec.cases],
+        "normalization": spec.normalization or data_cfg.normalization,
+        "window": list(data_cfg.window),
+        "target_spacing": list(data_cfg.target_spacing) if data_cfg.target_spacing else None,
+        "stats": stats.to_dict() if stats else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def preprocess_dataset(
+    spec: DatasetSpec,
+    data_cfg: DataConfig,
+    cache_dir: str | Path,
+    stats: IntensityStats | None = None,
+) -> CachedDataset:
+    """Preprocess every case of ``spec`` into ``cache_dir`` and return the cached dataset.
+
+    Writes ``<case>.npz`` (``image`` float32 (1, *spatial), ``label`` uint8 (*spatial) when the
+    case has one, ``fg`` int32 (K, dim) foreground voxel coordinates (a seeded subsample of at
+    most 10,000), ``props`` JSON), then ``stats.json`` and last ``manifest.json``, each atomically.
+    The dataset's own normalisation and per-case windows take precedence over ``data_cfg``.
+    ``stats`` (for ``"ct"``) default to :func:`compute_intensity_stats` over this dataset; for the
+    other schemes they are computed for the record only. When ``manifest.json`` already holds the
+    same fingerprint (input files' paths, sizes and mtimes, settings, given stats), nothing is
+    re-read and the cache is reused.
+    """
+    cache_dir = Path(cache_dir)
+    key = _fingerprint(spec, data_cfg, stats)
+    manifest_path = cache_dir / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("fingerprint") == key and all((cache_dir / f).is_file() for f in old["files"]):
+            log.info("reusing preprocessed cache %s (%d cases)", cache_dir, len(old["files"]))
+            return CachedDataset(cache_dir)
+    names = [c.name for c in spec.cases]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DatasetError(f"{spec.root}: duplicate case names {dup[:5]}")
+    norm = spec.normalization or data_cfg.normalization
+    if stats is None and norm == "ct":
+        stats = compute_intensity_stats(load_case(c)[:2] for c in spec.cases)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    collected: list[tuple[np.ndarray, np.ndarray | None]] = []
+    files = []
+    for i, case in enumerate(spec.cases):
+        image, label, geom = load_case(case)
+        if stats is None:
+            collected.append(_stats_sample(image, label, i))
+        x, y, props = preprocess_case(
+            image, geom, data_cfg, stats, label, normalization=norm, window=case.window
+        )
+        arrays = {"image": x, "props": np.array(json.dumps(props))}
+        if y is not None:
+            arrays["label"] = y
+            arrays["fg"] = _foreground_sample(y, seed=i)
+        fname = f"{case.name}.npz"
+        _atomic_write(cache_dir / fname, lambda f, a=arrays: np.savez(f, **a))
+        files.append(fname)
+    if stats is None:
+        stats = compute_intensity_stats(collected)
+    info = {
+        "intensity": stats.to_dict(),
+        "normalization": norm,
+        "target_spacing": list(data_cfg.target_spacing) if data_cfg.target_spacing else None,
+        "dataset": {
+            "name": spec.name,
+            "dim": spec.dim,
+            "layout": spec.layout,
+            "lesion": spec.lesion,
+            "root": str(spec.root),
+        },
+    }
+    _write_json(cache_dir / "stats.json", info)
+    _write_json(manifest_path, {"format": CACHE_FORMAT, "fingerprint": key, "files": files})
+    log.info("preprocessed %d cases of %s into %s", len(files), spec.name, cache_dir)
+    return CachedDataset(cache_dir)
+
+
+def _stats_sample(image: np.ndarray, label: np.ndarray | None, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    flat = image.ravel()
+    if flat.size <= 100_000:
+        return image, label
+    idx = rng.choice(flat.size, 100_000, replace=False)
+    return flat[idx], None if label is None else label.ravel()[idx]
+
+
+def _foreground_sample(label: np.ndarray, *, seed: int) -> np.ndarray:
+    coords = np.argwhere(label > 0).astype(np.int32)
+    if len(coords) > _FG_SAMPLES:
+        rng = np.random.default_rng(seed)
+        coords = coords[np.sort(rng.choice(len(coords), _FG_SAMPLES, replace=False))]
+    return coords
+
+
+class CachedDataset:
+    """Preprocessed cases read from a cache written by :func:`preprocess_dataset`.
+
+    ``dataset[i] -> (image float32 (1, *spatial), label uint8 (*spatial) | None)``. Arrays are
+    kept in memory after their first read when ``in_memory`` (the default). Attributes: ``names``,
+    ``dim``, ``stats`` (:class:`IntensityStats`), ``normalization``, ``info`` (stats.json).
+    """
+
+    def __init__(self, cache_dir: str | Path, *, in_memory: bool = True) -> None:
+        self.cache_dir = Path(cache_dir)
+        try:
+            manifest = json.loads((self.cache_dir / "manifest.json").read_text())
+            self.info = json.loads((self.cache_dir / "stats.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(
+                f"no valid preprocessed cache in {self.cache_dir} (run preprocessing): {exc}"
+            ) from exc
+        if manifest.get("format") != CACHE_FORMAT:
+            raise DatasetError(
+                f"{self.cache_dir}: cache format {manifest.get('format')!r}, "
+                f"expected {CACHE_FORMAT!r}"
+            )
+        self.files = [self.cache_dir / f for f in manifest["files"]]
+        self.names = [f.name[: -len(".npz")] for f in self.files]
+        self.stats = IntensityStats.from_dict(self.info["intensity"])
+        self.normalization = self.info["normalization"]
+        self.dim = int(self.info["dataset"]["dim"])
+        self.in_memory = in_memory
+        self._memo: dict[int, dict[str, Any]] = {}
+
+    @classmethod
+    def load(cls, cache_dir: str | Path, *, in_memory: bool = True) -> CachedDataset:
+        """Open an existing cache (raises :class:`DatasetError` when there is none)."""
+        return cls(cache_dir, in_memory=in_memory)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _arrays(self, i: int) -> dict[str, Any]:
+        if i in self._memo:
+            return self._memo[i]
+        if not 0 <= i < len(self.files):
+            raise IndexError(f"case index {i} out of range for {len(self.files)} cases")
+        try:
+            with np.load(self.files[i]) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read cached case {self.files[i]}: {exc}") from exc
+        arrays["props"] = json.loads(str(arrays["props"]))
+        if self.in_memory:
+            self._memo[i] = arrays
+        return arrays
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        a = self._arrays(i)
+        return a["image"], a.get("label")
+
+    def foreground(self, i: int) -> np.ndarray:
+        """Foreground voxel coordinates of case ``i``, int32 (K, spatial dims); K may be 0."""
+        a = self._arrays(i)
+        return a.get("fg", np.zeros((0, a["image"].ndim - 1), np.int32))
+
+    def props(self, i: int) -> dict[str, Any]:
+        """The :func:`preprocess_case` ``props`` of case ``i`` (for :func:`restore`)."""
+        return self._arrays(i)["props"]
