@@ -1,0 +1,323 @@
+"""Triton kernels for the relation matrix: channel Gram with row-L2 normalisation.
+
+Forward, for features F of shape (B, C, N) (spatial axes flattened):
+
+    A = mean_b F_b                     (reduce="mean"; per-sample: A_b = F_b)
+    G = A A^T                          (C, C), split-K over N, partials summed in a fixed order
+    R_i = G_i / max(||G_i||, eps)      (row i)
+
+Backward, for dR:
+
+    dG_i = (dR_i - R_i <R_i, dR_i>) / ||G_i||   (dR_i / eps where ||G_i|| < eps, as the reference)
+    dA = (dG + dG^T) A,    dF_b = dA / B  (per-sample: dF_b = dA_b)
+
+Launches: forward = split-K partial Gram + (split reduction, normalisation); backward = dG + dF.
+The batch mean is fused into every load of F (it is never materialised), accumulation is fp32
+(fp64 for fp64 input), and fp32 products use ``ieee`` or the 3xtf32 scheme (``"tf32x3"``), never
+plain tf32. Block sizes are chosen in Python (``@triton.autotune`` does not run under
+``TRITON_INTERPRET=1``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import EPS
+
+_TORCH_TO_TL = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``, read now)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _load_mean_tile(x_ptr, rows, cols, NB, C, N, sb, sc, sn, ACC: tl.constexpr):
+    """Load F[:, rows, cols] and average over the NB samples: a (len(rows), len(cols)) tile."""
+    mask = (rows[:, None] < C) & (cols[None, :] < N)
+    ptrs = x_ptr + rows[:, None].to(tl.int64) * sc + cols[None, :].to(tl.int64) * sn
+    a = tl.load(ptrs, mask=mask, other=0.0).to(ACC)
+    for b in range(1, NB):
+        a += tl.load(ptrs + b * sb, mask=mask, other=0.0).to(ACC)
+    return a / NB
+
+
+@triton.jit
+def _gram_partial(x_ptr, part_ptr, NB, C, N, sb, sc, sn, tile, split, SPLITS,
+                  BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, SINGLE: tl.constexpr,
+                  ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """Partial Gram tile (rows block i, cols block j) over split ``split`` of N into part[split].
+
+    SINGLE (C <= BLOCK_C): one tile holds every channel, so A is loaded once per K step.
+    """
+    nbc = tl.cdiv(C, BLOCK_C)
+    ri = (tile // nbc) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rj = (tile % nbc) * BLOCK_C + tl.arange(0, BLOCK_C)
+    chunk = tl.cdiv(tl.cdiv(N, SPLITS), BLOCK_K) * BLOCK_K
+    k0 = split * chunk
+    k1 = tl.minimum(k0 + chunk, N)
+    acc = tl.zeros((BLOCK_C, BLOCK_C), dtype=ACC)
+    for k in range(k0, k1, BLOCK_K):
+        cols = k + tl.arange(0, BLOCK_K)
+        ai = _load_mean_tile(x_ptr, ri, cols, NB, C, k1, sb, sc, sn, ACC)
+        if SINGLE:
+            aj = ai
+        else:
+            aj = _load_mean_tile(x_ptr, rj, cols, NB, C, k1, sb, sc, sn, ACC)
+        acc = tl.dot(ai, tl.trans(aj), acc, input_precision=PRECISION, out_dtype=ACC)
+    mask = (ri[:, None] < C) & (rj[None, :] < C)
+    out = part_ptr + (split * C + ri[:, None]).to(tl.int64) * C + rj[None, :]
+    tl.store(out, acc, mask=mask)
+
+
+@triton.jit
+def _sum_splits(part_ptr, rows, cols, C, SPLITS, ACC: tl.constexpr):
+    """G[rows, cols] = sum_s part[s, rows, cols], summed in split order (deterministic)."""
+    mask = (rows[:, None] < C) & (cols[None, :] < C)
+    ptrs = part_ptr + rows[:, None].to(tl.int64) * C + cols[None, :]
+    g = tl.load(ptrs, mask=mask, other=0.0).to(ACC)
+    for s in range(1, SPLITS):
+        g += tl.load(ptrs + s * C * C, mask=mask, other=0.0)
+    return g
+
+
+@triton.jit
+def _normalize_rows(g, EPS: tl.constexpr):
+    """Row-L2 normalisation: returns (R, raw row norm)."""
+    norm = tl.sqrt(tl.sum(g * g, axis=1))
+    return g / tl.maximum(norm, EPS)[:, None], norm
+
+
+@triton.jit
+def _grad_gram_rows(r, dr, norm, EPS: tl.constexpr):
+    """dG rows from dR rows: (dR - R <R, dR>) / ||G|| (no projection where ||G|| < eps)."""
+    proj = tl.where(norm >= EPS, tl.sum(r * dr, axis=1), 0.0)
+    return (dr - r * proj[:, None]) / tl.maximum(norm, EPS)[:, None]
+
+
+@triton.jit
+def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n,
+                       BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr,
+                       PRECISION: tl.constexpr):  # fmt: skip
+    """dF_b[rows, cols] = ((dG + dG^T) A)[rows, cols] / NB for each of the NB samples.
+
+    ``dx_ptr`` is a contiguous (NB, C, N) gradient; ``x_ptr`` the (strided) features.
+    """
+    ri = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_I, BLOCK_N), dtype=ACC)
+    for j0 in range(0, C, BLOCK_I):
+        rj = j0 + tl.arange(0, BLOCK_I)
+        mask = (ri[:, None] < C) & (rj[None, :] < C)
+        s = tl.load(dg_ptr + ri[:, None] * C + rj[None, :], mask=mask, other=0.0)
+        s += tl.load(dg_ptr + rj[None, :] * C + ri[:, None], mask=mask, other=0.0)
+        a = _load_mean_tile(x_ptr, rj, cols, NB, C, N, sb, sc, sn, ACC)
+        acc = tl.dot(s, a, acc, input_precision=PRECISION, out_dtype=ACC)
+    acc = (acc / NB).to(dx_ptr.dtype.element_ty)
+    mask = (ri[:, None] < C) & (cols[None, :] < N)
+    out = dx_ptr + ri[:, None].to(tl.int64) * N + cols[None, :]
+    for b in range(NB):
+        tl.store(out + b * C * N, acc, mask=mask)
+
+
+@triton.jit
+def _relation_fwd_gram_kernel(x_ptr, part_ptr, NB, C, N, sb, sc, sn, SPLITS,
+                              BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, SINGLE: tl.constexpr,
+                              ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """Grid (tiles, SPLITS, B_out): split-K partial Gram; part is (B_out, SPLITS, C, C)."""
+    b = tl.program_id(2)
+    _gram_partial(x_ptr + b * sb, part_ptr + b * SPLITS * C * C, NB, C, N, sb, sc, sn,
+                  tl.program_id(0), tl.program_id(1), SPLITS, BLOCK_C, BLOCK_K, SINGLE, ACC,
+                  PRECISION)  # fmt: skip
+
+
+@triton.jit
+def _relation_fwd_kernel(part_ptr, r_ptr, norm_ptr, C, SPLITS, BLOCK_R: tl.constexpr,
+                         BLOCK_W: tl.constexpr, ACC: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, B_out): reduce the splits of full-width rows, normalise, store R, ||G||."""
+    b = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_W)
+    g = _sum_splits(part_ptr + b * SPLITS * C * C, rows, cols, C, SPLITS, ACC)
+    r, norm = _normalize_rows(g, EPS)
+    mask = (rows[:, None] < C) & (cols[None, :] < C)
+    tl.store(r_ptr + b * C * C + rows[:, None] * C + cols[None, :], r, mask=mask)
+    tl.store(norm_ptr + b * C + rows, norm, mask=rows < C)
+
+
+@triton.jit
+def _relation_bwd_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constexpr,
+                         BLOCK_W: tl.constexpr, ACC: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, B_out): dG rows from dR rows (full-width row tiles)."""
+    b = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_W)
+    mask = (rows[:, None] < C) & (cols[None, :] < C)
+    offs = b * C * C + rows[:, None] * C + cols[None, :]
+    r = tl.load(r_ptr + offs, mask=mask, other=0.0).to(ACC)
+    dr = tl.load(dr_ptr + offs, mask=mask, other=0.0).to(ACC)
+    norm = tl.load(norm_ptr + b * C + rows, mask=rows < C, other=1.0).to(ACC)
+    tl.store(dg_ptr + offs, _grad_gram_rows(r, dr, norm, EPS), mask=mask)
+
+
+@triton.jit
+def _relation_bwd_feat_kernel(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn,
+                              BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr,
+                              PRECISION: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, N blocks, B_out): dF = (dG + dG^T) A / NB."""
+    b = tl.program_id(2)
+    _feature_grad_tile(x_ptr + b * sb, dx_ptr + b * C * N, dg_ptr + b * C * C, NB, C, N, sb, sc,
+                       sn, tl.program_id(0), tl.program_id(1), BLOCK_I, BLOCK_N, ACC,
+                       PRECISION)  # fmt: skip
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation/output dtype of the relation matrix for input ``dtype``: fp64 or fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def dot_precision(dtype: torch.dtype, precision: str | None) -> str:
+    """``tl.dot`` input precision: fp32 uses 3xtf32 on GPU (ieee in the interpreter)."""
+    if precision is not None:
+        if precision not in ("ieee", "tf32x3"):
+            raise ValueError(f"precision must be 'ieee' or 'tf32x3', found {precision!r}")
+        return precision
+    return "ieee" if dtype == torch.float64 or interpreting() else "tf32x3"
+
+
+def gram_block(c: int) -> int:
+    """Gram / feature-gradient tile edge over channels: 16..64 (tl.dot needs >= 16)."""
+    return min(max(triton.next_power_of_2(c), 16), 64)
+
+
+def row_blocks(c: int) -> tuple[int, int]:
+    """(BLOCK_R, BLOCK_W) for full-width row tiles: BLOCK_W covers all C columns (512 for 320)."""
+    width = max(triton.next_power_of_2(c), 16)
+    return max(1, min(16, 4096 // width)), width
+
+
+def choose_splits(c: int, n: int, programs: int, device: torch.device, block_k: int) -> int:
+    """Number of split-K chunks so that about 4 programs per SM run (2 in the interpreter)."""
+    if device.type == "cuda":
+        target = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 2
+    return max(1, min(triton.cdiv(n, block_k), target // max(programs, 1)))
+
+
+def as_bcn(features: torch.Tensor) -> torch.Tensor:
+    """View (B, C, *spatial) as (B, C, N) without copying where the strides allow it."""
+    if features.dim() < 2:
+        raise ValueError(
+            f"features must be (B, C, *spatial) with at least 2 dims, found shape "
+            f"{tuple(features.shape)}"
+        )
+    return features.reshape(features.shape[0], features.shape[1], -1)
+
+
+def relation_forward(
+    features: torch.Tensor,
+    reduce: str | None = "mean",
+    *,
+    splits: int | None = None,
+    precision: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relation matrix by Triton: returns (R, ||G|| row norms).
+
+    Args:
+        features: (B, C, *spatial), any float dtype, any strides.
+        reduce: ``"mean"`` -> R (C, C) of the batch mean; ``None`` -> (B, C, C) per sample.
+        splits: split-K chunk count (default: fill the device); results do not depend on it
+            beyond fp32 rounding, and are bitwise deterministic for a fixed value.
+        precision: ``"ieee"`` or ``"tf32x3"`` for fp32 products (default: tf32x3 on GPU).
+
+    Returns:
+        R (C, C) or (B, C, C) and the unclamped row norms (C,) or (B, C), fp32 (fp64 for fp64).
+    """
+    x = as_bcn(features)
+    b, c, n = x.shape
+    acc = acc_dtype(x.dtype)
+    b_out, nb = (1, b) if reduce == "mean" else (b, 1)
+    block_c = gram_block(c)
+    block_k = max(16, min(256, 8192 // block_c))
+    tiles = triton.cdiv(c, block_c) ** 2
+    splits = splits or choose_splits(c, n, tiles * b_out, x.device, block_k)
+    part = torch.empty((b_out, splits, c, c), device=x.device, dtype=acc)
+    _relation_fwd_gram_kernel[(tiles, splits, b_out)](
+        x, part, nb, c, n, *x.stride(), splits, BLOCK_C=block_c, BLOCK_K=block_k,
+        SINGLE=c <= block_c, ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(x.dtype, precision),
+    )  # fmt: skip
+    r = torch.empty((b_out, c, c), device=x.device, dtype=acc)
+    norms = torch.empty((b_out, c), device=x.device, dtype=acc)
+    block_r, block_w = row_blocks(c)
+    _relation_fwd_kernel[(triton.cdiv(c, block_r), b_out)](
+        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w, ACC=_TORCH_TO_TL[acc], EPS=EPS
+    )
+    return (r[0], norms[0]) if reduce == "mean" else (r, norms)
+
+
+def relation_backward(
+    grad_r: torch.Tensor,
+    features: torch.Tensor,
+    r: torch.Tensor,
+    norms: torch.Tensor,
+    reduce: str | None = "mean",
+    *,
+    precision: str | None = None,
+) -> torch.Tensor:
+    """Gradient of the relation matrix w.r.t. the features by Triton.
+
+    Args:
+        grad_r: dL/dR, same shape as ``r``.
+        features: the forward input (B, C, *spatial).
+        r, norms: the outputs of :func:`relation_forward`.
+        reduce: as in the forward.
+        precision: as in :func:`relation_forward`.
+
+    Returns:
+        dL/dF with the shape and dtype of ``features`` (contiguous).
+    """
+    grad_g = gram_grad(grad_r, r, norms)
+    return gram_grad_to_features(grad_g, features, reduce, precision=precision)
+
+
+def gram_grad(grad_r: torch.Tensor, r: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """dL/dG (same shape as ``r``: (C, C) or (B, C, C)) from dL/dR, R and the row norms."""
+    c = r.shape[-1]
+    r3, n2 = r.reshape(-1, c, c), norms.reshape(-1, c)
+    dr = grad_r.reshape(-1, c, c).to(r.dtype).contiguous()
+    grad_g = torch.empty_like(r3)
+    block_r, block_w = row_blocks(c)
+    _relation_bwd_kernel[(triton.cdiv(c, block_r), r3.shape[0])](
+        r3.contiguous(), dr, n2.contiguous(), grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w,
+        ACC=_TORCH_TO_TL[r.dtype], EPS=EPS,
+    )  # fmt: skip
+    return grad_g.reshape(r.shape)
+
+
+def gram_grad_to_features(
+    grad_g: torch.Tensor,
+    features: torch.Tensor,
+    reduce: str | None = "mean",
+    *,
+    precision: str | None = None,
+) -> torch.Tensor:
+    """dL/dF from dL/dG: dA = (dG + dG^T) A; dF_b = dA / B (mean) or dA_b (per sample)."""
+    x = as_bcn(features)
+    b, c, n = x.shape
+    b_out, nb = (1, b) if reduce == "mean" else (b, 1)
+    acc = acc_dtype(x.dtype)
+    block_i = gram_block(c)
+    block_n = max(16, min(256, 8192 // block_i))
+    grad = torch.empty((b, c, n), device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(c, block_i), triton.cdiv(n, block_n), b_out)
+    _relation_bwd_feat_kernel[grid](
+        x, grad, grad_g.to(acc).contiguous(), nb, c, n, *x.stride(), BLOCK_I=block_i,
+        BLOCK_N=block_n, ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(x.dtype, precision),
+    )  # fmt: skip
+    return grad.reshape(features.shape)

@@ -1,0 +1,231 @@
+"""Fused relation-consistency losses: three relation matrices and both distances in 4 launches.
+
+Inputs X_0 = G(X_n), X_1 = G(X_c), X_2 = T(X_c), each (B_t, C, *spatial) (batch sizes and spatial
+sizes may differ, C may not). With R_t the batch-mean relation matrix of X_t (see ``relation.py``):
+
+    d_g = mean((R_0 - R_1)^2),    d_t = mean((R_1.detach() - R_2)^2)     (mean over C*C entries)
+
+Forward: one split-K Gram launch for all three inputs, then one single-program launch that reduces
+the splits, normalises the rows and sums both distances in a fixed order (deterministic).
+Backward, for upstream gradients (gd_g, gd_t) and k = 2 / C^2:
+
+    dR_0 = k gd_g (R_0 - R_1),   dR_1 = -dR_0,   dR_2 = -k gd_t (R_1 - R_2)
+
+(R_1 receives nothing from d_t: it is detached there), then one launch for the three dG and one
+for the three feature gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import EPS
+from .relation import (
+    _TORCH_TO_TL,
+    _feature_grad_tile,
+    _gram_partial,
+    _grad_gram_rows,
+    _normalize_rows,
+    _sum_splits,
+    acc_dtype,
+    as_bcn,
+    choose_splits,
+    dot_precision,
+    gram_block,
+    row_blocks,
+)
+
+
+@triton.jit
+def _relation_loss_fwd_gram_kernel(x0, x1, x2, part_ptr, B0, B1, B2, N0, N1, N2, C,
+                                   s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n, SPLITS,
+                                   BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+                                   SINGLE: tl.constexpr, ACC: tl.constexpr,
+                                   PRECISION: tl.constexpr):  # fmt: skip
+    """Grid (tiles, SPLITS, 3): split-K partial Grams of the three batch means into part[t]."""
+    tile, split, t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    part = part_ptr + t * SPLITS * C * C
+    if t == 0:
+        _gram_partial(x0, part, B0, C, N0, s0b, s0c, s0n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
+                      SINGLE, ACC, PRECISION)  # fmt: skip
+    elif t == 1:
+        _gram_partial(x1, part, B1, C, N1, s1b, s1c, s1n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
+                      SINGLE, ACC, PRECISION)  # fmt: skip
+    else:
+        _gram_partial(x2, part, B2, C, N2, s2b, s2c, s2n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
+                      SINGLE, ACC, PRECISION)  # fmt: skip
+
+
+@triton.jit
+def _relation_loss_fwd_kernel(part_ptr, r_ptr, norm_ptr, loss_ptr, C, SPLITS,
+                              BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr, ACC: tl.constexpr,
+                              EPS: tl.constexpr):  # fmt: skip
+    """One program: R_t and ||G_t|| for t = 0, 1, 2 row block by row block, then d_g and d_t."""
+    cols = tl.arange(0, BLOCK_W)
+    sum_g = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
+    sum_t = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
+    for r0 in range(0, C, BLOCK_R):
+        rows = r0 + tl.arange(0, BLOCK_R)
+        mask = (rows[:, None] < C) & (cols[None, :] < C)
+        offs = rows[:, None] * C + cols[None, :]
+        r_0, n_0 = _normalize_rows(_sum_splits(part_ptr, rows, cols, C, SPLITS, ACC), EPS)
+        r_1, n_1 = _normalize_rows(
+            _sum_splits(part_ptr + SPLITS * C * C, rows, cols, C, SPLITS, ACC), EPS
+        )
+        r_2, n_2 = _normalize_rows(
+            _sum_splits(part_ptr + 2 * SPLITS * C * C, rows, cols, C, SPLITS, ACC), EPS
+        )
+        tl.store(r_ptr + offs, r_0, mask=mask)
+        tl.store(r_ptr + C * C + offs, r_1, mask=mask)
+        tl.store(r_ptr + 2 * C * C + offs, r_2, mask=mask)
+        tl.store(norm_ptr + rows, n_0, mask=rows < C)
+        tl.store(norm_ptr + C + rows, n_1, mask=rows < C)
+        tl.store(norm_ptr + 2 * C + rows, n_2, mask=rows < C)
+        sum_g += (r_0 - r_1) * (r_0 - r_1)
+        sum_t += (r_1 - r_2) * (r_1 - r_2)
+    tl.store(loss_ptr, tl.sum(tl.sum(sum_g, axis=1), axis=0) / (C * C))
+    tl.store(loss_ptr + 1, tl.sum(tl.sum(sum_t, axis=1), axis=0) / (C * C))
+
+
+@triton.jit
+def _relation_loss_bwd_kernel(r_ptr, norm_ptr, grad_ptr, dg_ptr, C, BLOCK_R: tl.constexpr,
+                              BLOCK_W: tl.constexpr, ACC: tl.constexpr,
+                              EPS: tl.constexpr):  # fmt: skip
+    """Grid (row blocks,): dG_t rows for the three relation matrices from (gd_g, gd_t)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_W)
+    mask = (rows[:, None] < C) & (cols[None, :] < C)
+    offs = rows[:, None] * C + cols[None, :]
+    r_0 = tl.load(r_ptr + offs, mask=mask, other=0.0)
+    r_1 = tl.load(r_ptr + C * C + offs, mask=mask, other=0.0)
+    r_2 = tl.load(r_ptr + 2 * C * C + offs, mask=mask, other=0.0)
+    k = 2.0 / (C * C)
+    dr_0 = (k * tl.load(grad_ptr).to(ACC)) * (r_0 - r_1)
+    dr_2 = (-k * tl.load(grad_ptr + 1).to(ACC)) * (r_1 - r_2)
+    rmask = rows < C
+    n_0 = tl.load(norm_ptr + rows, mask=rmask, other=1.0)
+    n_1 = tl.load(norm_ptr + C + rows, mask=rmask, other=1.0)
+    n_2 = tl.load(norm_ptr + 2 * C + rows, mask=rmask, other=1.0)
+    tl.store(dg_ptr + offs, _grad_gram_rows(r_0, dr_0, n_0, EPS), mask=mask)
+    tl.store(dg_ptr + C * C + offs, _grad_gram_rows(r_1, -dr_0, n_1, EPS), mask=mask)
+    tl.store(dg_ptr + 2 * C * C + offs, _grad_gram_rows(r_2, dr_2, n_2, EPS), mask=mask)
+
+
+@triton.jit
+def _relation_loss_bwd_feat_kernel(x0, x1, x2, d0, d1, d2, dg_ptr, B0, B1, B2, N0, N1, N2, C,
+                                   s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n,
+                                   BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
+                                   ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, N blocks of the largest N, 3): the three feature gradients."""
+    pid_i, pid_n, t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    dg = dg_ptr + t * C * C
+    if t == 0:
+        _feature_grad_tile(x0, d0, dg, B0, C, N0, s0b, s0c, s0n, pid_i, pid_n, BLOCK_I, BLOCK_N,
+                           ACC, PRECISION)  # fmt: skip
+    elif t == 1:
+        _feature_grad_tile(x1, d1, dg, B1, C, N1, s1b, s1c, s1n, pid_i, pid_n, BLOCK_I, BLOCK_N,
+                           ACC, PRECISION)  # fmt: skip
+    else:
+        _feature_grad_tile(x2, d2, dg, B2, C, N2, s2b, s2c, s2n, pid_i, pid_n, BLOCK_I, BLOCK_N,
+                           ACC, PRECISION)  # fmt: skip
+
+
+def _common_dtype(xs: tuple[torch.Tensor, ...]) -> torch.dtype:
+    channels = {x.shape[1] for x in xs}
+    if len(channels) != 1:
+        raise ValueError(
+            f"all three feature maps need the same channel count, found "
+            f"{', '.join(str(x.shape[1]) for x in xs)}"
+        )
+    return acc_dtype(
+        torch.promote_types(torch.promote_types(xs[0].dtype, xs[1].dtype), xs[2].dtype)
+    )
+
+
+def relation_loss_forward(
+    g_noncovid: torch.Tensor,
+    g_covid: torch.Tensor,
+    t_covid: torch.Tensor,
+    *,
+    splits: int | None = None,
+    precision: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused forward of the two relation distances (2 launches).
+
+    Args:
+        g_noncovid, g_covid, t_covid: (B_t, C, *spatial_t) features, same C.
+        splits, precision: as in :func:`rdcl.kernels.relation.relation_forward`.
+
+    Returns:
+        ``losses`` (2,) = (d_g, d_t), ``r`` (3, C, C) and ``norms`` (3, C) (saved for backward),
+        in fp32 (fp64 when any input is fp64).
+    """
+    xs = tuple(as_bcn(x) for x in (g_noncovid, g_covid, t_covid))
+    acc = _common_dtype(xs)
+    c = xs[0].shape[1]
+    device = xs[0].device
+    n_max = max(x.shape[2] for x in xs)
+    block_c = gram_block(c)
+    block_k = max(16, min(256, 8192 // block_c))
+    tiles = triton.cdiv(c, block_c) ** 2
+    splits = splits or choose_splits(c, n_max, 3 * tiles, device, block_k)
+    part = torch.empty((3, splits, c, c), device=device, dtype=acc)
+    prec = dot_precision(acc, precision)
+    _relation_loss_fwd_gram_kernel[(tiles, splits, 3)](
+        *xs, part, *(x.shape[0] for x in xs), *(x.shape[2] for x in xs), c,
+        *(s for x in xs for s in x.stride()), splits, BLOCK_C=block_c, BLOCK_K=block_k,
+        SINGLE=c <= block_c, ACC=_TORCH_TO_TL[acc], PRECISION=prec,
+    )  # fmt: skip
+    r = torch.empty((3, c, c), device=device, dtype=acc)
+    norms = torch.empty((3, c), device=device, dtype=acc)
+    losses = torch.empty(2, device=device, dtype=acc)
+    block_r, block_w = row_blocks(c)
+    _relation_loss_fwd_kernel[(1,)](
+        part, r, norms, losses, c, splits, BLOCK_R=block_r, BLOCK_W=block_w,
+        ACC=_TORCH_TO_TL[acc], EPS=EPS,
+    )  # fmt: skip
+    return losses, r, norms
+
+
+def relation_loss_backward(
+    grad_losses: torch.Tensor,
+    g_noncovid: torch.Tensor,
+    g_covid: torch.Tensor,
+    t_covid: torch.Tensor,
+    r: torch.Tensor,
+    norms: torch.Tensor,
+    *,
+    precision: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused backward (2 launches): gradients of gd_g * d_g + gd_t * d_t for the three inputs.
+
+    Args:
+        grad_losses: (2,) upstream gradients (gd_g, gd_t).
+        g_noncovid, g_covid, t_covid: the forward inputs.
+        r, norms: saved by :func:`relation_loss_forward`.
+
+    Returns:
+        Three gradients with the shapes and dtypes of the inputs (contiguous).
+    """
+    feats = (g_noncovid, g_covid, t_covid)
+    xs = tuple(as_bcn(x) for x in feats)
+    c = xs[0].shape[1]
+    acc = r.dtype
+    block_r, block_w = row_blocks(c)
+    grad_g = torch.empty((3, c, c), device=r.device, dtype=acc)
+    _relation_loss_bwd_kernel[(triton.cdiv(c, block_r),)](
+        r, norms, grad_losses.to(acc).contiguous(), grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w,
+        ACC=_TORCH_TO_TL[acc], EPS=EPS,
+    )  # fmt: skip
+    grads = tuple(torch.empty(x.shape, device=x.device, dtype=x.dtype) for x in xs)
+    block_i = gram_block(c)
+    block_n = max(16, min(256, 8192 // block_i))
+    n_max = max(x.shape[2] for x in xs)
+    _relation_loss_bwd_feat_kernel[(triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), 3)](
+        *xs, *grads, grad_g, *(x.shape[0] for x in xs), *(x.shape[2] for x in xs), c,
+        *(s for x in xs for s in x.stride()), BLOCK_I=block_i, BLOCK_N=block_n,
+        ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(acc, precision),
+    )  # fmt: skip
+    return tuple(g.reshape(f.shape) for g, f in zip(grads, feats, strict=True))
