@@ -1,0 +1,260 @@
+"""The predictor: a trained network plus its preprocessing, from image arrays or files to masks.
+
+Pipeline for one image: validate -> :func:`rdcl.data.preprocess.preprocess_case` (resample to the
+training spacing, normalise with the training intensity statistics) -> :func:`sliding_window`
+-> sigmoid -> :func:`rdcl.data.preprocess.restore` (probabilities back to the original shape)
+-> threshold 0.5. A 2D network given a 3D volume predicts it slice by slice along z.
+
+Written masks keep the input's exact geometry. NIfTI/NRRD/MHA masks hold 0/1 (uint8); PNG masks
+hold 0/255 (uint8), the convention of published 2D sets such as COVID-19-CT100, so that they are
+visible in an image viewer; readers of rdcl masks treat any non-zero value as lesion.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rdcl.config import Config
+from rdcl.data.io import Geometry, is_image_file, read_image, strip_suffix, write_image
+from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
+from rdcl.inference.sliding_window import sliding_window
+
+logger = logging.getLogger(__name__)
+
+PNG_FOREGROUND = 255
+"""Value of lesion pixels in written PNG masks (other formats use 1)."""
+
+CHANNEL_SUFFIX = "_0000"
+"""nnU-Net's channel suffix, dropped from output names (``case_0000.nii.gz`` -> ``case.nii.gz``)."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def output_name(in_path: str | Path, suffix: str | None = None) -> str:
+    """Mask file name for an input image: channel suffix dropped, same (or given) suffix."""
+    in_path = Path(in_path)
+    stem = strip_suffix(in_path)
+    if stem.endswith(CHANNEL_SUFFIX):
+        stem = stem[: -len(CHANNEL_SUFFIX)]
+    return stem + (suffix if suffix is not None else in_path.name[len(strip_suffix(in_path)) :])
+
+
+class Predictor:
+    """A network in eval mode with the preprocessing it was trained with.
+
+    Args:
+        network: an rdcl network (``forward(x) -> list`` of logits, highest resolution first).
+        config: the training configuration (patch size, target spacing, normalisation).
+        intensity: training-set intensity statistics (None where the normalisation needs none).
+        device: compute device, or ``"auto"``.
+        step: sliding-window step as a fraction of the patch.
+        tile_batch: tiles per network call.
+        mirror: average over flips of every spatial axis (test-time augmentation).
+        amp: ``"fp16"``/``"bf16"`` autocast (CUDA), or None for float32.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        config: Config,
+        intensity: IntensityStats | None,
+        device: str | torch.device = "auto",
+        step: float = 0.5,
+        tile_batch: int = 4,
+        mirror: bool = False,
+        amp: str | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        self.config = config
+        self.intensity = intensity
+        self.step = step
+        self.tile_batch = tile_batch
+        self.mirror = mirror
+        self.amp = amp
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, *, device: str | torch.device = "auto", **options
+    ) -> Predictor:
+        """Build the network from a checkpoint's saved config and kind and load its weights.
+
+        ``options`` are passed to the constructor (``step``, ``tile_batch``, ``mirror``, ``amp``).
+        Raises :class:`rdcl.training.checkpoint.CheckpointError` for a missing, invalid or
+        mismatching checkpoint.
+        """
+        from rdcl.model import build_network
+        from rdcl.training.checkpoint import CheckpointError, load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        config = Config.from_dict(ckpt["config"])
+        network = build_network(config.model, kind=ckpt["kind"])
+        try:
+            network.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise CheckpointError(
+                f"checkpoint {path}: weights do not fit the saved {ckpt['kind']!r} network: "
+                f"{reason}"
+            ) from exc
+        stats = ckpt.get("intensity")
+        intensity = IntensityStats.from_dict(stats) if stats else None
+        return cls(network, config=config, intensity=intensity, device=device, **options)
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimensionality of the network (2 or 3)."""
+        return self.config.model.dim
+
+    def _net_fn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)[0]
+
+    def _validate(self, image: np.ndarray, geometry: Geometry) -> None:
+        if image.ndim not in (2, 3):
+            raise ValueError(f"expected a 2D or 3D image, found {image.ndim}D {image.shape}")
+        if image.ndim != geometry.dim:
+            raise ValueError(
+                f"image has {image.ndim} dimensions but its geometry has {geometry.dim}"
+            )
+        if image.ndim < self.dim:
+            raise ValueError(f"a {self.dim}D model cannot predict a {image.ndim}D image")
+        if image.size == 0:
+            raise ValueError(f"image is empty, shape {image.shape}")
+        if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+            raise ValueError(f"expected a real-valued image, found dtype {image.dtype}")
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        if bad:
+            raise ValueError(f"image has {bad} NaN/inf voxels; expected finite intensities")
+
+    def _probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+        data, _, props = preprocess_case(image, geometry, self.config.data, self.intensity)
+        logits = sliding_window(
+            self._net_fn,
+            torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+            self.config.data.patch_size,
+            step=self.step,
+            tile_batch=self.tile_batch,
+            device=self.device,
+            mirror_axes=tuple(range(self.dim)) if self.mirror else None,
+            amp=self.amp,
+        )
+        prob = torch.sigmoid(logits[0]).cpu().numpy()
+        return np.asarray(restore(prob, props), dtype=np.float32)
+
+    def predict_probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+        """Lesion probability per voxel, float32 in [0, 1], the shape of ``image``.
+
+        ``image`` is (z, y, x) or (y, x) in the input's native units (HU for CT); ``geometry``
+        its :class:`~rdcl.data.io.Geometry`. Raises ValueError for 4D, empty, non-finite or
+        rank-mismatched input.
+        """
+        image = np.asarray(image)
+        self._validate(image, geometry)
+        if image.ndim == self.dim:
+            return self._probabilities(image, geometry)
+        slice_geom = Geometry.default(2, spacing=geometry.spacing[1:])
+        return np.stack([self._probabilities(s, slice_geom) for s in image])
+
+    def predict_array(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+        """Binary lesion mask (uint8 0/1, the shape of ``image``): probability > 0.5."""
+        return (self.predict_probabilities(image, geometry) > 0.5).astype(np.uint8)
+
+    def predict_file(
+        self, in_path: str | Path, out_path: str | Path, *, overwrite: bool = False
+    ) -> Path:
+        """Predict one image file (or DICOM series folder) and write its mask atomically.
+
+        The mask gets the input's geometry; its format follows ``out_path``'s suffix (PNG masks
+        are 0/255, others 0/1). Raises FileExistsError before any work when ``out_path`` exists
+        and ``overwrite`` is False; ValueError for an unsupported suffix or a 3D mask to PNG.
+        """
+        out_path = Path(out_path)
+        if not is_image_file(out_path):
+            raise ValueError(
+                f"output {out_path} must end with an image suffix (.nii.gz, .png, ...)"
+            )
+        if out_path.exists() and not overwrite:
+            raise FileExistsError(f"output exists (pass --overwrite to replace it): {out_path}")
+        image, geometry = read_image(in_path)
+        is_png = out_path.name.lower().endswith(".png")
+        if is_png and image.ndim != 2:
+            raise ValueError(f"cannot write a {image.ndim}D mask as PNG: {out_path}")
+        try:
+            mask = self.predict_array(image, geometry)
+        except ValueError as exc:
+            raise ValueError(f"{in_path}: {exc}") from exc
+        if is_png:
+            mask = mask * np.uint8(PNG_FOREGROUND)
+        write_image(mask, geometry, out_path, overwrite=overwrite)
+        logger.info("wrote %s (%d lesion voxels)", out_path, int(np.count_nonzero(mask)))
+        return out_path
+
+    def predict_folder(
+        self,
+        in_dir: str | Path,
+        out_dir: str | Path,
+        *,
+        overwrite: bool = False,
+        suffix: str | None = None,
+        progress: bool = True,
+    ) -> list[Path]:
+        """Predict every image file in ``in_dir`` into ``out_dir``; returns the written paths.
+
+        Output names drop nnU-Net's ``_0000`` channel suffix and keep the input suffix unless
+        ``suffix`` (e.g. ``".nii.gz"``) is given. Entries that are not image files are logged
+        as skipped, never dropped silently. Every output name is checked before any work: an
+        existing one without ``overwrite`` raises FileExistsError. When a case fails, the masks
+        this call created are removed again and the error names the failing input.
+        """
+        from tqdm import tqdm
+
+        in_dir, out_dir = Path(in_dir), Path(out_dir)
+        if not in_dir.is_dir():
+            raise FileNotFoundError(f"input folder not found: {in_dir}")
+        entries = sorted(in_dir.iterdir())
+        inputs = [p for p in entries if p.is_file() and is_image_file(p)]
+        skipped = [p.name for p in entries if p not in inputs]
+        if skipped:
+            logger.warning("skipping %d non-image entries in %s: %s", len(skipped), in_dir, skipped)
+        if not inputs:
+            raise ValueError(f"no image files (.nii.gz, .nrrd, .mha, .png, ...) in {in_dir}")
+        outputs = [out_dir / output_name(p, suffix) for p in inputs]
+        _check_outputs(inputs, outputs, overwrite=overwrite)
+        created: list[Path] = []
+        bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="predict", disable=not progress)
+        try:
+            for src, dst in bar:
+                existed = dst.exists()
+                self.predict_file(src, dst, overwrite=overwrite)
+                if not existed:
+                    created.append(dst)
+        except BaseException:
+            for p in created:
+                p.unlink(missing_ok=True)
+            raise
+        return outputs
+
+
+def _check_outputs(inputs: Sequence[Path], outputs: Sequence[Path], *, overwrite: bool) -> None:
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs, strict=True):
+        if dst in seen:
+            raise ValueError(f"inputs {seen[dst].name} and {src.name} both map to output {dst}")
+        seen[dst] = src
+    existing = [p for p in outputs if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} output(s) exist, e.g. {existing[0]} (pass --overwrite to replace)"
+        )
