@@ -25,8 +25,8 @@ from .reference import EPS
 from .relation import (
     _TORCH_TO_TL,
     _feature_grad_tile,
-    _gram_partial,
     _grad_gram_rows,
+    _gram_partial,
     _normalize_rows,
     _sum_splits,
     acc_dtype,
