@@ -62,6 +62,8 @@ class Predictor:
         tile_batch: tiles per network call.
         mirror: average over flips of every spatial axis (test-time augmentation).
         amp: ``"fp16"``/``"bf16"`` autocast (CUDA), or None for float32.
+        normalization: the intensity scheme the training data used when it differs from
+            ``config.data.normalization`` (a dataset's own, e.g. ``"window"`` for PNG slices).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Predictor:
         tile_batch: int = 4,
         mirror: bool = False,
         amp: str | None = None,
+        normalization: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval()
@@ -84,6 +87,7 @@ class Predictor:
         self.tile_batch = tile_batch
         self.mirror = mirror
         self.amp = amp
+        self.normalization = normalization
 
     @classmethod
     def from_checkpoint(
@@ -92,6 +96,8 @@ class Predictor:
         """Build the network from a checkpoint's saved config and kind and load its weights.
 
         ``options`` are passed to the constructor (``step``, ``tile_batch``, ``mirror``, ``amp``).
+        The training set's normalisation is taken from the checkpoint's ``dataset`` entry
+        (``"normalization"``) when it records one, else from the saved config.
         Raises :class:`rdcl.training.checkpoint.CheckpointError` for a missing, invalid or
         mismatching checkpoint.
         """
@@ -111,6 +117,7 @@ class Predictor:
             ) from exc
         stats = ckpt.get("intensity")
         intensity = IntensityStats.from_dict(stats) if stats else None
+        options.setdefault("normalization", (ckpt.get("dataset") or {}).get("normalization"))
         return cls(network, config=config, intensity=intensity, device=device, **options)
 
     @property
@@ -139,7 +146,9 @@ class Predictor:
             raise ValueError(f"image has {bad} NaN/inf voxels; expected finite intensities")
 
     def _probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
-        data, _, props = preprocess_case(image, geometry, self.config.data, self.intensity)
+        data, _, props = preprocess_case(
+            image, geometry, self.config.data, self.intensity, normalization=self.normalization
+        )
         logits = sliding_window(
             self._net_fn,
             torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),

@@ -22,7 +22,7 @@ GEOM = Geometry(
 )
 
 
-def _save(path, cfg, kind="single"):
+def _save(path, cfg, kind="single", normalization=None):
     torch.manual_seed(0)
     net = build_network(cfg.model, kind=kind)
     payload = {
@@ -37,6 +37,8 @@ def _save(path, cfg, kind="single"):
         "intensity": STATS.to_dict(),
         "dataset": {"name": "test", "dim": cfg.model.dim},
     }
+    if normalization:
+        payload["dataset"]["normalization"] = normalization
     save_checkpoint(path, payload)
     return net
 
@@ -80,6 +82,21 @@ def test_checkpoint_equals_direct_network_on_one_tile(tmp_path):
     mask = pred.predict_array(image, GEOM)
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(mask, (ref[0, 0].numpy() > 0.5).astype(np.uint8))
+
+
+def test_checkpoint_dataset_normalization_overrides_config(tmp_path):
+    # Trained on already-windowed data: the checkpoint records "window" while the config says
+    # "ct"; the predictor must map the config window (-1250, 250) to [0, 1].
+    cfg = preset("tiny3d")
+    assert cfg.data.normalization == "ct"
+    net = _save(tmp_path / "m.ckpt", cfg, normalization="window")
+    pred = Predictor.from_checkpoint(tmp_path / "m.ckpt", device="cpu")
+    image = _ct(cfg.data.patch_size, seed=3)
+    x = (np.clip(image, -1250, 250) + 1250.0) / 1500.0
+    with torch.no_grad():
+        ref = torch.sigmoid(net.eval()(torch.from_numpy(x[None, None].astype(np.float32)))[0])
+    prob = pred.predict_probabilities(image, GEOM)
+    np.testing.assert_allclose(prob, ref[0, 0].numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["single", "dual"])
