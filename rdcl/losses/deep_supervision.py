@@ -58,7 +58,9 @@ class DeepSupervisionLoss(nn.Module):
     ``forward(outputs, target)``: ``outputs`` is the network's list of logits (B, C, *spatial_i),
     highest resolution first; ``target`` is either the full-resolution {0, 1} target, downsampled
     with :func:`downsample_target` to each output's size, or a list with one target per output.
-    Zero-weight outputs are skipped. Returns ``sum_i w_i * loss(outputs[i], target_i)``.
+    Returns ``sum_i w_i * loss(outputs[i], target_i)``. Zero-weight outputs are still evaluated
+    (cheap at the lowest scale) so every head receives a (zero) gradient and DDP needs no
+    ``find_unused_parameters``.
     """
 
     def __init__(
@@ -88,6 +90,5 @@ class DeepSupervisionLoss(nn.Module):
                 raise ValueError(f"got {n} outputs but {len(targets)} targets")
         total = outputs[0].new_zeros((), dtype=torch.float32)
         for w, out, tgt in zip(weights, outputs, targets, strict=True):
-            if w != 0.0:
-                total = total + w * self.loss(out, tgt)
+            total = total + w * self.loss(out, tgt)
         return total

@@ -29,6 +29,12 @@ KINDS = ("single", "dual", "multi_encoder")
 
 
 def _check_input(x: torch.Tensor, cfg: ModelConfig) -> None:
+    """Raise ValueError on a wrong rank/channel count or a size that is not a stride multiple.
+
+    Skipped while tracing: Python checks on sizes would be frozen into the trace as constants.
+    """
+    if torch.jit.is_tracing():
+        return
     if x.dim() != cfg.dim + 2 or x.shape[1] != cfg.in_channels:
         axes = "z, y, x" if cfg.dim == 3 else "y, x"
         raise ValueError(
