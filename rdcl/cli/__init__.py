@@ -1,0 +1,125 @@
+"""The ``rdcl`` command line: one subcommand per pipeline step.
+
+Each subcommand lives in a small module (``rdcl/cli/<group>.py``) that registers its parser and a
+handler; handlers import the heavy modules (torch, SimpleITK, the model) only when they run, so
+``rdcl --help`` is quick. Errors caused by the user's input (missing or corrupt files, bad
+datasets, configs or checkpoints, outputs that exist without ``--overwrite``) print one line,
+``rdcl <command>: error: <message>``, to stderr and exit with status 2; handlers validate their
+inputs before writing anything. Logging is configured here and nowhere else in rdcl.
+
+Exit status: 0 success, 1 a run that failed for a reason other than the input (e.g. training
+diverged), 2 a user error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from rdcl import __version__
+from rdcl.cli import data, predict, train
+from rdcl.cli.common import Command
+
+logger = logging.getLogger("rdcl.cli")
+
+COMMANDS: tuple[Command, ...] = (
+    *train.COMMANDS[:1],  # demo first: the front door
+    *data.COMMANDS,
+    *train.COMMANDS[1:],
+    *predict.COMMANDS,
+)
+"""Subcommands in the order ``rdcl --help`` lists them."""
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # DatasetError, ImageReadError, ConfigError, CheckpointError, validation
+    FileExistsError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+"""Exception types reported as user errors (exit 2, one line, no traceback)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: ``rdcl <cmd>: error: <message>``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rdcl`` parser with every subcommand registered."""
+    parser = _Parser(
+        prog="rdcl",
+        description=(
+            "Relation-driven collaborative learning for COVID-19 CT lung-infection "
+            "segmentation (Zhang et al., arXiv:2012.15564)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"rdcl {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    noise = common.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    noise.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(
+            cmd.name,
+            help=cmd.help,
+            description=cmd.description or cmd.help,
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.add_arguments(p)
+        p.set_defaults(handler=cmd.run)
+    return parser
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("rdcl")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _run_failure(exc: BaseException) -> bool:
+    """Failures of a run that carry a clear message of their own (exit 1, one line)."""
+    mod = sys.modules.get("rdcl.training.metrics_log")
+    diverged = getattr(mod, "TrainingDivergedError", None)
+    return (diverged is not None and isinstance(exc, diverged)) or isinstance(exc, ImportError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rdcl`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    _setup_logging(args.verbose, args.quiet)
+    prog = f"rdcl {args.command}"
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        user = isinstance(exc, USER_ERRORS)
+        if not (user or _run_failure(exc)):
+            raise
+        logger.debug("traceback of the error below", exc_info=True)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if user else 1

@@ -1,0 +1,85 @@
+"""Pieces shared by the subcommands: the command record, config options, path checks."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rdcl.config import Config
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, help, argument registration and handler (returns exit code)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, default_note: str) -> None:
+    """``--config FILE | --preset NAME`` plus repeatable ``--set section.key=value``."""
+    group = parser.add_argument_group("configuration")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, metavar="FILE", help="JSON or YAML config file")
+    source.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"named configuration: paper3d, paper2d, tiny3d, tiny2d ({default_note})",
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set train.lr=0.005 (repeatable)",
+    )
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--overwrite`` flag."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace {what} when it already exists"
+    )
+
+
+def resolve_config(args: argparse.Namespace, *, dim: int | None) -> Config:
+    """The run config from ``--config``/``--preset`` (default: ``paper3d``/``paper2d`` by the
+    data's dimensionality ``dim``) with the ``--set`` overrides applied; validated."""
+    from rdcl.config import load_config, preset
+
+    if args.config is not None:
+        cfg = load_config(args.config)
+    else:
+        cfg = preset(args.preset or ("paper2d" if dim == 2 else "paper3d"))
+    cfg = cfg.override(args.overrides) if args.overrides else cfg
+    if dim is not None and cfg.model.dim != dim:
+        raise ValueError(
+            f"the config describes a {cfg.model.dim}D network but the data is {dim}D; "
+            f"choose a {dim}D config (e.g. --preset {'tiny2d' if dim == 2 else 'tiny3d'})"
+        )
+    return cfg
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is an existing folder, else FileNotFoundError/NotADirectoryError."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{what} must be a folder, found a file: {path}")
+    return path
+
+
+def check_out_dir(path: Path, *, overwrite: bool, what: str = "output folder") -> None:
+    """Refuse a file, or a non-empty folder without ``overwrite`` (nothing is changed)."""
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{what} must be a folder, found a file: {path}")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{what} exists and is not empty (pass --overwrite): {path}")

@@ -1,0 +1,167 @@
+"""``rdcl predict`` (model -> masks) and ``rdcl evaluate`` (masks vs ground truth -> scores)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rdcl.cli.common import Command, add_overwrite
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAMES = ("train/final.ckpt", "final.ckpt", "train/last.ckpt", "last.ckpt")
+"""Where ``-m RUN_DIR`` looks for a checkpoint, in order."""
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i", "--input", required=True, type=Path, metavar="FILE_OR_DIR",
+        help="image file (NIfTI, NRRD, MHA, PNG), DICOM series folder, or a folder of images",
+    )  # fmt: skip
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="FILE_OR_DIR",
+        help="mask file (its suffix picks the format; PNG masks are 0/255, others 0/1), or a "
+        "folder for folder input (names drop nnU-Net's _0000 channel suffix)",
+    )  # fmt: skip
+    p.add_argument(
+        "-m", "--model", required=True, type=Path, metavar="MODEL",
+        help="a checkpoint (.ckpt) or a training run folder holding one",
+    )  # fmt: skip
+    add_overwrite(p, "output masks")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--step", type=float, default=0.5, help="tile step / patch (default 0.5)")
+    p.add_argument("--tile-batch", type=int, default=4, help="tiles per forward (default 4)")
+    p.add_argument("--mirror", action="store_true", help="average over flips (test-time aug.)")
+    p.add_argument("--amp", choices=("fp16", "bf16"), help="autocast precision (CUDA)")
+    p.add_argument(
+        "--suffix", metavar=".EXT", help="output suffix for folder input (default: the input's)"
+    )
+
+
+def resolve_model(path: Path) -> Path:
+    """The checkpoint behind ``-m``: the file itself, or the first of :data:`CHECKPOINT_NAMES`
+    inside a run folder."""
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(
+            f"no checkpoint in run folder {path} (looked for {', '.join(CHECKPOINT_NAMES)})"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    return path
+
+
+def _is_series_dir(path: Path) -> bool:
+    from rdcl.data.io import is_image_file
+
+    files = [p for p in path.iterdir() if p.is_file()]
+    return not any(is_image_file(p) for p in files) and any(
+        p.suffix.lower() in (".dcm", "") for p in files
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from rdcl.data.io import is_image_file
+    from rdcl.inference import Predictor, output_name
+
+    src, dst = args.input, args.output
+    if not src.exists():
+        raise FileNotFoundError(f"input not found: {src}")
+    folder = src.is_dir() and not _is_series_dir(src)
+    if folder and dst.exists() and not dst.is_dir():
+        raise NotADirectoryError(f"-o must be a folder when -i is a folder, found a file: {dst}")
+    if not folder:
+        if dst.is_dir():
+            dst = dst / output_name(src.name if src.is_file() else f"{src.name}.nii.gz")
+        if not is_image_file(dst):
+            raise ValueError(f"-o {dst} must end with an image suffix (.nii.gz, .nrrd, .png, ...)")
+        if dst.exists() and not args.overwrite:
+            raise FileExistsError(f"output exists (pass --overwrite to replace it): {dst}")
+    predictor = Predictor.from_checkpoint(
+        resolve_model(args.model),
+        device=args.device,
+        step=args.step,
+        tile_batch=args.tile_batch,
+        mirror=args.mirror,
+        amp=args.amp,
+    )
+    if folder:
+        written = predictor.predict_folder(
+            src, dst, overwrite=args.overwrite, suffix=args.suffix, progress=not args.quiet
+        )
+        logger.info("wrote %d masks to %s", len(written), dst)
+    else:
+        predictor.predict_file(src, dst, overwrite=args.overwrite)
+        logger.info("wrote %s", dst)
+    return 0
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, type=Path, metavar="FILE_OR_DIR", help="predictions")
+    p.add_argument(
+        "--gt", required=True, type=Path, metavar="FILE_OR_DIR", help="ground-truth masks"
+    )
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write per-case scores as CSV")
+    p.add_argument(
+        "--tolerance", type=float, default=3.0, metavar="MM", help="NSD tolerance (default 3 mm)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    add_overwrite(p, "the CSV file")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from rdcl.metrics.evaluate import evaluate_folders, summarize
+
+    for path, flag in ((args.pred, "--pred"), (args.gt, "--gt")):
+        if not path.exists():
+            raise FileNotFoundError(f"{flag} not found: {path}")
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0 mm, found {args.tolerance}")
+    if args.csv is not None and args.csv.exists() and not args.overwrite:
+        raise FileExistsError(f"CSV exists (pass --overwrite to replace it): {args.csv}")
+    rows = evaluate_folders(
+        args.pred,
+        args.gt,
+        tolerance_mm=args.tolerance,
+        csv_path=args.csv,
+        device=args.device,
+        threads=args.threads,
+        overwrite=args.overwrite,
+    )
+    summary = summarize(rows)
+    out = sys.stdout
+    for row in rows:
+        out.write(f"{row['case']}\tDSC {row['dsc']:.4f}\tNSD {row['nsd']:.4f}\n")
+    for key, label in (("dsc", "DSC"), ("nsd", "NSD")):
+        s = summary[key]
+        out.write(f"{label} mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']})\n")
+    return 0
+
+
+COMMANDS = (
+    Command(
+        "predict",
+        "segment CT images with a trained model",
+        _add_predict,
+        _run_predict,
+        description=(
+            "Segment an image, a DICOM series or a folder of images with a trained model.\n"
+            "Masks keep each input's geometry (spacing, origin, direction)."
+        ),
+    ),
+    Command(
+        "evaluate",
+        "score predicted masks against ground truth (DSC, NSD)",
+        _add_evaluate,
+        _run_evaluate,
+        description=(
+            "Per-case Dice (DSC) and normalised surface Dice (NSD) at --tolerance mm, then\n"
+            "mean +- std over cases. Masks are matched by file name."
+        ),
+    ),
+)
