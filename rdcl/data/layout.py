@@ -358,12 +358,12 @@ def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
     """
     if case.slice_index is not None:
         images, labels = _npz_arrays(case.image)
-        where = f"{case.image}[{case.slice_index}]"
+        where = where_image = f"{case.image}[{case.slice_index}]"
         image = images[case.slice_index, 0]
         label = labels[case.slice_index] if labels is not None else None
         geom = io.Geometry.default(image.ndim)
     else:
-        where = str(case.image)
+        where = where_image = str(case.image)
         image, geom = _read(case.image)
         label = None
         if case.label is not None:
@@ -380,7 +380,7 @@ def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
             where = str(case.label)
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         bad = int(np.count_nonzero(~np.isfinite(image)))
-        raise DatasetError(f"{case.image}: {bad} NaN/inf voxels; expected finite intensities")
+        raise DatasetError(f"{where_image}: {bad} NaN/inf voxels; expected finite intensities")
     image = np.array(image, dtype=np.float32)
     if label is not None:
         label = map_labels(label, case.label_map, where)
