@@ -1,19 +1,88 @@
 """Relation kernels (installed as ``rdcl.kernels``).
 
-``relation_matrix`` and ``relation_losses`` are the entry points used by the training losses.
-Until the Triton path is wired in, both dispatch to the pure-PyTorch reference.
+Public entry points used by the training losses:
+
+- :func:`relation_matrix` (``features`` (B, C, *spatial) -> R (C, C), or (B, C, C) per sample)
+- :func:`relation_losses` (three feature maps -> (d_g, d_t), MEAN over the C*C entries)
+
+Both are ``torch.library`` custom ops (``rdcl::relation_matrix``, ``rdcl::relation_losses``) with
+fake and autograd registrations: Triton on CUDA (and on CPU under ``TRITON_INTERPRET=1``), the
+pure-PyTorch reference otherwise. Under ``torch.distributed`` with world size > 1 the batch mean
+covers the global batch (see :mod:`rdcl.kernels.distributed`).
 """
 
 from __future__ import annotations
 
+import torch
+
+from .distributed import distributed_active, global_relation_losses, global_relation_matrix
+from .ops import relation_losses_op, relation_matrix_op, use_triton
 from .reference import relation_losses_reference, relation_matrix_reference
 
-relation_matrix = relation_matrix_reference
-relation_losses = relation_losses_reference
+
+def relation_matrix(
+    features: torch.Tensor,
+    reduce: str | None = "mean",
+    *,
+    group: torch.distributed.ProcessGroup | None = None,
+) -> torch.Tensor:
+    """Row-L2-normalised channel Gram matrix (same semantics as the reference).
+
+    Args:
+        features: (B, C, *spatial) feature maps, any float dtype and strides.
+        reduce: ``"mean"``: R (C, C) of the batch mean A = mean_b F_b (the GLOBAL batch when
+            torch.distributed runs with world size > 1); ``None``: (B, C, C), one per sample.
+        group: process group for the global batch mean (default: the world).
+
+    Returns:
+        R in fp32 (fp64 for fp64 input); all-zero channels give zero rows, never NaN.
+
+    Raises:
+        ValueError: ``features`` has fewer than 2 dims or ``reduce`` is not "mean"/None.
+    """
+    if reduce not in ("mean", None):
+        raise ValueError(f"reduce must be 'mean' or None, found {reduce!r}")
+    if features.dim() < 2:
+        raise ValueError(
+            f"features must be (B, C, *spatial) with at least 2 dims, found shape "
+            f"{tuple(features.shape)}"
+        )
+    if reduce == "mean" and distributed_active(group):
+        return global_relation_matrix(features, group)
+    r, _ = relation_matrix_op(features, reduce is None)
+    return r
+
+
+def relation_losses(
+    g_noncovid: torch.Tensor,
+    g_covid: torch.Tensor,
+    t_covid: torch.Tensor,
+    *,
+    group: torch.distributed.ProcessGroup | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two relation-consistency distances, fused (4 Triton launches forward + backward).
+
+    Args:
+        g_noncovid: (B, C, *spatial) general-encoder features of the non-COVID batch.
+        g_covid: (B', C, *spatial') general-encoder features of the COVID batch.
+        t_covid: (B', C, *spatial') target-encoder features of the COVID batch.
+        group: process group for the global batch mean (default: the world).
+
+    Returns:
+        ``(d_g, d_t)`` scalars, MEAN over the C*C entries: d_g = mean((R_gn - R_gc)^2) with
+        gradient into both G inputs; d_t = mean((R_gc.detach() - R_tc)^2), gradient into
+        ``t_covid`` only. L_G = lambda_G * d_g, L_T = -lambda_T * d_t.
+    """
+    if distributed_active(group):
+        return global_relation_losses(g_noncovid, g_covid, t_covid, group)
+    losses, _, _ = relation_losses_op(g_noncovid, g_covid, t_covid)
+    return losses[0], losses[1]
+
 
 __all__ = [
     "relation_losses",
     "relation_losses_reference",
     "relation_matrix",
     "relation_matrix_reference",
+    "use_triton",
 ]

@@ -37,6 +37,24 @@ def interpreting() -> bool:
 
 
 @triton.jit
+def _add(x, y):
+    return x + y
+
+
+# Kernels only use Triton builtins, never triton.language's own @jit helpers (tl.sum, tl.cdiv,
+# tl.zeros): those are decorated once, when triton is imported, for the interpreter or the
+# compiler, while this module is re-decorated when TRITON_INTERPRET changes (ops.kernel_modules).
+# The interpreter recognises its own sum combiner and reduces with numpy; the compiler gets ours.
+_SUM = tl.standard._sum_combine if interpreting() else _add
+
+
+@triton.jit
+def _row_sum(x):
+    """Sum over axis 1 of a 2D tile."""
+    return tl.reduce(x, 1, _SUM)
+
+
+@triton.jit
 def _load_mean_tile(x_ptr, rows, cols, NB, C, N, sb, sc, sn, ACC: tl.constexpr):
     """Load F[:, rows, cols] and average over the NB samples: a (len(rows), len(cols)) tile."""
     mask = (rows[:, None] < C) & (cols[None, :] < N)
@@ -55,13 +73,13 @@ def _gram_partial(x_ptr, part_ptr, NB, C, N, sb, sc, sn, tile, split, SPLITS,
 
     SINGLE (C <= BLOCK_C): one tile holds every channel, so A is loaded once per K step.
     """
-    nbc = tl.cdiv(C, BLOCK_C)
+    nbc = (C + BLOCK_C - 1) // BLOCK_C
     ri = (tile // nbc) * BLOCK_C + tl.arange(0, BLOCK_C)
     rj = (tile % nbc) * BLOCK_C + tl.arange(0, BLOCK_C)
-    chunk = tl.cdiv(tl.cdiv(N, SPLITS), BLOCK_K) * BLOCK_K
+    chunk = ((N + SPLITS - 1) // SPLITS + BLOCK_K - 1) // BLOCK_K * BLOCK_K
     k0 = split * chunk
     k1 = tl.minimum(k0 + chunk, N)
-    acc = tl.zeros((BLOCK_C, BLOCK_C), dtype=ACC)
+    acc = tl.full((BLOCK_C, BLOCK_C), 0.0, ACC)
     for k in range(k0, k1, BLOCK_K):
         cols = k + tl.arange(0, BLOCK_K)
         ai = _load_mean_tile(x_ptr, ri, cols, NB, C, k1, sb, sc, sn, ACC)
@@ -89,14 +107,14 @@ def _sum_splits(part_ptr, rows, cols, C, SPLITS, ACC: tl.constexpr):
 @triton.jit
 def _normalize_rows(g, EPS: tl.constexpr):
     """Row-L2 normalisation: returns (R, raw row norm)."""
-    norm = tl.sqrt(tl.sum(g * g, axis=1))
+    norm = tl.sqrt(_row_sum(g * g))
     return g / tl.maximum(norm, EPS)[:, None], norm
 
 
 @triton.jit
 def _grad_gram_rows(r, dr, norm, EPS: tl.constexpr):
     """dG rows from dR rows: (dR - R <R, dR>) / ||G|| (no projection where ||G|| < eps)."""
-    proj = tl.where(norm >= EPS, tl.sum(r * dr, axis=1), 0.0)
+    proj = tl.where(norm >= EPS, _row_sum(r * dr), 0.0)
     return (dr - r * proj[:, None]) / tl.maximum(norm, EPS)[:, None]
 
 
@@ -110,7 +128,7 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
     """
     ri = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_I, BLOCK_N), dtype=ACC)
+    acc = tl.full((BLOCK_I, BLOCK_N), 0.0, ACC)
     for j0 in range(0, C, BLOCK_I):
         rj = j0 + tl.arange(0, BLOCK_I)
         mask = (ri[:, None] < C) & (rj[None, :] < C)

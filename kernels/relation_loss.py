@@ -23,11 +23,13 @@ import triton.language as tl
 
 from .reference import EPS
 from .relation import (
+    _SUM,
     _TORCH_TO_TL,
     _feature_grad_tile,
     _grad_gram_rows,
     _gram_partial,
     _normalize_rows,
+    _row_sum,
     _sum_splits,
     acc_dtype,
     as_bcn,
@@ -64,8 +66,8 @@ def _relation_loss_fwd_kernel(part_ptr, r_ptr, norm_ptr, loss_ptr, C, SPLITS,
                               EPS: tl.constexpr):  # fmt: skip
     """One program: R_t and ||G_t|| for t = 0, 1, 2 row block by row block, then d_g and d_t."""
     cols = tl.arange(0, BLOCK_W)
-    sum_g = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
-    sum_t = tl.zeros((BLOCK_R, BLOCK_W), dtype=ACC)
+    sum_g = tl.full((BLOCK_R, BLOCK_W), 0.0, ACC)
+    sum_t = tl.full((BLOCK_R, BLOCK_W), 0.0, ACC)
     for r0 in range(0, C, BLOCK_R):
         rows = r0 + tl.arange(0, BLOCK_R)
         mask = (rows[:, None] < C) & (cols[None, :] < C)
@@ -85,8 +87,8 @@ def _relation_loss_fwd_kernel(part_ptr, r_ptr, norm_ptr, loss_ptr, C, SPLITS,
         tl.store(norm_ptr + 2 * C + rows, n_2, mask=rows < C)
         sum_g += (r_0 - r_1) * (r_0 - r_1)
         sum_t += (r_1 - r_2) * (r_1 - r_2)
-    tl.store(loss_ptr, tl.sum(tl.sum(sum_g, axis=1), axis=0) / (C * C))
-    tl.store(loss_ptr + 1, tl.sum(tl.sum(sum_t, axis=1), axis=0) / (C * C))
+    tl.store(loss_ptr, tl.reduce(_row_sum(sum_g), 0, _SUM) / (C * C))
+    tl.store(loss_ptr + 1, tl.reduce(_row_sum(sum_t), 0, _SUM) / (C * C))
 
 
 @triton.jit
