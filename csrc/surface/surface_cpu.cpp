@@ -1,15 +1,673 @@
+// Surface-metric engine: table generation and the multithreaded CPU implementation.
+//
+// Distance algorithm (exact): surface points of the target mask are stored per (y, x) column as a
+// sorted list of z indices. For each z plane holding query points, the squared z-distance to the
+// nearest target point of every column is filled in a plane buffer; each query then searches a
+// window of that plane in rings of growing |dy|, pruned by the best value so far. A query whose
+// result cannot be certified inside the window (far from the other surface) is answered by an exact
+// separable Felzenszwalb-Huttenlocher transform of its plane. Memory is O(plane + surface points).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
 #include "surface/surface.h"
 
 namespace rdcl {
 namespace surface {
+namespace {
 
-bool cuda_built() {
-#ifdef RDCL_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// ------------------------------------------------------------------ table generation
+using Vec3 = std::array<double, 3>;
+
+Vec3 sub(const Vec3& a, const Vec3& b) { return {a[0] - b[0], a[1] - b[1], a[2] - b[2]}; }
+Vec3 cross(const Vec3& a, const Vec3& b) {
+  return {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
 }
+double norm(const Vec3& a) { return std::sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]); }
+
+// Area vector (index units) of triangle (a, b, c).
+Vec3 area_vector(const Vec3& a, const Vec3& b, const Vec3& c) {
+  Vec3 n = cross(sub(b, a), sub(c, a));
+  return {n[0] / 2, n[1] / 2, n[2] / 2};
+}
+
+bool corner_inside(int code, int a, int b, int c) { return code & (1 << (7 - (4 * a + 2 * b + c))); }
+
+// Marching-cubes polygons of one code: loops of edge-midpoint ids (id = 9*x2 + 3*y2 + z2 with the
+// doubled midpoint coordinates), inside corners separated on ambiguous faces.
+std::vector<std::vector<int>> polygons(int code) {
+  std::vector<std::pair<int, int>> segments;
+  for (int ax = 0; ax < 3; ++ax) {
+    const int o0 = ax == 0 ? 1 : 0, o1 = ax == 2 ? 1 : 2;
+    for (int v = 0; v < 2; ++v) {
+      static const int pq[4][2] = {{0, 0}, {0, 1}, {1, 1}, {1, 0}};
+      std::array<std::array<int, 3>, 4> cyc;
+      bool ins[4];
+      for (int i = 0; i < 4; ++i) {
+        cyc[i][ax] = v;
+        cyc[i][o0] = pq[i][0];
+        cyc[i][o1] = pq[i][1];
+        ins[i] = corner_inside(code, cyc[i][0], cyc[i][1], cyc[i][2]);
+      }
+      int edge[4];
+      for (int i = 0; i < 4; ++i) {
+        const auto& p = cyc[i];
+        const auto& q = cyc[(i + 1) % 4];
+        edge[i] = 9 * (p[0] + q[0]) + 3 * (p[1] + q[1]) + (p[2] + q[2]);
+      }
+      int crossing[4], nc = 0;
+      for (int i = 0; i < 4; ++i) {
+        if (ins[i] != ins[(i + 1) % 4]) crossing[nc++] = i;
+      }
+      if (nc == 2) {
+        segments.emplace_back(edge[crossing[0]], edge[crossing[1]]);
+      } else if (nc == 4) {
+        for (int i = 0; i < 4; ++i) {
+          if (ins[i]) segments.emplace_back(edge[(i + 3) % 4], edge[i]);
+        }
+      }
+    }
+  }
+  std::vector<int> order;  // nodes in first-seen order
+  std::map<int, std::vector<int>> adj;
+  for (const auto& s : segments) {
+    for (int node : {s.first, s.second}) {
+      if (!adj.count(node)) order.push_back(node);
+    }
+    adj[s.first].push_back(s.second);
+    adj[s.second].push_back(s.first);
+  }
+  std::vector<std::vector<int>> loops;
+  std::map<int, bool> seen;
+  for (int start : order) {
+    if (seen[start]) continue;
+    std::vector<int> loop{start};
+    seen[start] = true;
+    int prev = -1, cur = start;
+    for (;;) {
+      int next = -1;
+      for (int cand : adj[cur]) {
+        if (cand != prev && !seen[cand]) {
+          next = cand;
+          break;
+        }
+      }
+      if (next < 0) break;
+      prev = cur;
+      cur = next;
+      loop.push_back(cur);
+      seen[cur] = true;
+    }
+    loops.push_back(loop);
+  }
+  return loops;
+}
+
+Vec3 midpoint(int id) { return {(id / 9) / 2.0, (id / 3 % 3) / 2.0, (id % 3) / 2.0}; }
+
+std::vector<Vec3> fan(const std::vector<int>& loop, size_t origin) {
+  std::vector<Vec3> out;
+  const size_t n = loop.size();
+  for (size_t i = 1; i + 1 < n; ++i) {
+    out.push_back(area_vector(midpoint(loop[origin]), midpoint(loop[(origin + i) % n]),
+                              midpoint(loop[(origin + i + 1) % n])));
+  }
+  return out;
+}
+
+// Triangle area vectors (index units) of every code, generated once.
+const std::array<std::vector<Vec3>, 256>& triangle_table() {
+  static const std::array<std::vector<Vec3>, 256> table = [] {
+    std::array<std::vector<Vec3>, 256> t;
+    for (int code = 0; code < 256; ++code) {
+      const int ones = __builtin_popcount(code);
+      const int base = ones <= 4 ? code : 255 - code;
+      for (const auto& loop : polygons(base)) {
+        size_t best_origin = 0;
+        double best = -1;
+        for (size_t o = 0; o < loop.size(); ++o) {
+          double a = 0;
+          for (const auto& v : fan(loop, o)) a += norm(v);
+          if (a > best + 1e-12) {
+            best = a;
+            best_origin = o;
+          }
+        }
+        for (const auto& v : fan(loop, best_origin)) t[code].push_back(v);
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
+// ------------------------------------------------------------------ helpers
+struct Bbox {
+  std::array<int64_t, 3> lo{0, 0, 0}, hi{-1, -1, -1};  // inclusive voxel bounds
+  bool empty() const { return hi[0] < lo[0]; }
+};
+
+bool row_any(const uint8_t* a, const uint8_t* b, int64_t n) {
+  int64_t x = 0;
+  for (; x + 8 <= n; x += 8) {
+    uint64_t wa, wb;
+    std::memcpy(&wa, a + x, 8);
+    std::memcpy(&wb, b + x, 8);
+    if (wa | wb) return true;
+  }
+  for (; x < n; ++x) {
+    if (a[x] | b[x]) return true;
+  }
+  return false;
+}
+
+Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n) {
+  Bbox box;
+  box.lo = {n[0], n[1], n[2]};
+  for (int64_t z = 0; z < n[0]; ++z) {
+    for (int64_t y = 0; y < n[1]; ++y) {
+      const int64_t off = (z * n[1] + y) * n[2];
+      if (!row_any(pred + off, gt + off, n[2])) continue;
+      int64_t first = 0, last = n[2] - 1;
+      while (!(pred[off + first] | gt[off + first])) ++first;
+      while (!(pred[off + last] | gt[off + last])) --last;
+      box.lo = {std::min(box.lo[0], z), std::min(box.lo[1], y), std::min(box.lo[2], first)};
+      box.hi = {std::max(box.hi[0], z), std::max(box.hi[1], y), std::max(box.hi[2], last)};
+    }
+  }
+  if (box.hi[0] < 0) box.lo = {0, 0, 0};
+  return box;
+}
+
+// Surface points of one mask on the processing grid, in linear (z-major) order.
+struct Surface {
+  std::vector<int64_t> index;  // linear index on the grid
+  std::vector<double> area;
+};
+
+struct Grid {
+  std::array<int64_t, 3> n{1, 1, 1};  // processing grid size (z, y, x)
+  std::array<double, 3> s{1, 1, 1};   // spacing
+  int64_t plane() const { return n[1] * n[2]; }
+};
+
+// Copies voxel plane z (crop coordinates, may be out of range -> zeros) of a mask into a padded
+// (ny_vox + 2) x (nx_vox + 2) 0/1 buffer with a zero frame.
+// row_any[y] tells whether padded row y holds any foreground.
+void padded_plane(const uint8_t* mask, const std::array<int64_t, 3>& shape, const Bbox& box,
+                  int64_t zc, std::vector<uint8_t>* buf, std::vector<uint8_t>* row_any) {
+  const int64_t ey = box.hi[1] - box.lo[1] + 1, ex = box.hi[2] - box.lo[2] + 1;
+  const int64_t w = ex + 2;
+  std::fill(buf->begin(), buf->end(), 0);
+  std::fill(row_any->begin(), row_any->end(), 0);
+  if (zc < 0 || zc > box.hi[0] - box.lo[0]) return;
+  const int64_t z = box.lo[0] + zc;
+  for (int64_t y = 0; y < ey; ++y) {
+    const uint8_t* src = mask + ((z * shape[1] + box.lo[1] + y) * shape[2] + box.lo[2]);
+    uint8_t* dst = buf->data() + (y + 1) * w + 1;
+    uint8_t any = 0;
+    for (int64_t x = 0; x < ex; ++x) {
+      dst[x] = src[x] != 0;
+      any |= dst[x];
+    }
+    (*row_any)[y + 1] = any;
+  }
+}
+
+// Extracts the surface points of planes [z_begin, z_end) of the processing grid.
+void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, const Grid& g,
+                    const std::vector<double>& table, int64_t z_begin, int64_t z_end,
+                    Surface* out) {
+  const int64_t ey = box.hi[1] - box.lo[1] + 1, ex = box.hi[2] - box.lo[2] + 1;
+  const int64_t w = ex + 2;
+  std::vector<uint8_t> prev((ey + 2) * w), cur((ey + 2) * w), next((ey + 2) * w);
+  std::vector<uint8_t> prev_any(ey + 2), cur_any(ey + 2), next_any(ey + 2);
+  const bool corner = pb.boundary == Boundary::kCorner;
+  const bool three_d = pb.dim == 3;
+  // corner: plane z uses voxel planes z-1 (prev) and z (cur); voxel: z-1, z, z+1.
+  const int64_t first = corner ? z_begin - 1 : z_begin;
+  padded_plane(mask, pb.shape, box, first - 1, &prev, &prev_any);
+  padded_plane(mask, pb.shape, box, first, &cur, &cur_any);
+  if (!corner) padded_plane(mask, pb.shape, box, first + 1, &next, &next_any);
+  for (int64_t z = z_begin; z < z_end; ++z) {
+    if (corner) {
+      std::swap(prev, cur);
+      std::swap(prev_any, cur_any);
+      padded_plane(mask, pb.shape, box, z, &cur, &cur_any);
+      const uint8_t* a = prev.data();
+      const uint8_t* b = cur.data();
+      for (int64_t y = 0; y < g.n[1]; ++y) {
+        if (!(prev_any[y] | prev_any[y + 1] | cur_any[y] | cur_any[y + 1])) continue;
+        const uint8_t *a0 = a + y * w, *a1 = a0 + w, *b0 = b + y * w, *b1 = b0 + w;
+        for (int64_t x = 0; x < g.n[2]; ++x) {
+          int code;
+          if (three_d) {
+            code = (a0[x] << 7) | (a0[x + 1] << 6) | (a1[x] << 5) | (a1[x + 1] << 4) |
+                   (b0[x] << 3) | (b0[x + 1] << 2) | (b1[x] << 1) | b1[x + 1];
+            if (code == 0 || code == 255) continue;
+          } else {
+            code = (b0[x] << 3) | (b0[x + 1] << 2) | (b1[x] << 1) | b1[x + 1];
+            if (code == 0 || code == 15) continue;
+          }
+          out->index.push_back((z * g.n[1] + y) * g.n[2] + x);
+          out->area.push_back(table[code]);
+        }
+      }
+    } else {
+      if (z > z_begin) {
+        std::swap(prev, cur);
+        std::swap(cur, next);
+        std::swap(cur_any, next_any);
+        padded_plane(mask, pb.shape, box, z + 1, &next, &next_any);
+      }
+      for (int64_t y = 0; y < g.n[1]; ++y) {
+        if (!cur_any[y + 1]) continue;
+        const uint8_t* c = cur.data() + (y + 1) * w + 1;
+        const uint8_t* p = prev.data() + (y + 1) * w + 1;
+        const uint8_t* nx = next.data() + (y + 1) * w + 1;
+        for (int64_t x = 0; x < g.n[2]; ++x) {
+          if (!c[x]) continue;
+          bool inner = c[x - 1] && c[x + 1] && c[x - w] && c[x + w];
+          if (three_d) inner = inner && p[x] && nx[x];
+          if (inner) continue;
+          out->index.push_back((z * g.n[1] + y) * g.n[2] + x);
+          out->area.push_back(1.0);
+        }
+      }
+    }
+  }
+}
+
+int resolve_threads(int threads, int64_t work) {
+  int t = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  t = std::max(1, t);
+  return static_cast<int>(std::min<int64_t>(t, std::max<int64_t>(1, work)));
+}
+
+template <typename F>
+void parallel_for(int threads, F&& fn) {
+  if (threads == 1) {
+    fn(0);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(fn, t);
+  for (auto& th : pool) th.join();
+}
+
+Surface extract(const uint8_t* mask, const Problem& pb, const Bbox& box, const Grid& g,
+                const std::vector<double>& table, int threads) {
+  std::vector<Surface> parts(threads);
+  parallel_for(threads, [&](int t) {
+    const int64_t z0 = g.n[0] * t / threads, z1 = g.n[0] * (t + 1) / threads;
+    extract_planes(mask, pb, box, g, table, z0, z1, &parts[t]);
+  });
+  Surface out;
+  for (auto& p : parts) {
+    out.index.insert(out.index.end(), p.index.begin(), p.index.end());
+    out.area.insert(out.area.end(), p.area.begin(), p.area.end());
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ distances
+// Target surface points per (y, x) column: sorted z indices.
+struct Columns {
+  std::vector<int64_t> start;  // size plane + 1
+  std::vector<int32_t> z;
+};
+
+Columns build_columns(const Surface& target, const Grid& g) {
+  Columns c;
+  const int64_t plane = g.plane();
+  c.start.assign(plane + 1, 0);
+  for (int64_t idx : target.index) ++c.start[idx % plane + 1];
+  for (int64_t i = 0; i < plane; ++i) c.start[i + 1] += c.start[i];
+  c.z.resize(target.index.size());
+  std::vector<int64_t> fill(c.start.begin(), c.start.end() - 1);
+  for (int64_t idx : target.index) c.z[fill[idx % plane]++] = static_cast<int32_t>(idx / plane);
+  return c;
+}
+
+// Exact 1D squared distance transform (Felzenszwalb-Huttenlocher) of f (stride-accessed), adding
+// ((q - p) * s)^2; +inf entries are not sites. Output values are f[p] + ((q - p) * s)^2.
+void fh_1d(const double* f, int64_t stride, int64_t n, double s, double* out, int64_t out_stride,
+           std::vector<int64_t>* v_buf, std::vector<double>* z_buf) {
+  std::vector<int64_t>& v = *v_buf;
+  std::vector<double>& zb = *z_buf;
+  const double c = s * s;
+  int64_t k = -1;
+  for (int64_t q = 0; q < n; ++q) {
+    const double fq = f[q * stride];
+    if (fq == kInf) continue;
+    if (k < 0) {
+      k = 0;
+      v[0] = q;
+      zb[0] = -kInf;
+      zb[1] = kInf;
+      continue;
+    }
+    double x;
+    for (;;) {  // zb[0] = -inf, so k never drops below 0
+      const int64_t p = v[k];
+      const double fp = f[p * stride];
+      x = ((fq + c * static_cast<double>(q) * q) - (fp + c * static_cast<double>(p) * p)) /
+          (2 * c * static_cast<double>(q - p));
+      if (x > zb[k]) break;
+      --k;
+    }
+    ++k;
+    v[k] = q;
+    zb[k] = x;
+    zb[k + 1] = kInf;
+  }
+  if (k < 0) {
+    for (int64_t q = 0; q < n; ++q) out[q * out_stride] = kInf;
+    return;
+  }
+  int64_t j = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    while (zb[j + 1] < static_cast<double>(q)) ++j;
+    const double d = static_cast<double>(q - v[j]) * s;
+    out[q * out_stride] = f[v[j] * stride] + d * d;
+  }
+}
+
+// Distances from the query points of planes [plane_begin, plane_end) to the target columns.
+class PlaneSolver {
+ public:
+  PlaneSolver(const Grid& g, const Columns& cols) : g_(g), cols_(cols) {
+    const int64_t plane = g.plane();
+    ptr_.resize(plane);
+    gz2_.resize(plane);
+    full_.resize(plane);
+    const int64_t m = std::max(g.n[1], g.n[2]) + 2;
+    v_.resize(m);
+    zb_.resize(m + 1);
+    wy_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[1]));
+    wx_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[2]));
+    const double by = (wy_ + 1) * g.s[1], bx = (wx_ + 1) * g.s[2];
+    certified_ = std::min(by * by, bx * bx);
+  }
+
+  void start(int64_t z) {
+    for (int64_t col = 0; col < g_.plane(); ++col) {
+      const int32_t* b = cols_.z.data() + cols_.start[col];
+      const int32_t* e = cols_.z.data() + cols_.start[col + 1];
+      ptr_[col] = cols_.start[col] + (std::lower_bound(b, e, static_cast<int32_t>(z)) - b);
+    }
+  }
+
+  // Fills gz2_ rows [y_lo - wy, y_hi + wy] of plane z (z must not decrease after start()).
+  void fill_plane(int64_t z, int64_t y_lo, int64_t y_hi) {
+    const double s0 = g_.s[0];
+    const int64_t c0 = std::max<int64_t>(0, y_lo - wy_) * g_.n[2];
+    const int64_t c1 = std::min<int64_t>(g_.n[1], y_hi + wy_ + 1) * g_.n[2];
+    for (int64_t col = c0; col < c1; ++col) {
+      int64_t p = ptr_[col];
+      const int64_t b = cols_.start[col], e = cols_.start[col + 1];
+      while (p < e && cols_.z[p] < z) ++p;
+      ptr_[col] = p;
+      int64_t best = -1;
+      if (p < e) best = cols_.z[p] - z;
+      if (p > b && (best < 0 || z - cols_.z[p - 1] < best)) best = z - cols_.z[p - 1];
+      if (best < 0) {
+        gz2_[col] = kInf;
+      } else {
+        const double d = static_cast<double>(best) * s0;
+        gz2_[col] = d * d;
+      }
+    }
+  }
+
+  // Squared distance of in-plane point (y, x), or -1 when it is not certified by the window.
+  double window(int64_t y0, int64_t x0) const {
+    const int64_t ny = g_.n[1], nx = g_.n[2];
+    const double s1 = g_.s[1], s2 = g_.s[2];
+    double best = gz2_[y0 * nx + x0];
+    for (int64_t r = 0; r <= wy_; ++r) {
+      const double dy = static_cast<double>(r) * s1;
+      const double dy2 = dy * dy;
+      if (dy2 > best) break;
+      for (int sign = 0; sign < (r == 0 ? 1 : 2); ++sign) {
+        const int64_t y = sign ? y0 - r : y0 + r;
+        if (y < 0 || y >= ny) continue;
+        const double* row = gz2_.data() + y * nx;
+        for (int64_t c = 0; c <= wx_; ++c) {
+          const double dx = static_cast<double>(c) * s2;
+          const double dx2 = dx * dx;
+          if (dy2 + dx2 > best) break;
+          if (x0 + c < nx) best = std::min(best, (row[x0 + c] + dy2) + dx2);
+          if (c > 0 && x0 - c >= 0) best = std::min(best, (row[x0 - c] + dy2) + dx2);
+        }
+      }
+    }
+    return best <= certified_ ? best : -1.0;
+  }
+
+  // Exact squared distances of the whole plane (two separable passes) into full_.
+  void solve_plane(int64_t z) {
+    const int64_t ny = g_.n[1], nx = g_.n[2];
+    fill_plane(z, 0, ny - 1);
+    for (int64_t x = 0; x < nx; ++x) {
+      fh_1d(gz2_.data() + x, nx, ny, g_.s[1], full_.data() + x, nx, &v_, &zb_);
+    }
+    std::vector<double> row(nx);
+    for (int64_t y = 0; y < ny; ++y) {
+      std::copy(full_.begin() + y * nx, full_.begin() + (y + 1) * nx, row.begin());
+      fh_1d(row.data(), 1, nx, g_.s[2], full_.data() + y * nx, 1, &v_, &zb_);
+    }
+  }
+
+  double full(int64_t y, int64_t x) const { return full_[y * g_.n[2] + x]; }
+
+ private:
+  static constexpr double kWindowMm = 8.0;
+  const Grid& g_;
+  const Columns& cols_;
+  std::vector<int64_t> ptr_;
+  std::vector<double> gz2_, full_;
+  std::vector<int64_t> v_;
+  std::vector<double> zb_;
+  int64_t wy_ = 0, wx_ = 0;
+  double certified_ = 0;
+};
+
+// Distances (mm) from every query point to the target surface, in query order.
+std::vector<double> distances(const Surface& query, const Surface& target, const Grid& g,
+                              int threads) {
+  const size_t nq = query.index.size();
+  std::vector<double> out(nq, kInf);
+  if (nq == 0 || target.index.empty()) return out;
+  const Columns cols = build_columns(target, g);
+  const int64_t plane = g.plane();
+  threads = resolve_threads(threads, static_cast<int64_t>(nq / 4096 + 1));
+  parallel_for(threads, [&](int t) {
+    // Split queries into contiguous ranges aligned to plane boundaries.
+    auto plane_start = [&](size_t i) {
+      if (i == 0 || i >= nq) return i;
+      const int64_t z = query.index[i] / plane;
+      while (i > 0 && query.index[i - 1] / plane == z) --i;
+      return i;
+    };
+    const size_t b = plane_start(nq * t / threads);
+    const size_t e = t + 1 == threads ? nq : plane_start(nq * (t + 1) / threads);
+    if (b >= e) return;
+    PlaneSolver solver(g, cols);
+    solver.start(query.index[b] / plane);
+    std::vector<size_t> far;
+    size_t i = b;
+    while (i < e) {
+      const int64_t z = query.index[i] / plane;
+      size_t j = i;
+      while (j < e && query.index[j] / plane == z) ++j;
+      int64_t y_lo = g.n[1], y_hi = 0;
+      for (size_t k = i; k < j; ++k) {
+        const int64_t y = query.index[k] % plane / g.n[2];
+        y_lo = std::min(y_lo, y);
+        y_hi = std::max(y_hi, y);
+      }
+      solver.fill_plane(z, y_lo, y_hi);
+      far.clear();
+      for (size_t k = i; k < j; ++k) {
+        const int64_t r = query.index[k] % plane;
+        const double d2 = solver.window(r / g.n[2], r % g.n[2]);
+        if (d2 < 0) {
+          far.push_back(k);
+        } else {
+          out[k] = std::sqrt(d2);
+        }
+      }
+      if (!far.empty()) {
+        solver.solve_plane(z);
+        for (size_t k : far) {
+          const int64_t r = query.index[k] % plane;
+          out[k] = std::sqrt(solver.full(r / g.n[2], r % g.n[2]));
+        }
+      }
+      i = j;
+    }
+  });
+  return out;
+}
+
+Direction sorted_direction(const std::vector<double>& d, const std::vector<double>& a) {
+  std::vector<std::pair<double, double>> pairs(d.size());
+  for (size_t i = 0; i < d.size(); ++i) pairs[i] = {d[i], a[i]};
+  std::sort(pairs.begin(), pairs.end());
+  Direction out;
+  out.distances.resize(d.size());
+  out.areas.resize(d.size());
+  for (size_t i = 0; i < d.size(); ++i) {
+    out.distances[i] = pairs[i].first;
+    out.areas[i] = pairs[i].second;
+  }
+  return out;
+}
+
+void validate(const Problem& pb) {
+  if (pb.dim != 2 && pb.dim != 3) {
+    throw std::invalid_argument("expected dim 2 or 3, found " + std::to_string(pb.dim));
+  }
+  if (pb.dim == 2 && pb.shape[0] != 1) {
+    throw std::invalid_argument("expected shape (1, H, W) for a 2D problem, found leading size " +
+                                std::to_string(pb.shape[0]));
+  }
+  for (int a = 0; a < 3; ++a) {
+    if (pb.shape[a] < 1) {
+      throw std::invalid_argument("expected positive sizes, found " + std::to_string(pb.shape[a]) +
+                                  " on axis " + std::to_string(a));
+    }
+    if (a >= 3 - pb.dim && !(pb.spacing[a] > 0 && std::isfinite(pb.spacing[a]))) {
+      throw std::invalid_argument("expected finite positive spacing, found " +
+                                  std::to_string(pb.spacing[a]) + " on axis " + std::to_string(a));
+    }
+  }
+}
+
+}  // namespace
+
+Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Problem& pb,
+                             int threads) {
+  validate(pb);
+  Result res;
+  const Bbox box = bounding_box(pred, gt, pb.shape);
+  if (box.empty()) return res;
+  Grid g;
+  const int64_t pad = pb.boundary == Boundary::kCorner ? 1 : 0;
+  for (int a = 0; a < 3; ++a) g.n[a] = box.hi[a] - box.lo[a] + 1 + pad;
+  if (pb.dim == 2) g.n[0] = 1;
+  g.s = pb.spacing;
+  if (pb.dim == 2) g.s[0] = 1.0;
+  std::vector<double> table;
+  if (pb.boundary == Boundary::kCorner) {
+    if (pb.dim == 3) {
+      const auto t = corner_area_table_3d(pb.spacing);
+      table.assign(t.begin(), t.end());
+    } else {
+      const auto t = corner_length_table_2d({pb.spacing[1], pb.spacing[2]});
+      table.assign(t.begin(), t.end());
+    }
+  }
+  const int nt = resolve_threads(threads, g.n[0]);
+  const Surface sg = extract(gt, pb, box, g, table, nt);
+  const Surface sp = extract(pred, pb, box, g, table, nt);
+  const std::vector<double> d_gt = distances(sg, sp, g, threads);
+  const std::vector<double> d_pred = distances(sp, sg, g, threads);
+  res.gt_to_pred = sorted_direction(d_gt, sg.area);
+  res.pred_to_gt = sorted_direction(d_pred, sp.area);
+  return res;
+}
+
+// ------------------------------------------------------------------ public tables
+std::array<double, 256> corner_area_table_3d(const std::array<double, 3>& spacing) {
+  std::array<double, 256> out{};
+  const auto& tris = triangle_table();
+  for (int code = 0; code < 256; ++code) {
+    double sum = 0;
+    for (const auto& v : tris[code]) {
+      sum += norm({v[0] * spacing[1] * spacing[2], v[1] * spacing[0] * spacing[2],
+                   v[2] * spacing[0] * spacing[1]});
+    }
+    out[code] = sum;
+  }
+  return out;
+}
+
+std::array<double, 16> corner_length_table_2d(const std::array<double, 2>& spacing) {
+  // Corners of the square in cyclic order with their code weights; edge midpoints doubled.
+  static const int cyc[4][2] = {{0, 0}, {0, 1}, {1, 1}, {1, 0}};
+  std::array<double, 16> out{};
+  for (int code = 0; code < 16; ++code) {
+    bool ins[4];
+    for (int i = 0; i < 4; ++i) ins[i] = code & (1 << (3 - (2 * cyc[i][0] + cyc[i][1])));
+    std::array<double, 2> mid[4];
+    for (int i = 0; i < 4; ++i) {
+      const int j = (i + 1) % 4;
+      mid[i] = {(cyc[i][0] + cyc[j][0]) / 2.0, (cyc[i][1] + cyc[j][1]) / 2.0};
+    }
+    auto length = [&](int e0, int e1) {
+      const double d0 = (mid[e0][0] - mid[e1][0]) * spacing[0];
+      const double d1 = (mid[e0][1] - mid[e1][1]) * spacing[1];
+      return std::sqrt(d0 * d0 + d1 * d1);
+    };
+    int crossing[4], nc = 0;
+    for (int i = 0; i < 4; ++i) {
+      if (ins[i] != ins[(i + 1) % 4]) crossing[nc++] = i;
+    }
+    double sum = 0;
+    if (nc == 2) sum = length(crossing[0], crossing[1]);
+    if (nc == 4) {
+      for (int i = 0; i < 4; ++i) {
+        if (ins[i]) sum += length((i + 3) % 4, i);
+      }
+    }
+    out[code] = sum;
+  }
+  return out;
+}
+
+#ifndef RDCL_WITH_CUDA
+bool cuda_built() { return false; }
+
+CudaResult::~CudaResult() = default;
+
+void CudaResult::copy_to(uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t) const {
+  throw std::runtime_error("rdcl was built without CUDA: the CUDA surface engine is unavailable");
+}
+
+void surface_distances_cuda(uintptr_t, uintptr_t, const Problem&, uintptr_t, CudaResult*) {
+  throw std::runtime_error("rdcl was built without CUDA: the CUDA surface engine is unavailable");
+}
+#endif
 
 }  // namespace surface
 }  // namespace rdcl
