@@ -187,7 +187,9 @@ def run_stage(
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
             terms, ramp = stage.compute(step, batch)
-            values = {k: (None if terms.get(k) is None else float(terms[k])) for k in TERMS}
+            values = {
+                k: (None if terms.get(k) is None else float(terms[k].detach())) for k in TERMS
+            }
             good = last if last.is_file() else None
             check_finite(values, step=step + 1, stage=stage.name, last_good=good)
             terms["loss"].backward()

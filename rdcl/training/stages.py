@@ -1,0 +1,315 @@
+"""The two training stages.
+
+Stage 1, :func:`pretrain_general`: a single-encoder U-Net learns to segment the non-COVID lesions;
+its encoder becomes G (or, for ``pretrain``, the whole network is fine-tuned).
+
+Stage 2, :func:`train`: the configured method (``rdcl.training.methods``). For the dual-encoder
+methods each step t follows Algorithm 1: draw a COVID batch X_c and a non-COVID batch X_n, then
+
+    L = L_seg(D([G(X_c).detach(), T(X_c)]), Y_c)          -> T, D
+      + lambda_G * ramp(t) * d(R_G(X_n), R_G(X_c))        -> G
+      - lambda_T * ramp(t) * d(R_G(X_c).detach(), R_T(X_c)) -> T
+
+with ONE optimiser over every trainable parameter and ONE backward of the summed loss. The routing
+is a property of the graph, not of separate optimisers: the model detaches G's bottleneck where it
+enters D, and the relation loss detaches R_G(X_c) inside d_t, so each term's gradient reaches only
+its own parameters (tests/training check this on real steps). The global gradient-norm clip (12)
+acts on the summed gradient, as in nnU-Net.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rdcl.config import Config, TrainConfig
+from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consistency
+from rdcl.model import build_network
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .loop import Stage, prepare_out_dir, resolve_device, run_stage
+from .methods import Method, build_for_method, get_method
+from .schedule import make_optimizer
+
+logger = logging.getLogger(__name__)
+
+GENERAL_SEED_OFFSET = 1
+"""Stage 2 draws X_n with seed ``train.seed + 1`` so it is independent of the X_c stream."""
+
+
+class MixedSampler:
+    """Round-robin over several samplers: step t takes ``samplers[t % k].batch(t)``.
+
+    Used to mix several non-COVID sets (tumours, effusions, nodules) with equal weight; still a
+    pure function of (seeds, step).
+    """
+
+    def __init__(self, samplers: Sequence[Any]) -> None:
+        if not samplers:
+            raise ValueError("need at least one sampler")
+        self.samplers = list(samplers)
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The batch of step ``step`` (see ``rdcl.data.PatchSampler.batch``)."""
+        return self.samplers[step % len(self.samplers)].batch(step)
+
+
+def make_sampler(datasets: Any, data_cfg: Any, *, seed: int) -> Any:
+    """A ``PatchSampler`` over one dataset, or a :class:`MixedSampler` over several."""
+    from rdcl.data import PatchSampler
+
+    datasets = _as_list(datasets)
+    if len(datasets) == 1:
+        return PatchSampler(datasets[0], data_cfg, seed=seed)
+    return MixedSampler([PatchSampler(d, data_cfg, seed=seed + i) for i, d in enumerate(datasets)])
+
+
+def _as_list(datasets: Any) -> list[Any]:
+    if datasets is None:
+        return []
+    return list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
+
+
+def batch_stream(sampler: Any, start: int, stop: int, num_workers: int) -> Iterable[dict]:
+    """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``)."""
+    from rdcl.data import make_loader
+
+    return make_loader(sampler, start, stop, num_workers)
+
+
+def dataset_meta(dataset: Any) -> dict[str, Any]:
+    """Checkpoint entries ``intensity`` and ``dataset`` of a ``rdcl.data.CachedDataset`` (the first
+    one of a list): what the predictor needs to preprocess new images the same way."""
+    ds = _as_list(dataset)[0]
+    return {
+        "intensity": ds.stats.to_dict(),
+        "dataset": {
+            "name": str(ds.info["dataset"]["name"]),
+            "dim": int(ds.dim),
+            "normalization": ds.normalization,
+        },
+    }
+
+
+def _seg_loss() -> DeepSupervisionLoss:
+    return DeepSupervisionLoss(DiceBCELoss())
+
+
+def pretrain_general(
+    cfg: Config,
+    general_datasets: Sequence[Any],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Stage 1: train a single-encoder U-Net on the non-COVID lesion sets (L_seg only).
+
+    Args:
+        cfg: resolved config; ``train.pretrain_steps`` steps, same optimiser and schedule as
+            stage 2.
+        general_datasets: cached non-COVID datasets (``rdcl.data.CachedDataset``), mixed
+            round-robin.
+        out_dir: the stage folder (``config.json``, ``log.jsonl``, ``last.ckpt``, ``final.ckpt``).
+
+    Returns:
+        Path of ``final.ckpt`` (kind ``"single"``, stage ``"pretrain"``).
+
+    Raises:
+        RunExistsError, TrainingDivergedError, ValueError (no datasets or zero steps).
+    """
+    cfg = cfg.validate()
+    if not general_datasets:
+        raise ValueError("stage 1 needs at least one non-COVID dataset, found none")
+    if cfg.train.pretrain_steps < 1:
+        raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
+    out_dir = Path(out_dir)
+    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    net = build_network(cfg.model, kind="single").to(device)
+    optimizer = make_optimizer(net.parameters(), cfg.train)
+    sampler = make_sampler(list(general_datasets), cfg.data, seed=cfg.train.seed)
+    seg_loss = _seg_loss()
+
+    def compute(step: int, batch: dict) -> tuple[dict, None]:
+        logits = net(batch["image"].to(device, non_blocking=True))
+        seg = seg_loss(logits, batch["label"].to(device, non_blocking=True))
+        return {"loss": seg, "seg": seg}, None
+
+    stage = Stage(
+        name="pretrain",
+        cfg=cfg,
+        net=net,
+        kind="single",
+        out_dir=out_dir,
+        total_steps=cfg.train.pretrain_steps,
+        compute=compute,
+        batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, cfg.data.num_workers),
+        meta=dataset_meta(list(general_datasets)),
+    )
+    return run_stage(stage, optimizer, resume=resume, progress=progress)
+
+
+def load_pretrained(path: str | Path, cfg: Config) -> dict[str, torch.Tensor]:
+    """The model state of a stage-1 checkpoint, checked against ``cfg.model``.
+
+    Raises:
+        CheckpointError: not a stage-1 single-encoder checkpoint, or another architecture.
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt["kind"] != "single":
+        raise CheckpointError(
+            f"pre-trained checkpoint {path} must hold a single-encoder network, found "
+            f"kind {ckpt['kind']!r}"
+        )
+    saved_model = json.loads(json.dumps(ckpt["config"].get("model")))
+    wanted = json.loads(json.dumps(dataclasses.asdict(cfg.model)))
+    if saved_model != wanted:
+        raise CheckpointError(
+            f"pre-trained checkpoint {path} holds another architecture: expected model config "
+            f"{wanted}, found {saved_model}"
+        )
+    return ckpt["model"]
+
+
+def method_terms(
+    net: torch.nn.Module,
+    method: Method,
+    *,
+    x_c: torch.Tensor,
+    y_c: torch.Tensor,
+    x_n: torch.Tensor | None,
+    step: int,
+    cfg: TrainConfig,
+    seg_loss: DeepSupervisionLoss,
+) -> tuple[dict[str, torch.Tensor | None], float | None]:
+    """The loss terms of one stage-2 step (Algorithm 1 for the dual-encoder methods).
+
+    Args:
+        net: the method's network (train mode).
+        x_c, y_c: COVID images and {0, 1} labels, (B, 1, *patch).
+        x_n: non-COVID images (B', 1, *patch); used when ``method.use_lg``.
+        step: 0-based step (drives the ramp).
+
+    Returns:
+        ``(terms, ramp)``: ``terms`` maps ``loss`` (the sum to back-propagate), ``seg``, and for
+        rdcl_g/rdcl ``d_g``, ``d_t``, ``loss_g`` (and ``loss_t`` for rdcl; ``d_t`` is logged by
+        rdcl_g as a diagnostic only) to scalar tensors, absent terms to None; ``ramp`` is None
+        for methods without relation losses.
+    """
+    logits, *bottlenecks = net.forward_with_features(x_c)
+    seg = seg_loss(logits, y_c)
+    terms: dict[str, torch.Tensor | None] = {"loss": seg, "seg": seg}
+    if not method.use_lg:
+        return terms, None
+    if x_n is None:
+        raise ValueError(f"method {method.name!r} needs a non-COVID batch x_n, found None")
+    ramp = rampup(step, cfg.rampup_steps)
+    g_c, t_c = bottlenecks
+    rel = relation_consistency(
+        net.general_features(x_n), g_c, t_c, lambda_g=cfg.lambda_g, lambda_t=cfg.lambda_t, ramp=ramp
+    )
+    terms.update(d_g=rel["d_g"], d_t=rel["d_t"], loss_g=rel["loss_g"])
+    terms["loss"] = seg + rel["loss_g"]
+    if method.use_lt:
+        terms["loss_t"] = rel["loss_t"]
+        terms["loss"] = terms["loss"] + rel["loss_t"]
+    return terms, ramp
+
+
+def train(
+    cfg: Config,
+    covid: Any,
+    general: Any,
+    out_dir: str | Path,
+    *,
+    pretrained: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Stage 2: train ``cfg.train.method`` on the COVID set (Algorithm 1 for rdcl/rdcl_g).
+
+    Args:
+        cfg: resolved config (``train.steps`` steps).
+        covid: the cached COVID dataset (X_c).
+        general: cached non-COVID dataset(s) (X_n); needed by ``rdcl_g`` and ``rdcl`` only.
+        out_dir: the stage folder.
+        pretrained: stage-1 ``final.ckpt``; needed by every method but ``baseline``.
+        resume: continue from ``out_dir/last.ckpt`` (bitwise-exact on the CPU).
+        overwrite: replace an existing run in ``out_dir``.
+
+    Returns:
+        Path of ``out_dir/final.ckpt``.
+
+    Raises:
+        RunExistsError, TrainingDivergedError, CheckpointError, ValueError (missing inputs).
+    """
+    cfg = cfg.validate()
+    method = get_method(cfg.train.method)
+    if cfg.train.steps < 1:
+        raise ValueError(f"train.steps must be >= 1, found {cfg.train.steps}")
+    generals = _as_list(general)
+    if method.needs_general_batches and not generals:
+        raise ValueError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
+    if method.needs_pretrained and pretrained is None:
+        raise ValueError(
+            f"method {method.name!r} needs a stage-1 network pre-trained on non-COVID lesions; "
+            "pass pretrained=<stage-1 final.ckpt>"
+        )
+    state = load_pretrained(pretrained, cfg) if method.needs_pretrained else None
+    out_dir = Path(out_dir)
+    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    net = build_for_method(cfg.model, method, state).to(device)
+    optimizer = make_optimizer(net.parameters(), cfg.train)
+    covid_sampler = make_sampler(covid, cfg.data, seed=cfg.train.seed)
+    general_sampler = (
+        make_sampler(generals, cfg.data, seed=cfg.train.seed + GENERAL_SEED_OFFSET)
+        if method.needs_general_batches
+        else None
+    )
+    seg_loss = _seg_loss()
+    tcfg, total, workers = cfg.train, cfg.train.steps, cfg.data.num_workers
+
+    def compute(step: int, batch: tuple[dict, dict | None]) -> tuple[dict, float | None]:
+        xc_batch, xn_batch = batch
+        x_n = None if xn_batch is None else xn_batch["image"].to(device, non_blocking=True)
+        return method_terms(
+            net,
+            method,
+            x_c=xc_batch["image"].to(device, non_blocking=True),
+            y_c=xc_batch["label"].to(device, non_blocking=True),
+            x_n=x_n,
+            step=step,
+            cfg=tcfg,
+            seg_loss=seg_loss,
+        )
+
+    def batches(start: int) -> Iterable[tuple[dict, dict | None]]:
+        xc = batch_stream(covid_sampler, start, total, workers)
+        if general_sampler is None:
+            return ((b, None) for b in xc)
+        return zip(xc, batch_stream(general_sampler, start, total, workers), strict=True)
+
+    stage = Stage(
+        name="train",
+        cfg=cfg,
+        net=net,
+        kind=method.kind,
+        out_dir=out_dir,
+        total_steps=total,
+        compute=compute,
+        batches=batches,
+        meta=dataset_meta(covid),
+    )
+    return run_stage(stage, optimizer, resume=resume, progress=progress)
