@@ -280,9 +280,11 @@ def preprocess_dataset(
         files.append(fname)
     if stats is None:
         stats = compute_intensity_stats(collected)
+    windows = {tuple(c.window or data_cfg.window) for c in spec.cases}
     info = {
         "intensity": stats.to_dict(),
         "normalization": norm,
+        "window": list(windows.pop()) if norm == "window" and len(windows) == 1 else None,
         "target_spacing": list(data_cfg.target_spacing) if data_cfg.target_spacing else None,
         "dataset": {
             "name": spec.name,
@@ -320,7 +322,9 @@ class CachedDataset:
 
     ``dataset[i] -> (image float32 (1, *spatial), label uint8 (*spatial) | None)``. Arrays are
     kept in memory after their first read when ``in_memory`` (the default). Attributes: ``names``,
-    ``dim``, ``stats`` (:class:`IntensityStats`), ``normalization``, ``info`` (stats.json).
+    ``dim``, ``stats`` (:class:`IntensityStats`), ``normalization``, ``window`` (the intensity
+    window shared by all cases for ``"window"`` normalisation, ``None`` otherwise or when the
+    cases differ, as in COVID-19-CT-Seg), ``info`` (stats.json).
     """
 
     def __init__(self, cache_dir: str | Path, *, in_memory: bool = True) -> None:
@@ -341,6 +345,8 @@ class CachedDataset:
         self.names = [f.name[: -len(".npz")] for f in self.files]
         self.stats = IntensityStats.from_dict(self.info["intensity"])
         self.normalization = self.info["normalization"]
+        window = self.info.get("window")
+        self.window = (float(window[0]), float(window[1])) if window else None
         self.dim = int(self.info["dataset"]["dim"])
         self.in_memory = in_memory
         self._memo: dict[int, dict[str, Any]] = {}

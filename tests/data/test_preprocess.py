@@ -113,6 +113,7 @@ def test_preprocess_dataset_values_and_cache_reuse(nnunet_dir, tmp_path, monkeyp
     assert len(ds.foreground(1)) == int(raw[1][1].sum())
     info = json.loads((cache / "stats.json").read_text())
     assert info["normalization"] == "ct" and info["dataset"]["dim"] == 3
+    assert ds.window is None
     assert not list(cache.glob(".tmp-*"))
 
     # Same inputs: nothing is re-read.
@@ -154,7 +155,7 @@ def test_window_dataset_keeps_case_windows(tmp_path):
     )
     # The config says "ct" with an HU window, but PNGs are already windowed: data wins.
     ds = preprocess_dataset(load_dataset(tmp_path / "ds"), DataConfig(), tmp_path / "c")
-    assert ds.normalization == "window"
+    assert ds.normalization == "window" and ds.window == (0.0, 255.0)
     np.testing.assert_allclose(ds[0][0][0], img / 255.0, rtol=1e-6)
 
 
