@@ -81,13 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    """The command's own messages at INFO, the library's at WARNING (all at DEBUG with
+    ``--verbose``; WARNING only with ``--quiet``), so a failing command prints one line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("rdcl")
     root.handlers[:] = [handler]
-    root.setLevel(level)
     root.propagate = False
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("rdcl.cli").setLevel(
+        logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,3 +86,24 @@ def check_out_dir(path: Path, *, overwrite: bool, what: str = "output folder") -
         raise FileExistsError(f"{what} must be a folder, found a file: {path}")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"{what} exists and is not empty (pass --overwrite): {path}")
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yield a fresh sibling temp folder to write into; on success it replaces ``out``.
+
+    On any error the temp folder is removed and ``out`` is left exactly as it was, so a command
+    that fails halfway writes nothing. Check ``out`` (see :func:`check_out_dir`) before.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f"{tmp.name}-old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

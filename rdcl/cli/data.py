@@ -13,6 +13,7 @@ from rdcl.cli.common import (
     check_out_dir,
     require_dir,
     resolve_config,
+    staged_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     spec = load_dataset(require_dir(args.data, "dataset folder"))
     cfg = resolve_config(args, dim=spec.dim)
     check_out_dir(args.out, overwrite=args.overwrite, what="cache folder")
-    cached = preprocess_dataset(spec, cfg.data, args.out)
+    with staged_dir(args.out) as tmp:
+        cached = preprocess_dataset(spec, cfg.data, tmp)
     logger.info("cached %d cases of %s in %s", len(cached), spec.name, args.out)
     return 0
 

@@ -55,7 +55,6 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from rdcl.data.layout import load_dataset
-    from rdcl.training import run_training
 
     covid = load_dataset(require_dir(args.data, "--data folder"))
     general = [load_dataset(require_dir(g, "--general folder")) for g in args.general]
@@ -73,6 +72,8 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, dim=covid.dim)
     if args.out.exists() and not args.out.is_dir():
         raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
+    from rdcl.training import run_training
+
     final = run_training(
         cfg,
         covid=covid,
