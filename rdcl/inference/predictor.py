@@ -64,6 +64,8 @@ class Predictor:
         amp: ``"fp16"``/``"bf16"`` autocast (CUDA), or None for float32.
         normalization: the intensity scheme the training data used when it differs from
             ``config.data.normalization`` (a dataset's own, e.g. ``"window"`` for PNG slices).
+        window: the (low, high) intensity window of the training data when it differs from
+            ``config.data.window`` (e.g. (0, 255) for 8-bit PNG slices).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Predictor:
         mirror: bool = False,
         amp: str | None = None,
         normalization: str | None = None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.network = network.to(self.device).eval()
@@ -88,6 +91,7 @@ class Predictor:
         self.mirror = mirror
         self.amp = amp
         self.normalization = normalization
+        self.window = tuple(window) if window is not None else None
 
     @classmethod
     def from_checkpoint(
@@ -96,8 +100,8 @@ class Predictor:
         """Build the network from a checkpoint's saved config and kind and load its weights.
 
         ``options`` are passed to the constructor (``step``, ``tile_batch``, ``mirror``, ``amp``).
-        The training set's normalisation is taken from the checkpoint's ``dataset`` entry
-        (``"normalization"``) when it records one, else from the saved config.
+        The training set's normalisation and window are taken from the checkpoint's ``dataset``
+        entry (``"normalization"``, ``"window"``) when it records them, else from the config.
         Raises :class:`rdcl.training.checkpoint.CheckpointError` for a missing, invalid or
         mismatching checkpoint.
         """
@@ -117,7 +121,9 @@ class Predictor:
             ) from exc
         stats = ckpt.get("intensity")
         intensity = IntensityStats.from_dict(stats) if stats else None
-        options.setdefault("normalization", (ckpt.get("dataset") or {}).get("normalization"))
+        meta = ckpt.get("dataset") or {}
+        options.setdefault("normalization", meta.get("normalization"))
+        options.setdefault("window", meta.get("window"))
         return cls(network, config=config, intensity=intensity, device=device, **options)
 
     @property
@@ -147,7 +153,12 @@ class Predictor:
 
     def _probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
         data, _, props = preprocess_case(
-            image, geometry, self.config.data, self.intensity, normalization=self.normalization
+            image,
+            geometry,
+            self.config.data,
+            self.intensity,
+            normalization=self.normalization,
+            window=self.window,
         )
         logits = sliding_window(
             self._net_fn,

@@ -22,7 +22,7 @@ GEOM = Geometry(
 )
 
 
-def _save(path, cfg, kind="single", normalization=None):
+def _save(path, cfg, kind="single", normalization=None, window=None):
     torch.manual_seed(0)
     net = build_network(cfg.model, kind=kind)
     payload = {
@@ -39,6 +39,8 @@ def _save(path, cfg, kind="single", normalization=None):
     }
     if normalization:
         payload["dataset"]["normalization"] = normalization
+    if window:
+        payload["dataset"]["window"] = list(window)
     save_checkpoint(path, payload)
     return net
 
@@ -85,14 +87,15 @@ def test_checkpoint_equals_direct_network_on_one_tile(tmp_path):
 
 
 def test_checkpoint_dataset_normalization_overrides_config(tmp_path):
-    # Trained on already-windowed data: the checkpoint records "window" while the config says
-    # "ct"; the predictor must map the config window (-1250, 250) to [0, 1].
+    # Trained on already-windowed data: the checkpoint records "window" and the data's window
+    # (-1000, 200) while the config says "ct" and (-1250, 250); the predictor must map the
+    # recorded window to [0, 1].
     cfg = preset("tiny3d")
     assert cfg.data.normalization == "ct"
-    net = _save(tmp_path / "m.ckpt", cfg, normalization="window")
+    net = _save(tmp_path / "m.ckpt", cfg, normalization="window", window=(-1000.0, 200.0))
     pred = Predictor.from_checkpoint(tmp_path / "m.ckpt", device="cpu")
     image = _ct(cfg.data.patch_size, seed=3)
-    x = (np.clip(image, -1250, 250) + 1250.0) / 1500.0
+    x = (np.clip(image, -1000, 200) + 1000.0) / 1200.0
     with torch.no_grad():
         ref = torch.sigmoid(net.eval()(torch.from_numpy(x[None, None].astype(np.float32)))[0])
     prob = pred.predict_probabilities(image, GEOM)
