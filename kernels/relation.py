@@ -144,14 +144,31 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
 
 
 @triton.jit
-def _relation_fwd_gram_kernel(x_ptr, part_ptr, NB, C, N, sb, sc, sn, SPLITS,
-                              BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, SINGLE: tl.constexpr,
-                              ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
-    """Grid (tiles, SPLITS, B_out): split-K partial Gram; part is (B_out, SPLITS, C, C)."""
-    b = tl.program_id(2)
-    _gram_partial(x_ptr + b * sb, part_ptr + b * SPLITS * C * C, NB, C, N, sb, sc, sn,
-                  tl.program_id(0), tl.program_id(1), SPLITS, BLOCK_C, BLOCK_K, SINGLE, ACC,
-                  PRECISION)  # fmt: skip
+def _pick(m, v0, v1, v2):
+    """v_m for m in {0, 1, 2} (scalar select, no branching)."""
+    return tl.where(m == 0, v0, tl.where(m == 1, v1, v2))
+
+
+@triton.jit
+def _relation_fwd_gram_kernel(x_ptr, part_ptr, xo1, xo2, B0, B1, B2, N0, N1, N2,
+                              s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n, C, SPLITS,
+                              PER_SAMPLE: tl.constexpr, BLOCK_C: tl.constexpr,
+                              BLOCK_K: tl.constexpr, SINGLE: tl.constexpr, ACC: tl.constexpr,
+                              PRECISION: tl.constexpr):  # fmt: skip
+    """Grid (tiles, SPLITS, M): split-K partial Grams of M matrices into part (M, SPLITS, C, C).
+
+    PER_SAMPLE: matrix m is sample m of x (B0 samples). Otherwise matrix m < 3 is the batch mean of
+    input m, which starts ``xo_m`` elements after ``x_ptr`` (xo_0 = 0) with B_m, N_m and strides.
+    """
+    m = tl.program_id(2)
+    if PER_SAMPLE:
+        x, nb, n, sb, sc, sn = x_ptr + m * s0b, 1, N0, s0b, s0c, s0n
+    else:
+        x = x_ptr + _pick(m, 0, xo1, xo2)
+        nb, n = _pick(m, B0, B1, B2), _pick(m, N0, N1, N2)
+        sb, sc, sn = _pick(m, s0b, s1b, s2b), _pick(m, s0c, s1c, s2c), _pick(m, s0n, s1n, s2n)
+    _gram_partial(x, part_ptr + m * SPLITS * C * C, nb, C, n, sb, sc, sn, tl.program_id(0),
+                  tl.program_id(1), SPLITS, BLOCK_C, BLOCK_K, SINGLE, ACC, PRECISION)  # fmt: skip
 
 
 @triton.jit
@@ -184,14 +201,26 @@ def _relation_bwd_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constex
 
 
 @triton.jit
-def _relation_bwd_feat_kernel(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn,
-                              BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr,
+def _relation_bwd_feat_kernel(x_ptr, dx_ptr, dg_ptr, xo1, xo2, do1, do2, B0, B1, B2, N0, N1, N2,
+                              s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n, C,
+                              PER_SAMPLE: tl.constexpr, BLOCK_I: tl.constexpr,
+                              BLOCK_N: tl.constexpr, ACC: tl.constexpr,
                               PRECISION: tl.constexpr):  # fmt: skip
-    """Grid (row blocks, N blocks, B_out): dF = (dG + dG^T) A / NB."""
-    b = tl.program_id(2)
-    _feature_grad_tile(x_ptr + b * sb, dx_ptr + b * C * N, dg_ptr + b * C * C, NB, C, N, sb, sc,
-                       sn, tl.program_id(0), tl.program_id(1), BLOCK_I, BLOCK_N, ACC,
-                       PRECISION)  # fmt: skip
+    """Grid (row blocks, N blocks, M): dF = (dG_m + dG_m^T) A_m / NB_m for M matrices.
+
+    Matrices as in ``_relation_fwd_gram_kernel``; gradient m (contiguous) starts ``do_m`` elements
+    after ``dx_ptr``.
+    """
+    m = tl.program_id(2)
+    if PER_SAMPLE:
+        x, dx, nb, n = x_ptr + m * s0b, dx_ptr + m * C * N0, 1, N0
+        sb, sc, sn = s0b, s0c, s0n
+    else:
+        x, dx = x_ptr + _pick(m, 0, xo1, xo2), dx_ptr + _pick(m, 0, do1, do2)
+        nb, n = _pick(m, B0, B1, B2), _pick(m, N0, N1, N2)
+        sb, sc, sn = _pick(m, s0b, s1b, s2b), _pick(m, s0c, s1c, s2c), _pick(m, s0n, s1n, s2n)
+    _feature_grad_tile(x, dx, dg_ptr + m * C * C, nb, C, n, sb, sc, sn, tl.program_id(0),
+                       tl.program_id(1), BLOCK_I, BLOCK_N, ACC, PRECISION)  # fmt: skip
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -238,6 +267,78 @@ def as_bcn(features: torch.Tensor) -> torch.Tensor:
     return features.reshape(features.shape[0], features.shape[1], -1)
 
 
+def _matrix_args(xs: tuple[torch.Tensor, ...], base: torch.Tensor) -> list[int]:
+    """Element offsets of xs[1:] from ``base``, then B, N and (sb, sc, sn) of 3 (padded) inputs."""
+    xs = xs + (xs[0],) * (3 - len(xs))
+    offsets = []
+    for x in xs[1:]:
+        diff = x.data_ptr() - base.data_ptr()
+        if diff % x.element_size():
+            raise ValueError(f"tensor offset {diff} B is not a multiple of {x.element_size()} B")
+        offsets.append(diff // x.element_size())
+    return [*offsets, *(x.shape[0] for x in xs), *(x.shape[2] for x in xs),
+            *(st for x in xs for st in x.stride())]  # fmt: skip
+
+
+def gram_partials(
+    xs: tuple[torch.Tensor, ...], per_sample: bool, splits: int | None, precision: str | None
+) -> tuple[torch.Tensor, int]:
+    """Launch the split-K Gram: per-sample matrices of xs[0], or batch means of 1-3 inputs.
+
+    Args:
+        xs: (B_m, C, N_m) views of one dtype.
+
+    Returns:
+        partials (M, splits, C, C) in the accumulation dtype, and ``splits``.
+    """
+    x0 = xs[0]
+    c = x0.shape[1]
+    m = x0.shape[0] if per_sample else len(xs)
+    acc = acc_dtype(x0.dtype)
+    block_c = gram_block(c)
+    block_k = max(16, min(256, 8192 // block_c))
+    tiles = triton.cdiv(c, block_c) ** 2
+    n_max = max(x.shape[2] for x in xs)
+    splits = splits or choose_splits(c, n_max, tiles * m, x0.device, block_k)
+    part = torch.empty((m, splits, c, c), device=x0.device, dtype=acc)
+    _relation_fwd_gram_kernel[(tiles, splits, m)](
+        x0, part, *_matrix_args(xs, x0), c, splits, PER_SAMPLE=per_sample, BLOCK_C=block_c,
+        BLOCK_K=block_k, SINGLE=c <= block_c, ACC=_TORCH_TO_TL[acc],
+        PRECISION=dot_precision(x0.dtype, precision),
+    )  # fmt: skip
+    return part, splits
+
+
+def features_grad(
+    grad_g: torch.Tensor, xs: tuple[torch.Tensor, ...], per_sample: bool, precision: str | None
+) -> tuple[torch.Tensor, ...]:
+    """Launch dF = (dG + dG^T) A / NB for the matrices of :func:`gram_partials`.
+
+    Args:
+        grad_g: (M, C, C) dL/dG.
+        xs: the (B_m, C, N_m) inputs of one dtype.
+
+    Returns:
+        one contiguous (B_m, C, N_m) gradient per input, in the input dtype.
+    """
+    x0 = xs[0]
+    c = x0.shape[1]
+    acc = acc_dtype(x0.dtype)
+    grads = tuple(torch.empty(x.shape, device=x.device, dtype=x.dtype) for x in xs)
+    block_i = gram_block(c)
+    block_n = max(16, min(256, 8192 // block_i))
+    n_max = max(x.shape[2] for x in xs)
+    table = _matrix_args(xs, x0)
+    dofs = _matrix_args(grads, grads[0])[:2]
+    grid = (triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), grad_g.shape[0])
+    _relation_bwd_feat_kernel[grid](
+        x0, grads[0], grad_g.to(acc).contiguous(), *table[:2], *dofs, *table[2:], c,
+        PER_SAMPLE=per_sample, BLOCK_I=block_i, BLOCK_N=block_n, ACC=_TORCH_TO_TL[acc],
+        PRECISION=dot_precision(x0.dtype, precision),
+    )  # fmt: skip
+    return grads
+
+
 def relation_forward(
     features: torch.Tensor,
     reduce: str | None = "mean",
@@ -245,7 +346,7 @@ def relation_forward(
     splits: int | None = None,
     precision: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relation matrix by Triton: returns (R, ||G|| row norms).
+    """Relation matrix by Triton (2 launches): returns (R, ||G|| row norms).
 
     Args:
         features: (B, C, *spatial), any float dtype, any strides.
@@ -258,25 +359,17 @@ def relation_forward(
         R (C, C) or (B, C, C) and the unclamped row norms (C,) or (B, C), fp32 (fp64 for fp64).
     """
     x = as_bcn(features)
-    b, c, n = x.shape
-    acc = acc_dtype(x.dtype)
-    b_out, nb = (1, b) if reduce == "mean" else (b, 1)
-    block_c = gram_block(c)
-    block_k = max(16, min(256, 8192 // block_c))
-    tiles = triton.cdiv(c, block_c) ** 2
-    splits = splits or choose_splits(c, n, tiles * b_out, x.device, block_k)
-    part = torch.empty((b_out, splits, c, c), device=x.device, dtype=acc)
-    _relation_fwd_gram_kernel[(tiles, splits, b_out)](
-        x, part, nb, c, n, *x.stride(), splits, BLOCK_C=block_c, BLOCK_K=block_k,
-        SINGLE=c <= block_c, ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(x.dtype, precision),
-    )  # fmt: skip
-    r = torch.empty((b_out, c, c), device=x.device, dtype=acc)
-    norms = torch.empty((b_out, c), device=x.device, dtype=acc)
+    c = x.shape[1]
+    part, splits = gram_partials((x,), reduce is None, splits, precision)
+    m = part.shape[0]
+    r = torch.empty((m, c, c), device=x.device, dtype=part.dtype)
+    norms = torch.empty((m, c), device=x.device, dtype=part.dtype)
     block_r, block_w = row_blocks(c)
-    _relation_fwd_kernel[(triton.cdiv(c, block_r), b_out)](
-        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w, ACC=_TORCH_TO_TL[acc], EPS=EPS
-    )
-    return (r[0], norms[0]) if reduce == "mean" else (r, norms)
+    _relation_fwd_kernel[(triton.cdiv(c, block_r), m)](
+        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w,
+        ACC=_TORCH_TO_TL[part.dtype], EPS=EPS,
+    )  # fmt: skip
+    return (r, norms) if reduce is None else (r[0], norms[0])
 
 
 def relation_backward(
@@ -288,7 +381,7 @@ def relation_backward(
     *,
     precision: str | None = None,
 ) -> torch.Tensor:
-    """Gradient of the relation matrix w.r.t. the features by Triton.
+    """Gradient of the relation matrix w.r.t. the features by Triton (2 launches).
 
     Args:
         grad_r: dL/dR, same shape as ``r``.
@@ -300,21 +393,19 @@ def relation_backward(
     Returns:
         dL/dF with the shape and dtype of ``features`` (contiguous).
     """
-    grad_g = gram_grad(grad_r, r, norms)
-    return gram_grad_to_features(grad_g, features, reduce, precision=precision)
+    return gram_grad_to_features(gram_grad(grad_r, r, norms), features, reduce, precision=precision)
 
 
 def gram_grad(grad_r: torch.Tensor, r: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     """dL/dG (same shape as ``r``: (C, C) or (B, C, C)) from dL/dR, R and the row norms."""
     c = r.shape[-1]
-    r3, n2 = r.reshape(-1, c, c), norms.reshape(-1, c)
+    r3, n2 = r.reshape(-1, c, c).contiguous(), norms.reshape(-1, c).contiguous()
     dr = grad_r.reshape(-1, c, c).to(r.dtype).contiguous()
     grad_g = torch.empty_like(r3)
     block_r, block_w = row_blocks(c)
     _relation_bwd_kernel[(triton.cdiv(c, block_r), r3.shape[0])](
-        r3.contiguous(), dr, n2.contiguous(), grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w,
-        ACC=_TORCH_TO_TL[r.dtype], EPS=EPS,
-    )  # fmt: skip
+        r3, dr, n2, grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=_TORCH_TO_TL[r.dtype], EPS=EPS
+    )
     return grad_g.reshape(r.shape)
 
 
@@ -325,17 +416,8 @@ def gram_grad_to_features(
     *,
     precision: str | None = None,
 ) -> torch.Tensor:
-    """dL/dF from dL/dG: dA = (dG + dG^T) A; dF_b = dA / B (mean) or dA_b (per sample)."""
+    """dL/dF from dL/dG (C, C) or (B, C, C): dA = (dG + dG^T) A; dF_b = dA / B or dA_b."""
     x = as_bcn(features)
-    b, c, n = x.shape
-    b_out, nb = (1, b) if reduce == "mean" else (b, 1)
-    acc = acc_dtype(x.dtype)
-    block_i = gram_block(c)
-    block_n = max(16, min(256, 8192 // block_i))
-    grad = torch.empty((b, c, n), device=x.device, dtype=x.dtype)
-    grid = (triton.cdiv(c, block_i), triton.cdiv(n, block_n), b_out)
-    _relation_bwd_feat_kernel[grid](
-        x, grad, grad_g.to(acc).contiguous(), nb, c, n, *x.stride(), BLOCK_I=block_i,
-        BLOCK_N=block_n, ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(x.dtype, precision),
-    )  # fmt: skip
+    c = x.shape[1]
+    (grad,) = features_grad(grad_g.reshape(-1, c, c), (x,), reduce is None, precision)
     return grad.reshape(features.shape)

@@ -5,14 +5,15 @@ sizes may differ, C may not). With R_t the batch-mean relation matrix of X_t (se
 
     d_g = mean((R_0 - R_1)^2),    d_t = mean((R_1.detach() - R_2)^2)     (mean over C*C entries)
 
-Forward: one split-K Gram launch for all three inputs, then one single-program launch that reduces
-the splits, normalises the rows and sums both distances in a fixed order (deterministic).
+Forward: one split-K Gram launch for all three inputs (the shared ``_relation_fwd_gram_kernel``),
+then one single-program launch that reduces the splits, normalises the rows and sums both
+distances in a fixed order (deterministic).
 Backward, for upstream gradients (gd_g, gd_t) and k = 2 / C^2:
 
     dR_0 = k gd_g (R_0 - R_1),   dR_1 = -dR_0,   dR_2 = -k gd_t (R_1 - R_2)
 
 (R_1 receives nothing from d_t: it is detached there), then one launch for the three dG and one
-for the three feature gradients.
+(the shared ``_relation_bwd_feat_kernel``) for the three feature gradients.
 """
 
 from __future__ import annotations
@@ -25,39 +26,15 @@ from .reference import EPS
 from .relation import (
     _SUM,
     _TORCH_TO_TL,
-    _feature_grad_tile,
     _grad_gram_rows,
-    _gram_partial,
     _normalize_rows,
     _row_sum,
     _sum_splits,
-    acc_dtype,
     as_bcn,
-    choose_splits,
-    dot_precision,
-    gram_block,
+    features_grad,
+    gram_partials,
     row_blocks,
 )
-
-
-@triton.jit
-def _relation_loss_fwd_gram_kernel(x0, x1, x2, part_ptr, B0, B1, B2, N0, N1, N2, C,
-                                   s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n, SPLITS,
-                                   BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                                   SINGLE: tl.constexpr, ACC: tl.constexpr,
-                                   PRECISION: tl.constexpr):  # fmt: skip
-    """Grid (tiles, SPLITS, 3): split-K partial Grams of the three batch means into part[t]."""
-    tile, split, t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    part = part_ptr + t * SPLITS * C * C
-    if t == 0:
-        _gram_partial(x0, part, B0, C, N0, s0b, s0c, s0n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
-                      SINGLE, ACC, PRECISION)  # fmt: skip
-    elif t == 1:
-        _gram_partial(x1, part, B1, C, N1, s1b, s1c, s1n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
-                      SINGLE, ACC, PRECISION)  # fmt: skip
-    else:
-        _gram_partial(x2, part, B2, C, N2, s2b, s2c, s2n, tile, split, SPLITS, BLOCK_C, BLOCK_K,
-                      SINGLE, ACC, PRECISION)  # fmt: skip
 
 
 @triton.jit
@@ -115,35 +92,16 @@ def _relation_loss_bwd_kernel(r_ptr, norm_ptr, grad_ptr, dg_ptr, C, BLOCK_R: tl.
     tl.store(dg_ptr + 2 * C * C + offs, _grad_gram_rows(r_2, dr_2, n_2, EPS), mask=mask)
 
 
-@triton.jit
-def _relation_loss_bwd_feat_kernel(x0, x1, x2, d0, d1, d2, dg_ptr, B0, B1, B2, N0, N1, N2, C,
-                                   s0b, s0c, s0n, s1b, s1c, s1n, s2b, s2c, s2n,
-                                   BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr,
-                                   ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
-    """Grid (row blocks, N blocks of the largest N, 3): the three feature gradients."""
-    pid_i, pid_n, t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    dg = dg_ptr + t * C * C
-    if t == 0:
-        _feature_grad_tile(x0, d0, dg, B0, C, N0, s0b, s0c, s0n, pid_i, pid_n, BLOCK_I, BLOCK_N,
-                           ACC, PRECISION)  # fmt: skip
-    elif t == 1:
-        _feature_grad_tile(x1, d1, dg, B1, C, N1, s1b, s1c, s1n, pid_i, pid_n, BLOCK_I, BLOCK_N,
-                           ACC, PRECISION)  # fmt: skip
-    else:
-        _feature_grad_tile(x2, d2, dg, B2, C, N2, s2b, s2c, s2n, pid_i, pid_n, BLOCK_I, BLOCK_N,
-                           ACC, PRECISION)  # fmt: skip
-
-
-def _common_dtype(xs: tuple[torch.Tensor, ...]) -> torch.dtype:
-    channels = {x.shape[1] for x in xs}
-    if len(channels) != 1:
+def _inputs(feats: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """(B, C, N) views of the three inputs in one dtype; same C required."""
+    xs = tuple(as_bcn(x) for x in feats)
+    if len({x.shape[1] for x in xs}) != 1:
         raise ValueError(
             f"all three feature maps need the same channel count, found "
             f"{', '.join(str(x.shape[1]) for x in xs)}"
         )
-    return acc_dtype(
-        torch.promote_types(torch.promote_types(xs[0].dtype, xs[1].dtype), xs[2].dtype)
-    )
+    dtype = torch.promote_types(torch.promote_types(xs[0].dtype, xs[1].dtype), xs[2].dtype)
+    return tuple(x.to(dtype) for x in xs)
 
 
 def relation_loss_forward(
@@ -157,32 +115,21 @@ def relation_loss_forward(
     """Fused forward of the two relation distances (2 launches).
 
     Args:
-        g_noncovid, g_covid, t_covid: (B_t, C, *spatial_t) features, same C.
+        g_noncovid, g_covid, t_covid: (B_t, C, *spatial_t) features, same C (inputs of different
+            dtypes are first cast to the widest).
         splits, precision: as in :func:`rdcl.kernels.relation.relation_forward`.
 
     Returns:
         ``losses`` (2,) = (d_g, d_t), ``r`` (3, C, C) and ``norms`` (3, C) (saved for backward),
-        in fp32 (fp64 when any input is fp64).
+        in fp32 (fp64 when the inputs are fp64).
     """
-    xs = tuple(as_bcn(x) for x in (g_noncovid, g_covid, t_covid))
-    acc = _common_dtype(xs)
+    xs = _inputs((g_noncovid, g_covid, t_covid))
     c = xs[0].shape[1]
-    device = xs[0].device
-    n_max = max(x.shape[2] for x in xs)
-    block_c = gram_block(c)
-    block_k = max(16, min(256, 8192 // block_c))
-    tiles = triton.cdiv(c, block_c) ** 2
-    splits = splits or choose_splits(c, n_max, 3 * tiles, device, block_k)
-    part = torch.empty((3, splits, c, c), device=device, dtype=acc)
-    prec = dot_precision(acc, precision)
-    _relation_loss_fwd_gram_kernel[(tiles, splits, 3)](
-        *xs, part, *(x.shape[0] for x in xs), *(x.shape[2] for x in xs), c,
-        *(s for x in xs for s in x.stride()), splits, BLOCK_C=block_c, BLOCK_K=block_k,
-        SINGLE=c <= block_c, ACC=_TORCH_TO_TL[acc], PRECISION=prec,
-    )  # fmt: skip
-    r = torch.empty((3, c, c), device=device, dtype=acc)
-    norms = torch.empty((3, c), device=device, dtype=acc)
-    losses = torch.empty(2, device=device, dtype=acc)
+    part, splits = gram_partials(xs, False, splits, precision)
+    acc = part.dtype
+    r = torch.empty((3, c, c), device=part.device, dtype=acc)
+    norms = torch.empty((3, c), device=part.device, dtype=acc)
+    losses = torch.empty(2, device=part.device, dtype=acc)
     block_r, block_w = row_blocks(c)
     _relation_loss_fwd_kernel[(1,)](
         part, r, norms, losses, c, splits, BLOCK_R=block_r, BLOCK_W=block_w,
@@ -212,22 +159,13 @@ def relation_loss_backward(
         Three gradients with the shapes and dtypes of the inputs (contiguous).
     """
     feats = (g_noncovid, g_covid, t_covid)
-    xs = tuple(as_bcn(x) for x in feats)
+    xs = _inputs(feats)
     c = xs[0].shape[1]
-    acc = r.dtype
     block_r, block_w = row_blocks(c)
-    grad_g = torch.empty((3, c, c), device=r.device, dtype=acc)
+    grad_g = torch.empty((3, c, c), device=r.device, dtype=r.dtype)
     _relation_loss_bwd_kernel[(triton.cdiv(c, block_r),)](
-        r, norms, grad_losses.to(acc).contiguous(), grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w,
-        ACC=_TORCH_TO_TL[acc], EPS=EPS,
+        r, norms, grad_losses.to(r.dtype).contiguous(), grad_g, c, BLOCK_R=block_r,
+        BLOCK_W=block_w, ACC=_TORCH_TO_TL[r.dtype], EPS=EPS,
     )  # fmt: skip
-    grads = tuple(torch.empty(x.shape, device=x.device, dtype=x.dtype) for x in xs)
-    block_i = gram_block(c)
-    block_n = max(16, min(256, 8192 // block_i))
-    n_max = max(x.shape[2] for x in xs)
-    _relation_loss_bwd_feat_kernel[(triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), 3)](
-        *xs, *grads, grad_g, *(x.shape[0] for x in xs), *(x.shape[2] for x in xs), c,
-        *(s for x in xs for s in x.stride()), BLOCK_I=block_i, BLOCK_N=block_n,
-        ACC=_TORCH_TO_TL[acc], PRECISION=dot_precision(acc, precision),
-    )  # fmt: skip
-    return tuple(g.reshape(f.shape) for g, f in zip(grads, feats, strict=True))
+    grads = features_grad(grad_g, xs, False, precision)
+    return tuple(g.reshape(f.shape).to(f.dtype) for g, f in zip(grads, feats, strict=True))
