@@ -320,3 +320,32 @@ def test_python_m_rdcl_exit_status(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"rdcl predict: error: input not found: {tmp_path / 'x.nii.gz'}"
     ]
+
+
+def test_synth_then_preprocess(tmp_path, capsys):
+    data = tmp_path / "covid"
+    argv = ["synth", "--out", str(data), "--kind", "covid", "--cases", "2", "--dim", "2"]
+    assert main([*argv, "--shape", "64,64", "--test", "1", "-q"]) == 0
+    assert len(list((data / "imagesTr").iterdir())) == 2
+    assert len(list((data / "imagesTs").iterdir())) == 1
+    _user_error(
+        capsys,
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "x"),
+            "--kind",
+            "covid",
+            "--cases",
+            "1",
+            "--shape",
+            "6,a",
+        ],
+        "comma-separated integers",
+    )
+    cache = tmp_path / "cache"
+    assert (
+        main(["preprocess", "--data", str(data), "--out", str(cache), "--preset", "tiny2d", "-q"])
+        == 0
+    )
+    assert (cache / "stats.json").is_file() and len(list(cache.glob("*.npz"))) == 2
