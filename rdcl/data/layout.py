@@ -28,57 +28,23 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from rdcl.data import io
+from rdcl.data import io, published
+from rdcl.data.dataset import Case, DatasetError, DatasetSpec, image_dim
+
+__all__ = [
+    "Case",
+    "DatasetError",
+    "DatasetSpec",
+    "load_case",
+    "load_dataset",
+    "map_labels",
+]
 
 log = logging.getLogger(__name__)
-
-CORONACASES_WINDOW = (-1250.0, 250.0)
-RADIOPAEDIA_WINDOW = (0.0, 255.0)
-PNG_WINDOW = (0.0, 255.0)
-_PNG_LABEL_MAP = {0: 0, 1: 1, 255: 1}
-_NAME_TOKENS = {"im", "img", "image", "images", "mask", "masks", "label", "labels", "seg", "gt"}
-
-
-class DatasetError(ValueError):
-    """A dataset folder or one of its cases is invalid (one-line message naming the file)."""
-
-
-@dataclass(frozen=True)
-class Case:
-    """One training/test case.
-
-    ``label_map`` maps raw label values to {0, 1} (``None``: labels must already be 0/1);
-    ``slice_index`` selects an entry of an ``.npz`` patch file; ``window`` is this case's intensity
-    window (raw units) when its dataset uses ``window`` normalisation.
-    """
-
-    name: str
-    image: Path
-    label: Path | None
-    label_map: dict[int, int] | None = None
-    slice_index: int | None = None
-    window: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A discovered dataset. ``normalization`` is what the data needs (``"ct"``, ``"window"``) or
-    ``None`` to follow the run config; ``dim`` is 2 or 3 (spatial dimensions of one case)."""
-
-    name: str
-    root: Path
-    cases: tuple[Case, ...]
-    dim: int
-    normalization: str | None
-    layout: str = "nnunet"
-    lesion: str | None = None
 
 
 def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
@@ -93,17 +59,17 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
         raise DatasetError(f"split must be 'train' or 'test', found {split!r}")
     if not root.exists():
         raise DatasetError(f"dataset not found: {root}")
-    if (root.is_file() and root.suffix == ".npz") or (root.is_dir() and _npz_files(root)):
-        layout, spec = "npz", _npz_dataset(root)
+    if (root.is_file() and root.suffix == ".npz") or (root.is_dir() and published.npz_files(root)):
+        layout, spec = "npz", published.npz_dataset(root)
     elif (root / "dataset.json").is_file():
         meta = _read_json(root / "dataset.json")
         layout = "msd" if isinstance(meta.get("training"), list) else "nnunet"
         builder = _msd_dataset if layout == "msd" else _nnunet_dataset
         return _finish(builder(root, meta, split), root)
     elif (root / "Infection_Mask").is_dir() or (root / "Lung_and_Infection_Mask").is_dir():
-        layout, spec = "covid19_ct_seg", _covid_dataset(root)
-    elif (root / "images").is_dir() and _mask_dir(root) is not None:
-        layout, spec = "paired", _paired_dataset(root)
+        layout, spec = "covid19_ct_seg", published.covid_dataset(root)
+    elif (root / "images").is_dir() and published.find_mask_dir(root) is not None:
+        layout, spec = "paired", published.paired_dataset(root)
     else:
         raise DatasetError(
             f"unknown dataset layout in {root}: expected dataset.json (nnU-Net/MSD), "
@@ -131,13 +97,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(meta, dict):
         raise DatasetError(f"{path} must hold a JSON object, found {type(meta).__name__}")
     return meta
-
-
-def _dim_of(path: Path) -> int:
-    try:
-        return len(io.read_info(path)[0])
-    except io.ImageReadError as exc:
-        raise DatasetError(str(exc)) from exc
 
 
 def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
@@ -168,7 +127,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
     n = meta.get("numTraining")
     if split == "train" and isinstance(n, int) and n != len(cases):
         log.warning("%s: numTraining is %d but %d cases were found", root, n, len(cases))
-    dim = _dim_of(cases[0].image) if cases else 3
+    dim = image_dim(cases[0].image) if cases else 3
     norm = extra.get("normalization") or (
         "ct" if str(next(iter(channels.values()), "")).upper() == "CT" else None
     )
@@ -203,7 +162,7 @@ def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
                 raise DatasetError(f"file listed in {root / 'dataset.json'} not found: {p}")
         cases.append(Case(io.strip_suffix(img), img, lab))
     modality = str(next(iter(meta.get("modality", {}).values()), "")).upper()
-    dim = _dim_of(cases[0].image) if cases else 3
+    dim = image_dim(cases[0].image) if cases else 3
     return DatasetSpec(
         meta.get("name", root.name),
         root,
@@ -212,140 +171,6 @@ def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
         "ct" if modality == "CT" else None,
         "msd",
     )
-
-
-def _covid_dataset(root: Path) -> DatasetSpec:
-    if (root / "Infection_Mask").is_dir():
-        mask_dir, label_map = root / "Infection_Mask", None
-    else:
-        mask_dir, label_map = root / "Lung_and_Infection_Mask", {0: 0, 1: 0, 2: 0, 3: 1}
-    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir() and "Mask" not in p.name)]
-    cases = []
-    for folder in folders:
-        for img in sorted(folder.iterdir()):
-            name = _covid_mask_name(io.strip_suffix(img))
-            if name is None or not io.is_image_file(img):
-                continue
-            masks = [m for m in mask_dir.glob(name + ".*") if io.strip_suffix(m) == name]
-            if not masks:
-                log.warning("skipping %s: no mask %s.* in %s", img, name, mask_dir)
-                continue
-            window = RADIOPAEDIA_WINDOW if name.startswith("radiopaedia") else CORONACASES_WINDOW
-            cases.append(Case(name, img, masks[0], label_map, None, window))
-    return DatasetSpec(
-        "COVID-19-CT-Seg", root, tuple(cases), 3, "window", "covid19_ct_seg", "covid"
-    )
-
-
-def _covid_mask_name(stem: str) -> str | None:
-    m = re.fullmatch(r"coronacases_org_(\d+)", stem)
-    if m:
-        return f"coronacases_{m.group(1)}"
-    m = re.fullmatch(r"radiopaedia_org_covid-19-pneumonia-(.+?)-dcm", stem)
-    return f"radiopaedia_{m.group(1)}" if m else None
-
-
-def _mask_dir(root: Path) -> Path | None:
-    return next((root / d for d in ("masks", "labels") if (root / d).is_dir()), None)
-
-
-def _match_key(path: Path) -> str:
-    tokens = re.split(r"[_\-.\s]+", io.strip_suffix(path).lower())
-    return "_".join(t for t in tokens if t and t not in _NAME_TOKENS)
-
-
-def _paired_dataset(root: Path) -> DatasetSpec:
-    mask_dir = _mask_dir(root)
-    images = sorted(p for p in (root / "images").iterdir() if io.is_image_file(p))
-    masks = sorted(p for p in mask_dir.iterdir() if io.is_image_file(p))
-    by_key: dict[str, Path] = {}
-    for m in masks:
-        key = _match_key(m)
-        if key in by_key:
-            raise DatasetError(f"masks {by_key[key]} and {m} match the same image name")
-        by_key[key] = m
-    cases, used = [], set()
-    for img in images:
-        mask = by_key.get(_match_key(img))
-        if mask is None:
-            log.warning("skipping image %s: no mask with a matching name in %s", img, mask_dir)
-            continue
-        used.add(mask)
-        is_png = img.name.lower().endswith(".png")
-        cases.append(
-            Case(
-                io.strip_suffix(img),
-                img,
-                mask,
-                _PNG_LABEL_MAP if mask.name.lower().endswith(".png") else None,
-                None,
-                PNG_WINDOW if is_png else None,
-            )
-        )
-    for m in masks:
-        if m not in used:
-            log.warning("skipping mask %s: no image with a matching name in %s", m, root / "images")
-    dim = _dim_of(cases[0].image) if cases else 2
-    norm = "window" if cases and cases[0].window is not None else None
-    return DatasetSpec(root.name, root, tuple(cases), dim, norm, "paired")
-
-
-def _npz_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("*.npz") if not p.name.startswith("."))
-
-
-def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise DatasetError(f"patch file not found: {path}") from exc
-    return _npz_arrays_cached(path, mtime)
-
-
-@lru_cache(maxsize=8)
-def _npz_arrays_cached(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        with np.load(path) as z:
-            if "images" not in z:
-                raise DatasetError(f"{path}: expected an array 'images', found {sorted(z.files)}")
-            images = z["images"]
-            labels = z["labels"] if "labels" in z else None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"cannot read patch file {path}: {exc}") from exc
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim not in (4, 5) or images.shape[1] != 1:
-        raise DatasetError(
-            f"{path}: expected images (N, 1, H, W) or (N, 1, D, H, W), found {images.shape}"
-        )
-    if labels is not None:
-        if labels.ndim == images.ndim and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
-            raise DatasetError(
-                f"{path}: image/label shape mismatch, images {images.shape} labels {labels.shape}"
-            )
-    return images, labels
-
-
-def _npz_dataset(root: Path) -> DatasetSpec:
-    files = [root] if root.is_file() else _npz_files(root)
-    cases, in_unit = [], True
-    dim = 2
-    for f in files:
-        images, labels = _npz_arrays(f)
-        dim = images.ndim - 2
-        finite = images[np.isfinite(images)]
-        in_unit = in_unit and finite.size > 0 and finite.min() >= 0.0 and finite.max() <= 1.0
-        stem = f.stem
-        for i in range(images.shape[0]):
-            cases.append(Case(f"{stem}_{i:04d}", f, f if labels is not None else None, None, i))
-    if in_unit:
-        cases = [Case(c.name, c.image, c.label, None, c.slice_index, (0.0, 1.0)) for c in cases]
-    name = root.stem if root.is_file() else root.name
-    return DatasetSpec(name, root, tuple(cases), dim, "window" if in_unit else None, "npz")
 
 
 def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
@@ -357,7 +182,7 @@ def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
     and label values outside the case's mapping (or outside {0, 1} without one).
     """
     if case.slice_index is not None:
-        images, labels = _npz_arrays(case.image)
+        images, labels = published.npz_arrays(case.image)
         where = where_image = f"{case.image}[{case.slice_index}]"
         image = images[case.slice_index, 0]
         label = labels[case.slice_index] if labels is not None else None
