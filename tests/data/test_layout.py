@@ -297,3 +297,13 @@ def test_npz_bad_shapes(tmp_path):
     )
     with pytest.raises(DatasetError, match="image/label shape mismatch"):
         load_dataset(tmp_path)
+
+
+def test_msd_listed_file_missing(tmp_path):
+    meta = {"training": [{"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}]}
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"not found: .*imagesTr/a\.nii\.gz"):
+        load_dataset(tmp_path)
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="cannot parse"):
+        load_dataset(tmp_path)
