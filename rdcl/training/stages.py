@@ -33,6 +33,7 @@ from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consi
 from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .datasets import as_cached, as_list, batch_stream, dataset_meta, make_sampler
 from .loop import Stage, prepare_out_dir, resolve_device, run_stage
 from .methods import Method, build_for_method, get_method
 from .schedule import make_optimizer
@@ -41,60 +42,6 @@ logger = logging.getLogger(__name__)
 
 GENERAL_SEED_OFFSET = 1
 """Stage 2 draws X_n with seed ``train.seed + 1`` so it is independent of the X_c stream."""
-
-
-class MixedSampler:
-    """Round-robin over several samplers: step t takes ``samplers[t % k].batch(t)``.
-
-    Used to mix several non-COVID sets (tumours, effusions, nodules) with equal weight; still a
-    pure function of (seeds, step).
-    """
-
-    def __init__(self, samplers: Sequence[Any]) -> None:
-        if not samplers:
-            raise ValueError("need at least one sampler")
-        self.samplers = list(samplers)
-
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """The batch of step ``step`` (see ``rdcl.data.PatchSampler.batch``)."""
-        return self.samplers[step % len(self.samplers)].batch(step)
-
-
-def make_sampler(datasets: Any, data_cfg: Any, *, seed: int) -> Any:
-    """A ``PatchSampler`` over one dataset, or a :class:`MixedSampler` over several."""
-    from rdcl.data import PatchSampler
-
-    datasets = _as_list(datasets)
-    if len(datasets) == 1:
-        return PatchSampler(datasets[0], data_cfg, seed=seed)
-    return MixedSampler([PatchSampler(d, data_cfg, seed=seed + i) for i, d in enumerate(datasets)])
-
-
-def _as_list(datasets: Any) -> list[Any]:
-    if datasets is None:
-        return []
-    return list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
-
-
-def batch_stream(sampler: Any, start: int, stop: int, num_workers: int) -> Iterable[dict]:
-    """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``)."""
-    from rdcl.data import make_loader
-
-    return make_loader(sampler, start, stop, num_workers)
-
-
-def dataset_meta(dataset: Any) -> dict[str, Any]:
-    """Checkpoint entries ``intensity`` and ``dataset`` of a ``rdcl.data.CachedDataset`` (the first
-    one of a list): what the predictor needs to preprocess new images the same way."""
-    ds = _as_list(dataset)[0]
-    return {
-        "intensity": ds.stats.to_dict(),
-        "dataset": {
-            "name": str(ds.info["dataset"]["name"]),
-            "dim": int(ds.dim),
-            "normalization": ds.normalization,
-        },
-    }
 
 
 def _seg_loss() -> DeepSupervisionLoss:
@@ -108,6 +55,7 @@ def pretrain_general(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Stage 1: train a single-encoder U-Net on the non-COVID lesion sets (L_seg only).
@@ -115,9 +63,11 @@ def pretrain_general(
     Args:
         cfg: resolved config; ``train.pretrain_steps`` steps, same optimiser and schedule as
             stage 2.
-        general_datasets: cached non-COVID datasets (``rdcl.data.CachedDataset``), mixed
-            round-robin.
+        general_datasets: non-COVID datasets (folders, ``DatasetSpec`` or ``CachedDataset``,
+            see ``rdcl.training.datasets``), mixed round-robin.
         out_dir: the stage folder (``config.json``, ``log.jsonl``, ``last.ckpt``, ``final.ckpt``).
+        resume: continue from ``out_dir/last.ckpt``; overwrite: replace an existing run.
+        cache_dir: where folders/specs are preprocessed (default ``out_dir/cache``).
 
     Returns:
         Path of ``final.ckpt`` (kind ``"single"``, stage ``"pretrain"``).
@@ -132,6 +82,8 @@ def pretrain_general(
         raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    general_datasets = [as_cached(d, cfg.data, cache) for d in general_datasets]
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     net = build_network(cfg.model, kind="single").to(device)
@@ -234,18 +186,21 @@ def train(
     pretrained: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Stage 2: train ``cfg.train.method`` on the COVID set (Algorithm 1 for rdcl/rdcl_g).
 
     Args:
         cfg: resolved config (``train.steps`` steps).
-        covid: the cached COVID dataset (X_c).
-        general: cached non-COVID dataset(s) (X_n); needed by ``rdcl_g`` and ``rdcl`` only.
+        covid: the COVID dataset (X_c): a folder, ``DatasetSpec`` or ``CachedDataset``.
+        general: non-COVID dataset(s) (X_n), mixed round-robin; needed by ``rdcl_g`` and
+            ``rdcl`` only (ignored by the other methods).
         out_dir: the stage folder.
         pretrained: stage-1 ``final.ckpt``; needed by every method but ``baseline``.
         resume: continue from ``out_dir/last.ckpt`` (bitwise-exact on the CPU).
         overwrite: replace an existing run in ``out_dir``.
+        cache_dir: where folders/specs are preprocessed (default ``out_dir/cache``).
 
     Returns:
         Path of ``out_dir/final.ckpt``.
@@ -257,7 +212,7 @@ def train(
     method = get_method(cfg.train.method)
     if cfg.train.steps < 1:
         raise ValueError(f"train.steps must be >= 1, found {cfg.train.steps}")
-    generals = _as_list(general)
+    generals = as_list(general)
     if method.needs_general_batches and not generals:
         raise ValueError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
     if method.needs_pretrained and pretrained is None:
@@ -268,6 +223,10 @@ def train(
     state = load_pretrained(pretrained, cfg) if method.needs_pretrained else None
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    covid = as_cached(covid, cfg.data, cache)
+    if method.needs_general_batches:
+        generals = [as_cached(d, cfg.data, cache) for d in generals]
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     net = build_for_method(cfg.model, method, state).to(device)
