@@ -349,3 +349,38 @@ def test_synth_then_preprocess(tmp_path, capsys):
         == 0
     )
     assert (cache / "stats.json").is_file() and len(list(cache.glob("*.npz"))) == 2
+
+
+def test_train_bad_dataset_leaves_no_run_folder(tmp_path, capsys):
+    root = _dataset(tmp_path / "data")
+    _label_values(root)  # found while preprocessing, after the run folder was created
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(root), "--out", str(run), "--preset", "tiny3d"]
+    _user_error(capsys, [*argv, "--method", "baseline", "--device", "cpu", "-q"], "label values")
+    assert not run.exists()
+    _user_error(capsys, [*argv, "--method", "rdcl"], "non-COVID")
+    assert not run.exists()
+
+
+def test_train_predict_pipeline(tmp_path, capsys):
+    """synth -> train (baseline, 1 step) -> predict with the run folder as the model."""
+    data, run, pred = tmp_path / "covid", tmp_path / "run", tmp_path / "pred"
+    synth = ["synth", "--out", str(data), "--kind", "covid", "--dim", "2", "--shape", "64,64"]
+    assert main([*synth, "--cases", "2", "--test", "2", "-q"]) == 0
+    train = ["train", "--data", str(data), "--out", str(run), "--preset", "tiny2d"]
+    opts = ["--method", "baseline", "--set", "train.steps=1", "--device", "cpu", "-q"]
+    assert main([*train, *opts]) == 0
+    assert (run / "final.ckpt").is_file() and (run / "config.json").is_file()
+    before = (run / "final.ckpt").read_bytes()
+    _user_error(capsys, [*train, *opts], "--overwrite")  # the finished run is kept
+    assert (run / "final.ckpt").read_bytes() == before
+    assert (
+        main(["predict", "-i", str(data / "imagesTs"), "-o", str(pred), "-m", str(run), "-q"]) == 0
+    )
+    names = sorted(p.name for p in pred.iterdir())
+    assert names == sorted(p.name for p in (data / "labelsTs").iterdir())
+    for name in names:
+        mask, geom = read_image(pred / name)
+        image, igeom = read_image(data / "imagesTs" / name.replace(".nii.gz", "_0000.nii.gz"))
+        assert mask.shape == image.shape and geom.matches(igeom, atol=1e-6)
+        assert set(np.unique(mask)) <= {0, 1}

@@ -11,8 +11,8 @@ from rdcl.cli.common import Command, add_overwrite
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAMES = ("train/final.ckpt", "final.ckpt", "train/last.ckpt", "last.ckpt")
-"""Where ``-m RUN_DIR`` looks for a checkpoint, in order."""
+RUN_CHECKPOINT = "final.ckpt"
+"""The checkpoint ``-m RUN_DIR`` uses: the one ``rdcl train`` writes when it completes."""
 
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-m", "--model", required=True, type=Path, metavar="MODEL",
-        help="a checkpoint (.ckpt) or a training run folder holding one",
+        help="a checkpoint (.ckpt) or a finished training run folder (uses its final.ckpt)",
     )  # fmt: skip
     add_overwrite(p, "output masks")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -41,14 +41,16 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_model(path: Path) -> Path:
-    """The checkpoint behind ``-m``: the file itself, or the first of :data:`CHECKPOINT_NAMES`
-    inside a run folder."""
+    """The checkpoint behind ``-m``: the file itself, or :data:`RUN_CHECKPOINT` in a run folder."""
     if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
+        final = path / RUN_CHECKPOINT
+        if final.is_file():
+            return final
+        last = path / "last.ckpt"
+        hint = f"; the run has not finished, pass -m {last} to use its latest weights"
         raise FileNotFoundError(
-            f"no checkpoint in run folder {path} (looked for {', '.join(CHECKPOINT_NAMES)})"
+            f"no checkpoint in run folder {path}: expected {RUN_CHECKPOINT}"
+            + (hint if last.is_file() else "")
         )
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 
 from rdcl.cli.common import (
@@ -21,13 +22,15 @@ logger = logging.getLogger(__name__)
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
     add_overwrite(p, "the demo's outputs in a non-empty folder")
+    p.add_argument("--seed", type=int, default=0, help="seed for the data and training (0)")
+    p.add_argument("--fast", action="store_true", help="test-sized settings (well under 1 min)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     check_out_dir(args.out, overwrite=args.overwrite)
     from rdcl.demo import run_demo
 
-    run_demo(args.out, overwrite=args.overwrite)
+    run_demo(args.out, overwrite=args.overwrite, seed=args.seed, fast=args.fast)
     logger.info("report: %s", args.out / "report.md")
     return 0
 
@@ -48,6 +51,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="baseline, pretrain, multi_encoder, backbone, rdcl_g or rdcl (default: the config's)",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's)")
+    p.add_argument(
+        "--pretrained", type=Path, metavar="CKPT",
+        help="a stage-1 final.ckpt (G pre-trained on non-COVID lesions) instead of stage 1",
+    )  # fmt: skip
+    p.add_argument(
+        "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN_DIR/cache)"
+    )
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue a stopped run in RUN_DIR")
     run.add_argument("--overwrite", action="store_true", help="start RUN_DIR's run again")
@@ -72,19 +82,51 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, dim=covid.dim)
     if args.out.exists() and not args.out.is_dir():
         raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
+    if args.pretrained is not None and not args.pretrained.is_file():
+        raise FileNotFoundError(f"--pretrained checkpoint not found: {args.pretrained}")
     from rdcl.training import run_training
 
-    final = run_training(
-        cfg,
-        covid=covid,
-        general=general,
-        out_dir=args.out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    before = set(args.out.iterdir()) if args.out.is_dir() else None
+    try:
+        final = run_training(
+            cfg,
+            covid,
+            general,
+            args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            cache_dir=args.cache,
+            pretrained=args.pretrained,
+            progress=not args.quiet,
+        )
+    except USER_ERROR_TYPES:
+        _undo_fresh_run(args.out, before)
+        raise
     logger.info("trained model: %s", final)
     return 0
+
+
+USER_ERROR_TYPES = (ValueError, FileNotFoundError, FileExistsError)
+"""Input errors that can surface while a run is being prepared (e.g. a corrupt case found while
+preprocessing); a fresh run folder is then removed again."""
+
+
+def _undo_fresh_run(out: Path, before: set[Path] | None) -> None:
+    """Remove what a failed run created in ``out`` when it had not trained anything yet.
+
+    ``before`` is the folder's content before the run (None: it did not exist). Nothing is
+    removed once a checkpoint exists (it may be resumed) or from a folder that held files.
+    """
+    if before or not out.is_dir() or any(out.rglob("*.ckpt")):
+        return
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 COMMANDS = (
