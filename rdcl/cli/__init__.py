@@ -7,6 +7,9 @@ datasets, configs or checkpoints, outputs that exist without ``--overwrite``) pr
 ``rdcl <command>: error: <message>``, to stderr and exit with status 2; handlers validate their
 inputs before writing anything. Logging is configured here and nowhere else in rdcl.
 
+Adding a command (e.g. ``export``, ``cv``): write ``rdcl/cli/<group>.py`` with a ``COMMANDS``
+tuple of :class:`~rdcl.cli.common.Command` records and list it in :data:`COMMANDS` below.
+
 Exit status: 0 success, 1 a run that failed for a reason other than the input (e.g. training
 diverged), 2 a user error, 130 interrupted.
 """
