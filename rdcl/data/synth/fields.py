@@ -80,17 +80,18 @@ class Grid:
         )
 
 
-def _interp_matrix(n: int, m: int) -> np.ndarray:
-    """(n, m) linear-interpolation weights from m lattice nodes to n samples, ends aligned."""
-    if m == 1:
-        return np.ones((n, 1), np.float32)
+def _upsample(field: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Linear interpolation of ``field`` to ``n`` samples along ``axis``, end nodes aligned."""
+    m = field.shape[axis]
+    if m == n:
+        return field
     pos = np.linspace(0.0, m - 1, n)
-    lo = np.minimum(np.floor(pos).astype(np.int64), m - 2)
-    frac = (pos - lo).astype(np.float32)
-    mat = np.zeros((n, m), np.float32)
-    mat[np.arange(n), lo] = 1 - frac
-    mat[np.arange(n), lo + 1] = frac
-    return mat
+    lo = np.minimum(np.floor(pos).astype(np.intp), m - 2)
+    shape = [1] * field.ndim
+    shape[axis] = n
+    frac = (pos - lo).astype(np.float32).reshape(shape)
+    a = np.take(field, lo, axis=axis)
+    return a + frac * (np.take(field, lo + 1, axis=axis) - a)
 
 
 def smooth_noise(
@@ -116,8 +117,8 @@ def smooth_noise(
         field = ndimage.gaussian_filter(
             field, [0.0 if m == 1 else 0.8 for m in coarse], mode="wrap"
         )
-        for axis, (n, m) in enumerate(zip(shape, coarse, strict=True)):
-            field = np.moveaxis(np.tensordot(_interp_matrix(n, m), field, axes=(1, axis)), 0, axis)
+        for axis in reversed(range(len(shape))):
+            field = _upsample(field, axis, shape[axis])
     field -= field.mean()
     std = float(field.std())
     return field / std if std > 0 else field

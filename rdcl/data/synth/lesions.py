@@ -157,7 +157,7 @@ def effusion(an: Anatomy, grid: Grid, rng: np.random.Generator) -> Lesion:
     thickness that is largest at the lung base and at the column under the lung's centre."""
     k, h = an.body.scale, grid.inplane
     sides = (-1, 1) if rng.random() < 0.4 else (int(rng.choice([-1, 1])),)
-    t_top = max(an.base) + max(an.dome) + rng.uniform(0.15, 0.3)
+    t_top = max(an.base) + max(an.dome) + rng.uniform(0.2, 0.35)
     thick = max(rng.uniform(18, 40) * k, 3.0 * h)
     ny = grid.shape[1]
     iy = np.arange(ny)[None, :, None]

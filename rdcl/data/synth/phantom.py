@@ -19,13 +19,13 @@ KINDS = ("covid", "tumour", "effusion", "nodule", "mixed")
 
 MIXED_KINDS = ("tumour", "nodule", "effusion")
 
-_NOMINAL_FOV = (320.0, 410.0, 410.0)
+_NOMINAL_FOV = (320.0, 409.6, 409.6)
 _BASE_SPACING = (2.5, 0.8, 0.8)
 _SLICE_T = {
     "covid": (0.28, 0.62),
     "tumour": (0.28, 0.75),
     "nodule": (0.28, 0.75),
-    "effusion": (0.12, 0.32),
+    "effusion": (0.18, 0.36),
 }
 _MAX_TRIES = 10
 
@@ -44,7 +44,7 @@ class Phantom:
 
 def default_spacing(shape: tuple[int, ...]) -> tuple[float, ...]:
     """Anisotropic default spacing (mm) for ``shape``: (2.5, 0.8, 0.8) for a 128x512x512 volume,
-    coarsened for smaller grids so the field of view stays about 320 x 410 x 410 mm."""
+    coarsened for smaller grids so the field of view stays 320 x 409.6 x 409.6 mm."""
     fov, base = _NOMINAL_FOV[-len(shape) :], _BASE_SPACING[-len(shape) :]
     return tuple(round(max(b, f / n), 4) for b, f, n in zip(base, fov, shape, strict=True))
 
