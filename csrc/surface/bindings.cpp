@@ -21,8 +21,8 @@ using ByteArray = py::array_t<uint8_t, py::array::c_style>;
 Problem make_problem(const std::vector<int64_t>& shape, const std::vector<double>& spacing,
                      const std::string& boundary) {
   if (shape.size() != 2 && shape.size() != 3) {
-    throw std::invalid_argument("expected a 2D or 3D shape, found " +
-                                std::to_string(shape.size()) + " dimensions");
+    throw std::invalid_argument("expected a 2D or 3D shape, found " + std::to_string(shape.size()) +
+                                " dimensions");
   }
   if (spacing.size() != shape.size()) {
     throw std::invalid_argument("expected " + std::to_string(shape.size()) +

@@ -13,9 +13,9 @@
 //   * distances are exact Euclidean distances in mm with anisotropic spacing, in float64, evaluated
 //     as sqrt(((dz*s0)^2 + (dy*s1)^2) + (dx*s2)^2) like scipy's distance_transform_edt.
 //
-// Conventions: arrays are C-contiguous, axis order (z, y, x) for 3D and (y, x) for 2D; spacing is in
-// mm in the same axis order. Any non-zero byte is foreground. A 2D problem is passed with dim = 2 and
-// shape {1, H, W}; spacing then holds {ignored, sy, sx}.
+// Conventions: arrays are C-contiguous, axis order (z, y, x) for 3D and (y, x) for 2D; spacing is
+// in mm in the same axis order. Any non-zero byte is foreground. A 2D problem is passed with dim =
+// 2 and shape {1, H, W}; spacing then holds {ignored, sy, sx}.
 #pragma once
 
 #include <array>
@@ -28,8 +28,9 @@ namespace surface {
 enum class Boundary { kCorner = 0, kVoxel = 1 };
 
 // Distances (mm) from the surface points of one mask to the other mask's surface, with the area
-// (mm^2; 2D: length in mm; voxel boundaries: 1) of each point. Sorted ascending by (distance, area).
-// When the other mask is empty every distance is +inf; when this mask is empty both are empty.
+// (mm^2; 2D: length in mm; voxel boundaries: 1) of each point. Sorted ascending by (distance,
+// area). When the other mask is empty every distance is +inf; when this mask is empty both are
+// empty.
 struct Direction {
   std::vector<double> distances;
   std::vector<double> areas;
@@ -42,9 +43,9 @@ struct Result {
 
 // Problem description shared by the CPU and CUDA paths.
 struct Problem {
-  int dim = 3;                              // 2 or 3
-  std::array<int64_t, 3> shape{1, 1, 1};    // (z, y, x); 2D: (1, H, W)
-  std::array<double, 3> spacing{1, 1, 1};   // mm, (z, y, x); 2D: (unused, sy, sx)
+  int dim = 3;                             // 2 or 3
+  std::array<int64_t, 3> shape{1, 1, 1};   // (z, y, x); 2D: (1, H, W)
+  std::array<double, 3> spacing{1, 1, 1};  // mm, (z, y, x); 2D: (unused, sy, sx)
   Boundary boundary = Boundary::kCorner;
 };
 

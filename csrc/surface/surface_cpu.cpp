@@ -39,7 +39,9 @@ Vec3 area_vector(const Vec3& a, const Vec3& b, const Vec3& c) {
   return {n[0] / 2, n[1] / 2, n[2] / 2};
 }
 
-bool corner_inside(int code, int a, int b, int c) { return code & (1 << (7 - (4 * a + 2 * b + c))); }
+bool corner_inside(int code, int a, int b, int c) {
+  return code & (1 << (7 - (4 * a + 2 * b + c)));
+}
 
 // Marching-cubes polygons of one code: loops of edge-midpoint ids (id = 9*x2 + 3*y2 + z2 with the
 // doubled midpoint coordinates), inside corners separated on ambiguous faces.

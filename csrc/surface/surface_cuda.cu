@@ -1,11 +1,13 @@
 // Surface-metric engine: CUDA implementation (same definitions as surface_cpu.cpp).
 //
-// Device pipeline on the caller's stream: bounding box (atomics) -> surface points and areas of both
-// masks on the processing grid -> for each target mask an exact separable squared EDT of its surface
-// points (1D sweep along z, Felzenszwalb-Huttenlocher along y and x, float64, values accumulated as
+// Device pipeline on the caller's stream: bounding box (atomics) -> surface points and areas of
+// both masks on the processing grid -> for each target mask an exact separable squared EDT of its
+// surface points (1D sweep along z, Felzenszwalb-Huttenlocher along y and x, float64, values
+// accumulated as
 // ((dz*s0)^2 + (dy*s1)^2) + (dx*s2)^2 like scipy) -> gather at the other mask's surface points ->
 // sort by (distance, area) with thrust.
 #include <cuda_runtime.h>
+#include <math_constants.h>
 #include <thrust/copy.h>
 #include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
@@ -13,8 +15,6 @@
 #include <thrust/iterator/zip_iterator.h>
 #include <thrust/sort.h>
 #include <thrust/tuple.h>
-
-#include <math_constants.h>
 
 #include <algorithm>
 #include <cmath>
@@ -216,8 +216,8 @@ void edt(const double* area, const DevGrid& g, double* buf_a, double* buf_b, cud
 }
 
 void sort_pairs(double* d, double* a, int64_t n, cudaStream_t st) {
-  auto first = thrust::make_zip_iterator(thrust::make_tuple(thrust::device_pointer_cast(d),
-                                                            thrust::device_pointer_cast(a)));
+  auto first = thrust::make_zip_iterator(
+      thrust::make_tuple(thrust::device_pointer_cast(d), thrust::device_pointer_cast(a)));
   thrust::sort(thrust::cuda::par.on(st), first, first + n);
 }
 
@@ -320,8 +320,8 @@ void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uin
   };
   one_direction(area_g, area_p, &out->d_dist_gt, &out->d_area_gt, &out->count_gt);
   one_direction(area_p, area_g, &out->d_dist_pred, &out->d_area_pred, &out->count_pred);
-  for (void* ptr : {static_cast<void*>(area_g), static_cast<void*>(area_p),
-                    static_cast<void*>(idx), static_cast<void*>(buf_a), static_cast<void*>(buf_b)}) {
+  for (void* ptr : {static_cast<void*>(area_g), static_cast<void*>(area_p), static_cast<void*>(idx),
+                    static_cast<void*>(buf_a), static_cast<void*>(buf_b)}) {
     cudaFreeAsync(ptr, st);
   }
   check(cudaStreamSynchronize(st), "final sync");
