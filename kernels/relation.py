@@ -296,9 +296,9 @@ def gram_partials(
     m = x0.shape[0] if per_sample else len(xs)
     acc = acc_dtype(x0.dtype)
     block_c = gram_block(c)
-    block_k = max(16, min(256, 8192 // block_c))
-    tiles = triton.cdiv(c, block_c) ** 2
     n_max = max(x.shape[2] for x in xs)
+    block_k = max(16, min(256, 8192 // block_c, triton.next_power_of_2(n_max)))
+    tiles = triton.cdiv(c, block_c) ** 2
     splits = splits or choose_splits(c, n_max, tiles * m, x0.device, block_k)
     part = torch.empty((m, splits, c, c), device=x0.device, dtype=acc)
     _relation_fwd_gram_kernel[(tiles, splits, m)](
@@ -326,8 +326,8 @@ def features_grad(
     acc = acc_dtype(x0.dtype)
     grads = tuple(torch.empty(x.shape, device=x.device, dtype=x.dtype) for x in xs)
     block_i = gram_block(c)
-    block_n = max(16, min(256, 8192 // block_i))
     n_max = max(x.shape[2] for x in xs)
+    block_n = max(16, min(256, 8192 // block_i, triton.next_power_of_2(n_max)))
     table = _matrix_args(xs, x0)
     dofs = _matrix_args(grads, grads[0])[:2]
     grid = (triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), grad_g.shape[0])

@@ -1,0 +1,73 @@
+"""Fused relation losses (through the interpreter) against the reference losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rdcl.kernels import relation_losses, relation_losses_reference
+
+
+def _features(shapes, c: int, dtype=torch.float32, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, c, *s, generator=gen, dtype=dtype) for b, s in shapes]
+
+
+@pytest.mark.parametrize(
+    ("c", "shapes"),
+    [
+        (17, [(2, (7,)), (3, (9, 4)), (3, (9, 4))]),  # different B and N per input
+        (32, [(2, (4099,))] * 3),
+        (320, [(2, (3, 5, 6))] * 3),
+    ],
+)
+def test_losses_and_gradients_match_reference(interpret, rel_err, c, shapes) -> None:
+    feats = _features(shapes, c)
+    xs = [f.clone().requires_grad_(True) for f in feats]
+    d_g, d_t = relation_losses(*xs)
+    x64 = [f.double().requires_grad_(True) for f in feats]
+    e_g, e_t = relation_losses_reference(*x64)
+    assert d_g.dtype == torch.float32 and d_g.shape == ()
+    assert abs(d_g.item() - e_g.item()) <= 1e-5 * e_g.item()
+    assert abs(d_t.item() - e_t.item()) <= 1e-5 * e_t.item()
+    grads = torch.autograd.grad(0.7 * d_g - 1.3 * d_t, xs)
+    expected = torch.autograd.grad(0.7 * e_g - 1.3 * e_t, x64)
+    for got, exp in zip(grads, expected, strict=True):
+        assert got.shape == exp.shape
+        assert rel_err(got, exp) < 1e-5
+
+
+def test_gradient_routing(interpret) -> None:
+    # d_t reaches t_covid only (R(g_covid) is detached); d_g reaches both G inputs, not t_covid.
+    xs = [f.requires_grad_(True) for f in _features([(2, (5, 6))] * 3, 17, seed=3)]
+    d_g, d_t = relation_losses(*xs)
+    g_t = torch.autograd.grad(d_t, xs, retain_graph=True)
+    assert (g_t[0] == 0).all() and (g_t[1] == 0).all() and g_t[2].abs().sum() > 0
+    g_g = torch.autograd.grad(d_g, xs)
+    assert g_g[0].abs().sum() > 0 and g_g[1].abs().sum() > 0 and (g_g[2] == 0).all()
+
+
+def test_identical_inputs_give_zero_distance(interpret) -> None:
+    (x,) = _features([(2, (33,))], 17, seed=4)
+    d_g, d_t = relation_losses(x, x * 3.0, x)  # a scale does not change the relation matrix
+    assert abs(d_g.item()) < 1e-12 and abs(d_t.item()) < 1e-12
+
+
+def test_gradcheck_float64(interpret) -> None:
+    # d_g in both G inputs, d_t in t_covid (its detached dependence on g_covid is not a gradient)
+    g_n, g_c, t_c = (f.requires_grad_(True) for f in _features([(2, (4,))] * 3, 3, torch.float64))
+    assert torch.autograd.gradcheck(lambda a, b: relation_losses(a, b, t_c)[0], (g_n, g_c))
+    assert torch.autograd.gradcheck(lambda t: relation_losses(g_n, g_c, t)[1], (t_c,))
+
+
+def test_training_loss_with_kernels_equals_reference_path(monkeypatch, interpret) -> None:
+    feats = _features([(2, (4, 5, 6))] * 3, 32, seed=6)
+    with_kernels = relation_losses(*feats)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # same call, now served by the reference
+    with_reference = relation_losses(*feats)
+    for a, b in zip(with_kernels, with_reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+
+
+def test_channel_mismatch_is_rejected() -> None:
+    with pytest.raises(ValueError, match="same channel count"):
+        relation_losses(torch.ones(1, 2, 3), torch.ones(1, 3, 3), torch.ones(1, 2, 3))
