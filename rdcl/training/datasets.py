@@ -87,5 +87,6 @@ def dataset_meta(dataset: Any) -> dict[str, Any]:
             "name": str(ds.info["dataset"]["name"]),
             "dim": int(ds.dim),
             "normalization": ds.normalization,
+            "window": list(ds.window) if ds.window is not None else None,
         },
     }

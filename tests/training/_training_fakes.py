@@ -2,7 +2,7 @@
 
 The stand-in sampler is, like ``rdcl.data.PatchSampler``, a pure function of (seed, step): a smooth
 random image whose bright blobs are the label. The stand-in datasets carry the attributes
-``stats``, ``dim``, ``normalization`` and ``info`` that training reads from a ``CachedDataset``.
+``stats``, ``dim``, ``normalization``, ``window`` and ``info`` that training reads from a ``CachedDataset``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def fake_dataset(name: str):
         stats=IntensityStats(mean=0.0, std=1.0, lo=-3.0, hi=3.0),
         dim=2,
         normalization="window",
+        window=(0.0, 255.0),
         info={"dataset": {"name": name, "dim": 2}},
     )
 

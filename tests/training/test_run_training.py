@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -91,8 +90,7 @@ def test_real_data_smoke(tmp_path):
     covid, general = DATA / "covid19_ct100", DATA / "msd_lung_patches"
     if not (covid.is_dir() and general.is_dir()):
         pytest.skip(f"real CT data not found under {DATA.resolve()} (only shipped beside the repo)")
-    cfg = tiny_cfg("rdcl", pretrain_steps=2, steps=2, checkpoint_every=2)
-    cfg = cfg.replace(data=dataclasses.replace(cfg.data, patch_size=(64, 64)))
+    cfg = tiny_cfg("rdcl", pretrain_steps=1, steps=2, checkpoint_every=2)
     final = run_training(cfg, covid, [general], tmp_path / "run", progress=False)
     ck = load_checkpoint(final)
     assert ck["step"] == 2 and ck["dataset"]["dim"] == 2

@@ -51,6 +51,12 @@ def test_train_log_and_checkpoint_contents(tmp_path, fake_streams, pretrained_ck
     ck = load_checkpoint(final)
     assert (ck["kind"], ck["stage"], ck["step"]) == ("dual", "train", 4)
     assert ck["intensity"] == {"mean": 0.0, "std": 1.0, "lo": -3.0, "hi": 3.0}
+    assert ck["dataset"] == {
+        "name": "covid",
+        "dim": 2,
+        "normalization": "window",
+        "window": [0.0, 255.0],
+    }
     assert ck["config"] == cfg.to_dict()
     assert set(ck["rng"]) >= {"torch", "numpy", "python"}
     log = read_log(tmp_path / "log.jsonl")
