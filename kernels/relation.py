@@ -136,7 +136,7 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
         s += tl.load(dg_ptr + rj[None, :] * C + ri[:, None], mask=mask, other=0.0)
         a = _load_mean_tile(x_ptr, rj, cols, NB, C, N, sb, sc, sn, ACC)
         acc = tl.dot(s, a, acc, input_precision=PRECISION, out_dtype=ACC)
-    acc = (acc / NB).to(dx_ptr.dtype.element_ty)
+    acc = (acc / NB).to(dx_ptr.dtype.element_ty, fp_downcast_rounding="rtne")
     mask = (ri[:, None] < C) & (cols[None, :] < N)
     out = dx_ptr + ri[:, None].to(tl.int64) * N + cols[None, :]
     for b in range(NB):
