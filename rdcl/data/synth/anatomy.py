@@ -20,7 +20,9 @@ from rdcl.data.synth.fields import Grid, render_tubes, segment_distance, smooth_
 NOMINAL_HALF_WIDTH = 180.0
 """Adult chest half-width (mm) that nominal sizes refer to."""
 
-HU_AIR, HU_FAT, HU_SOFT, HU_LUNG, HU_VESSEL = -1000.0, -100.0, 40.0, -850.0, 40.0
+HU_AIR, HU_FAT, HU_SOFT, HU_VESSEL = -1000.0, -100.0, 40.0, 40.0
+HU_PARENCHYMA = -860.0
+"""Mean lung parenchyma; with its vessels the lung's median comes out near -850 HU."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,14 @@ def sample_body(rng: np.random.Generator, fov_y: float, fov_x: float) -> Body:
 
 @dataclass(frozen=True)
 class Anatomy:
-    """One case's anatomy on its grid (all arrays (nz, ny, nx)).
+    """One case's anatomy on its grid (arrays broadcast to (nz, ny, nx)).
 
-    image: float32 HU without vessels, airways, blur and noise. lung: bool lung fields.
+    u, v: body-normalised coordinates (open arrays); cavity: the thoracic cavity's normalised
+    radius. image: float32 HU without vessels, airways, blur and noise. lung: bool lung fields.
     side: int8, -1 right lung (x < 0), +1 left lung, 0 elsewhere. depth: float32 mm from each lung
     voxel to the nearest non-lung voxel (0 outside). vessels / airway_wall / airway_lumen: float32
-    partial-volume fractions in [0, 1].
+    partial-volume fractions in [0, 1]. base, dome: per lung (right, left), the craniocaudal
+    fraction of the lowest lung point and the height of the diaphragm dome above it.
     """
 
     body: Body
@@ -75,11 +79,15 @@ class Anatomy:
 
 
 def _ellipse(u, v, cu, cv, au, av):
+    """Normalised squared radius of an axis-aligned ellipse (< 1 inside)."""
     return ((u - cu) / au) ** 2 + ((v - cv) / av) ** 2
 
 
 def _bones(grid: Grid, body: Body, u, v, rho, rho_out, rho_in, rng):
-    """Ribs, vertebra and sternum: (bone HU, where) with cortex brighter than marrow."""
+    """Ribs, vertebra (with discs) and sternum, cortex brighter than marrow.
+
+    Returns (bone HU, bone mask, zone around the spine the lungs keep out of, spinal canal).
+    """
     nom = grid.length / 320.0
     period, duty = rng.uniform(26, 32) * nom, rng.uniform(0.35, 0.45)
     slope, phase = rng.uniform(0.5, 1.0) * period, rng.uniform()
@@ -174,6 +182,29 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     return out[0], out[1], out[2]
 
 
+def _lungs(grid: Grid, u, v, inside, k, rng):
+    """Two lungs inside the allowed region ``inside``: large ellipses clipped by the cavity and
+    mediastinum, rounded towards the apex, cut below by a diaphragm dome that is deepest
+    laterally and posteriorly. Returns (lung bool, side int8, base, dome)."""
+    t = grid.t
+    t_apex = rng.uniform(0.9, 0.96)
+    s_apex = np.sqrt(np.clip((t_apex - t) / (t_apex - 0.55), 0, 1)) + 1e-3
+    s_apex = np.where(t > 0.55, s_apex, 1.0)
+    shape_noise = smooth_noise(rng, grid.shape, grid.voxels(35.0 * k))
+    base = (rng.uniform(0.04, 0.1), rng.uniform(0.04, 0.1))
+    dome = (rng.uniform(0.14, 0.2), rng.uniform(0.1, 0.16))
+    lung = np.zeros(grid.shape, bool)
+    side = np.zeros(grid.shape, np.int8)
+    for i, s in enumerate((-1, 1)):
+        r2 = _ellipse(u, v, s * 0.42, 0.02, 0.4, 0.86)
+        lobe = r2 / s_apex**2 + 0.12 * shape_noise < 1
+        above = t > base[i] + dome[i] * np.clip(1 - r2, 0, 1) - 0.05 * v
+        this = lobe & above & inside & (s * u > 0.09)
+        lung |= this
+        side[this] = s
+    return lung, side, base, dome
+
+
 def build_anatomy(grid: Grid, body: Body, rng: np.random.Generator) -> Anatomy:
     """Draw one chest on ``grid`` (see :class:`Anatomy`); deterministic given ``rng``'s state."""
     k = body.scale
@@ -201,26 +232,12 @@ def build_anatomy(grid: Grid, body: Body, rng: np.random.Generator) -> Anatomy:
     fat_ant = (_ellipse(u, v, 0.0, -0.5, 0.12, 0.15) < 1) & (t > 0.5)
     airways = segment_distance(grid, _airways(grid, body, rng))
     wall, lumen = tube_weight(airways, grid, 2.0 * k), tube_weight(airways, grid)
-    t_apex = rng.uniform(0.9, 0.96)
-    s_apex = np.sqrt(np.clip((t_apex - t) / (t_apex - 0.55), 0, 1)) + 1e-3
-    s_apex = np.where(t > 0.55, s_apex, 1.0)
-    shape_noise = smooth_noise(rng, shape, grid.voxels(35.0 * k))
-    base = (rng.uniform(0.04, 0.1), rng.uniform(0.04, 0.1))
-    dome = (rng.uniform(0.14, 0.2), rng.uniform(0.1, 0.16))
-    lung = np.zeros(shape, bool)
-    side = np.zeros(shape, np.int8)
     inside = (rho < cavity) & ~heart & ~aorta & ~spine_zone & (wall < 0.5)
-    for i, s in enumerate((-1, 1)):
-        r2 = _ellipse(u, v, s * 0.42, 0.02, 0.4, 0.86)
-        lobe = r2 / s_apex**2 + 0.12 * shape_noise < 1
-        above = t > base[i] + dome[i] * np.clip(1 - r2, 0, 1) - 0.05 * v
-        this = lobe & above & inside & (s * u > 0.09)
-        lung |= this
-        side[this] = s
+    lung, side, base, dome = _lungs(grid, u, v, inside, k, rng)
     cav_hu = np.where(heart | aorta, 42.0, 36.0) + 5.0 * fine
     cav_hu = np.where(fat_ant & ~heart, -90.0 + 8.0 * fine, cav_hu)
     image = np.where((rho < cavity) & ~bone & ~canal, cav_hu, image)
-    image = np.where(lung, HU_LUNG - 10.0 + 18.0 * np.clip(v, -1, 1) + 10.0 * fine, image)
+    image = np.where(lung, HU_PARENCHYMA + 18.0 * np.clip(v, -1, 1) + 10.0 * fine, image)
     depth = ndimage.distance_transform_edt(lung, sampling=grid.spacing).astype(np.float32)
     tree = render_tubes(grid, _vessels(grid, body, lung, side, depth, rng), _bbox(lung))
     vessels = tube_weight(tree, grid) * lung if tree else np.zeros(shape, np.float32)

@@ -161,8 +161,8 @@ def render_tubes(
     if len(segments) == 0:
         return None
     region = region or (slice(None),) * 3
-    offset = [sl.indices(n)[0] for sl, n in zip(region, grid.shape, strict=True)]
-    sub = np.zeros(grid.shape, bool)[region].shape
+    ranges = [range(*sl.indices(n)) for sl, n in zip(region, grid.shape, strict=True)]
+    offset, sub = [r.start for r in ranges], tuple(len(r) for r in ranges)
     sz, sy, sx = grid.spacing
     p0, p1 = segments[:, 0:3], segments[:, 3:6]
     step = 0.5 * (grid.inplane if grid.is_slice else min(grid.inplane, sz))
