@@ -82,12 +82,12 @@ def covid(an: Anatomy, grid: Grid, rng: np.random.Generator) -> Lesion:
         return 1.0 + 1.5 * v + (1.0 - grid.t.ravel()[idx[0]])
 
     for s in (-1, 1):
+        this = an.side == s
         wanted, placed = int(rng.integers(2, 5)), 0
         for _ in range(wanted + 3):
             if placed == wanted:
                 break
             band = max(rng.uniform(18, 34) * k, 2.0 * h)
-            this = an.side == s
             cand = this & (an.depth <= 0.5 * band) & (rho > an.cavity - 0.18)
             if not cand.any():
                 cand = this & (an.depth <= band)
