@@ -17,7 +17,7 @@ def _features(shapes, c: int, dtype=torch.float32, seed: int = 0):
     [
         (17, [(2, (7,)), (3, (9, 4)), (3, (9, 4))]),  # different B and N per input
         (32, [(2, (4099,))] * 3),
-        (320, [(2, (3, 5, 6))] * 3),
+        (320, [(1, (7,)), (2, (3,)), (2, (3,))]),
     ],
 )
 def test_losses_and_gradients_match_reference(interpret, rel_err, c, shapes) -> None:
@@ -55,8 +55,12 @@ def test_identical_inputs_give_zero_distance(interpret) -> None:
 def test_gradcheck_float64(interpret) -> None:
     # d_g in both G inputs, d_t in t_covid (its detached dependence on g_covid is not a gradient)
     g_n, g_c, t_c = (f.requires_grad_(True) for f in _features([(2, (4,))] * 3, 3, torch.float64))
-    assert torch.autograd.gradcheck(lambda a, b: relation_losses(a, b, t_c)[0], (g_n, g_c))
-    assert torch.autograd.gradcheck(lambda t: relation_losses(g_n, g_c, t)[1], (t_c,))
+    assert torch.autograd.gradcheck(
+        lambda a, b: relation_losses(a, b, t_c)[0], (g_n, g_c), fast_mode=True
+    )
+    assert torch.autograd.gradcheck(
+        lambda t: relation_losses(g_n, g_c, t)[1], (t_c,), fast_mode=True
+    )
 
 
 def test_training_loss_with_kernels_equals_reference_path(monkeypatch, interpret) -> None:
