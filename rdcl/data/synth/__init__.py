@@ -1,7 +1,7 @@
 """Synthetic chest CT phantoms with lesion masks: rdcl's embedded default data.
 
 Each phantom has air outside the body (-1000 HU), subcutaneous fat (~-100 HU), muscle and
-mediastinum (~40 HU), ribs, vertebra and sternum (cortex ~850 HU, marrow ~330-550 HU), two lungs
+mediastinum (~40 HU), ribs, vertebra and sternum (cortex ~850 HU, marrow ~400-550 HU), two lungs
 near -850 HU with branching tapering vessels (~40 HU) and central airways, partial-volume blur and
 10-20 HU noise; then one lesion kind (see :mod:`rdcl.data.synth.lesions`). 2D cases are axial
 slices of the same anatomy. Arrays are (z, y, x) / (y, x); spacing in mm in the same order.

@@ -109,7 +109,7 @@ def _bones(grid: Grid, body: Body, u, v, rho, rho_out, rho_in, rng):
     cross = np.zeros((1, 3, 3), bool)
     cross[0, 1, :] = cross[0, :, 1] = True
     cortex = marrow & ~ndimage.binary_erosion(marrow, cross)
-    hu = np.where(cortex, 850.0, np.where(ribs | arch | spinous, 550.0, 330.0))
+    hu = np.where(cortex, 850.0, np.where(ribs | arch | spinous, 550.0, 400.0))
     hu = np.where(vb & disc, 90.0, hu)
     spine_zone = (x**2 + (y - y_vb) ** 2 < (r_vb + 0.03 * w) ** 2) | (
         (np.abs(x) < r_vb + 0.02 * w) & (y > y_vb)
