@@ -384,3 +384,40 @@ def test_train_predict_pipeline(tmp_path, capsys):
         image, igeom = read_image(data / "imagesTs" / name.replace(".nii.gz", "_0000.nii.gz"))
         assert mask.shape == image.shape and geom.matches(igeom, atol=1e-6)
         assert set(np.unique(mask)) <= {0, 1}
+    # evaluate: the labels against themselves score DSC = NSD = 1, HD95 = ASSD = 0 exactly.
+    gt = str(data / "labelsTs")
+    assert main(["evaluate", "--pred", gt, "--gt", gt]) == 0
+    out = capsys.readouterr().out
+    assert "DSC: mean 1.0000 +- 0.0000 (n=2)" in out and "HD95_mm: mean 0.0000" in out
+    csv = tmp_path / "scores.csv"
+    assert main(["evaluate", "--pred", str(pred), "--gt", gt, "--csv", str(csv), "-q"]) == 0
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "case,dsc,nsd,hd95,assd" and len(lines) == 3
+    capsys.readouterr()  # drop the progress bar of the run above
+    _user_error(
+        capsys, ["evaluate", "--pred", str(pred), "--gt", gt, "--csv", str(csv)], "--overwrite"
+    )
+    assert csv.read_text().splitlines() == lines
+
+
+def test_evaluate_bad_inputs(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_image(_ct()[1], GEOM, a / "c0.nii.gz")
+    shifted = Geometry(spacing=GEOM.spacing, origin=(0.0, 0.0, 0.0), direction=GEOM.direction)
+    write_image(_ct()[1], shifted, b / "c0.nii.gz")
+    write_image(_ct()[1], GEOM, tmp_path / "zz.nii.gz")
+    _user_error(capsys, ["evaluate", "--pred", str(tmp_path / "none"), "--gt", str(b)], "not found")
+    _user_error(capsys, ["evaluate", "--pred", str(a), "--gt", str(b)], "geometry")
+    _user_error(
+        capsys,
+        ["evaluate", "--pred", str(tmp_path / "zz.nii.gz"), "--gt", str(b / "c0.nii.gz")],
+        "geometry",
+    )
+    (tmp_path / "c").mkdir()
+    write_image(_ct()[1], GEOM, tmp_path / "c" / "other.nii.gz")
+    _user_error(
+        capsys, ["evaluate", "--pred", str(a), "--gt", str(tmp_path / "c")], "matching case names"
+    )
+    _user_error(
+        capsys, ["evaluate", "--pred", str(a), "--gt", str(a), "--tolerance", "-1"], "--tolerance"
+    )

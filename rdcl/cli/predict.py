@@ -11,6 +11,9 @@ from rdcl.cli.common import Command, add_overwrite
 
 logger = logging.getLogger(__name__)
 
+METRICS = ("dsc", "nsd", "hd95", "assd")
+"""Per-case columns printed by ``rdcl evaluate`` (``rdcl.metrics.evaluate`` rows)."""
+
 RUN_CHECKPOINT = "final.ckpt"
 """The checkpoint ``-m RUN_DIR`` uses: the one ``rdcl train`` writes when it completes."""
 
@@ -136,12 +139,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     summary = summarize(rows)
+    tau = f"{args.tolerance:g}"
     out = sys.stdout
+    out.write(f"case\tDSC\tNSD@{tau}mm\tHD95_mm\tASSD_mm\n")
     for row in rows:
-        out.write(f"{row['case']}\tDSC {row['dsc']:.4f}\tNSD {row['nsd']:.4f}\n")
-    for key, label in (("dsc", "DSC"), ("nsd", "NSD")):
+        values = "\t".join(f"{row[k]:.4f}" for k in METRICS)
+        out.write(f"{row['case']}\t{values}\n")
+    for key, label in zip(METRICS, ("DSC", f"NSD@{tau}mm", "HD95_mm", "ASSD_mm"), strict=True):
         s = summary[key]
-        out.write(f"{label} mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']})\n")
+        extra = f", {s['n_inf']} infinite left out" if s.get("n_inf") else ""
+        out.write(f"{label}: mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']}{extra})\n")
+    if args.csv is not None:
+        logger.info("wrote %s", args.csv)
     return 0
 
 
@@ -162,8 +171,9 @@ COMMANDS = (
         _add_evaluate,
         _run_evaluate,
         description=(
-            "Per-case Dice (DSC) and normalised surface Dice (NSD) at --tolerance mm, then\n"
-            "mean +- std over cases. Masks are matched by file name."
+            "Per-case Dice (DSC), normalised surface Dice (NSD) at --tolerance mm, HD95 and ASSD\n"
+            "(mm), then mean +- std over cases. Masks are matched by case name (a _0000\n"
+            "channel suffix is ignored); any non-zero voxel is lesion (0/1 and 0/255 both work)."
         ),
     ),
 )
