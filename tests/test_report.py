@@ -157,12 +157,12 @@ def test_write_summary_tables_figures_timings(tmp_path):
     fig = plot_relation_matrices(_relations(), tmp_path / "figs" / "rel.png")
     scores = {
         "baseline": [
-            {"case": "case_1", "dice": 0.6, "nsd": 0.5},
-            {"case": "case_2", "dice": 0.8, "nsd": 0.9},
+            {"case": "case_1", "dsc": 0.6, "nsd": 0.5},
+            {"case": "case_2", "dsc": 0.8, "nsd": 0.9},
         ],
         "rdcl": [
-            {"case": "case_1", "dice": 0.7, "nsd": 0.85},
-            {"case": "case_2", "dice": 0.9, "nsd": 0.95},
+            {"case": "case_1", "dsc": 0.7, "nsd": 0.85},
+            {"case": "case_2", "dsc": 0.9, "nsd": 0.95},
         ],
     }
     out = write_summary(
@@ -191,11 +191,11 @@ def test_write_summary_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="figure 'x' not found"):
         write_summary(
             tmp_path,
-            scores={"m": [{"case": "a", "dice": 1.0, "nsd": 1.0}]},
+            scores={"m": [{"case": "a", "dsc": 1.0, "nsd": 1.0}]},
             figures={"x": tmp_path / "none.png"},
             timings={},
             config={},
         )
     with pytest.raises(ValueError, match="'case' key"):
-        write_summary(tmp_path, scores={"m": [{"dice": 1.0}]}, figures={}, timings={}, config={})
+        write_summary(tmp_path, scores={"m": [{"dsc": 1.0}]}, figures={}, timings={}, config={})
     assert not (tmp_path / "report.md").exists()

@@ -13,8 +13,9 @@ import numpy as np
 
 from ._files import write_text_atomic
 
-METRICS: tuple[tuple[str, str], ...] = (("dice", "DSC"), ("nsd", "NSD@3mm"))
-"""(per-case record key, column title) of the reported metrics."""
+METRICS: tuple[tuple[str, str], ...] = (("dsc", "DSC"), ("nsd", "NSD@3mm"))
+"""(per-case record key, column title) of the reported metrics; the keys of
+``rdcl.metrics.evaluate.evaluate_folders`` rows."""
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -87,7 +88,8 @@ def write_summary(
 
     Args:
         out_dir: the report folder (created if missing).
-        scores: method -> per-case records ``{"case": str, "dice": float, "nsd": float}`` over the
+        scores: method -> per-case records ``{"case": str, "dsc": float, "nsd": float}``
+            (``evaluate_folders`` rows; other keys are ignored) over the
             held-out cases; the table gives mean ± population std over the finite values.
         figures: caption -> PNG path; each must exist and is linked relative to ``out_dir``.
         timings: stage -> wall-clock seconds, listed in order with their total.
