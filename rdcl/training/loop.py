@@ -4,10 +4,10 @@ log, periodic atomic checkpoints and exact resume.
 A stage folder holds ``config.json`` (the resolved config), ``log.jsonl``, ``last.ckpt`` (every
 ``train.checkpoint_every`` steps) and ``final.ckpt`` (on completion, no optimiser state).
 
-Exact resume: batches are a pure function of (seed, step) (``rdcl.data.PatchSampler``), the LR is a
-pure function of the step, and the checkpoint restores the weights, the optimiser's momentum
-buffers and every global RNG, so on the CPU N steps + resume + N steps gives bitwise the weights of
-2N steps straight.
+Exact resume (``resume=True``; only the config's ``RESUME_FREE_KEYS`` may change): batches are a
+pure function of (seed, step) (``rdcl.data.PatchSampler``), the LR is a pure function of the step,
+and the checkpoint restores the weights, the optimiser's momentum buffers and every global RNG, so
+on the CPU N steps + resume + N steps gives bitwise the weights of 2N steps straight.
 """
 
 from __future__ import annotations
@@ -114,6 +114,12 @@ def write_config(cfg: Config, out_dir: Path) -> None:
     tmp.replace(out_dir / "config.json")
 
 
+RESUME_FREE_KEYS = frozenset(
+    {"train.device", "train.checkpoint_every", "train.log_every", "data.num_workers"}
+)
+"""Config keys that may change on resume: they do not change what the run computes."""
+
+
 def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     current = json.loads(json.dumps(cfg.to_dict()))
     saved = json.loads(json.dumps(saved))
@@ -122,6 +128,7 @@ def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         for section in current
         for key in current[section]
         if saved.get(section, {}).get(key) != current[section][key]
+        and f"{section}.{key}" not in RESUME_FREE_KEYS
     ]
     if diff:
         raise ValueError(

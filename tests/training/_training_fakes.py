@@ -2,7 +2,8 @@
 
 The stand-in sampler is, like ``rdcl.data.PatchSampler``, a pure function of (seed, step): a smooth
 random image whose bright blobs are the label. The stand-in datasets carry the attributes
-``stats``, ``dim``, ``normalization``, ``window`` and ``info`` that training reads from a ``CachedDataset``.
+``stats``, ``dim``, ``normalization``, ``window`` and ``info`` that training reads from a
+``CachedDataset``.
 """
 
 from __future__ import annotations

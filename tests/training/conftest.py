@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from _training_fakes import FakeSampler, fake_dataset, tiny_cfg
 
 from rdcl.training import stages
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny networks here are dominated by thread-pool overhead: one intra-op thread is as
+    fast alone and many times faster when the 2 CI cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -37,8 +48,11 @@ def pretrained_ckpt(tmp_path_factory):
         "batch_stream",
         lambda s, a, b, n: (s.batch(i) for i in range(a, b)),
     )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("stage1")
         return stages.pretrain_general(tiny_cfg(), [fake_dataset("general")], out, progress=False)
     finally:
         mp.undo()
+        torch.set_num_threads(threads)

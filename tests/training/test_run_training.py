@@ -36,7 +36,7 @@ def test_end_to_end_rdcl_on_synthetic_data(tmp_path, synth_data):
     covid, general = synth_data
     cfg = tiny_cfg("rdcl", pretrain_steps=2, steps=3, checkpoint_every=2)
     out = tmp_path / "run"
-    final = run_training(cfg, covid, [general], out, progress=False)
+    final = run_training(cfg, covid, [general], out)  # with the progress bar
     assert final == out / "final.ckpt"
     ck = load_checkpoint(final)
     assert (ck["kind"], ck["stage"], ck["step"]) == ("dual", "train", 3)

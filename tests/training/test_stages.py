@@ -92,23 +92,23 @@ def test_missing_inputs_are_clear_errors(tmp_path, fake_streams, pretrained_ckpt
 
 
 def test_resume_is_bitwise_identical(tmp_path, fake_streams, pretrained_ckpt, monkeypatch):
-    cfg = tiny_cfg("rdcl", steps=6, checkpoint_every=3)
+    cfg = tiny_cfg("rdcl", steps=4, checkpoint_every=2)
     straight = _train(cfg, tmp_path / "straight", pretrained_ckpt)
 
     real_stream = stages.batch_stream
 
-    def killed_at_step_4(sampler, start, stop, workers):
+    def killed_before_step_4(sampler, start, stop, workers):
         for i, b in enumerate(real_stream(sampler, start, stop, workers)):
-            if start + i == 4:
+            if start + i == 3:
                 raise KeyboardInterrupt("killed")
             yield b
 
-    monkeypatch.setattr(stages, "batch_stream", killed_at_step_4)
+    monkeypatch.setattr(stages, "batch_stream", killed_before_step_4)
     with pytest.raises(KeyboardInterrupt):
         _train(cfg, tmp_path / "resumed", pretrained_ckpt)
-    assert load_checkpoint(tmp_path / "resumed" / "last.ckpt")["step"] == 3
+    assert load_checkpoint(tmp_path / "resumed" / "last.ckpt")["step"] == 2
     assert not (tmp_path / "resumed" / "final.ckpt").exists()
-    assert len(read_log(tmp_path / "resumed" / "log.jsonl")) == 4  # step 4 ran, never saved
+    assert len(read_log(tmp_path / "resumed" / "log.jsonl")) == 3  # step 3 ran, never saved
     monkeypatch.setattr(stages, "batch_stream", real_stream)
     resumed = _train(cfg, tmp_path / "resumed", pretrained_ckpt, resume=True)
 
@@ -145,6 +145,18 @@ def test_resume_with_other_config_is_refused(tmp_path, fake_streams):
             resume=True,
             progress=False,
         )
+
+
+def test_resume_may_change_device_and_checkpoint_interval(tmp_path, fake_streams):
+    cfg = tiny_cfg("baseline", steps=4, checkpoint_every=2)
+    stages.train(cfg, fake_dataset("c"), None, tmp_path / "a", progress=False)
+    (tmp_path / "a" / "final.ckpt").unlink()
+    other = tiny_cfg("baseline", steps=4, checkpoint_every=3, device="auto")
+    final = stages.train(
+        other, fake_dataset("c"), None, tmp_path / "a", resume=True, progress=False
+    )
+    assert load_checkpoint(final)["step"] == 4
+    assert [r["step"] for r in read_log(tmp_path / "a" / "log.jsonl")] == [1, 2, 3, 4]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, fake_streams):
