@@ -85,6 +85,35 @@ def test_pretrain_method_uses_given_stage1_checkpoint(tmp_path, synth_data):
     assert not (tmp_path / "p" / PRETRAIN_DIR).exists()
 
 
+def test_killed_run_resumes_bitwise_with_real_sampler(tmp_path, synth_data, monkeypatch):
+    """Stage 1 finishes, stage 2 is killed after its step-2 checkpoint; --resume skips stage 1 and
+    ends with bitwise the weights of an uninterrupted run (real sampler with augmentation)."""
+    from rdcl.training import stages
+
+    covid, general = synth_data
+    cfg = tiny_cfg("rdcl", pretrain_steps=2, steps=4, checkpoint_every=2)
+    assert cfg.data.augment
+    straight = run_training(cfg, covid, [general], tmp_path / "a", progress=False)
+    real_stream = stages.batch_stream
+
+    def killed(sampler, start, stop, workers):
+        stream = real_stream(sampler, start, stop, workers)
+        for step, batch in zip(range(start, stop), stream, strict=True):
+            if step == 3:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(stages, "batch_stream", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, covid, [general], tmp_path / "b", progress=False)
+    monkeypatch.setattr(stages, "batch_stream", real_stream)
+    stage1 = (tmp_path / "b" / PRETRAIN_DIR / "final.ckpt").read_bytes()
+    resumed = run_training(cfg, covid, [general], tmp_path / "b", resume=True, progress=False)
+    assert (tmp_path / "b" / PRETRAIN_DIR / "final.ckpt").read_bytes() == stage1
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.realdata
 def test_real_data_smoke(tmp_path):
     covid, general = DATA / "covid19_ct100", DATA / "msd_lung_patches"
