@@ -168,6 +168,7 @@ def run_stage(
     final, last = out / FINAL, out / LAST
     start = 0
     if resume and final.is_file():
+        _check_same_config(load_checkpoint(final)["config"], stage.cfg, final)
         logger.info("%s: %s exists, stage already complete", stage.name, final)
         return final
     if resume and last.is_file():
