@@ -17,9 +17,10 @@ diverged), 2 a user error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from rdcl import __version__
 from rdcl.cli import data, predict, train
@@ -83,18 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
+@contextlib.contextmanager
+def _command_logging(verbose: bool, quiet: bool) -> Iterator[None]:
     """The command's own messages at INFO, the library's at WARNING (all at DEBUG with
-    ``--verbose``; WARNING only with ``--quiet``), so a failing command prints one line."""
+    ``--verbose``; WARNING only with ``--quiet``), so a failing command prints one line.
+
+    The previous state of the ``rdcl`` loggers is restored afterwards, so calling :func:`main`
+    from Python (or from tests) leaves the caller's logging untouched."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("rdcl")
+    root, cli = logging.getLogger("rdcl"), logging.getLogger("rdcl.cli")
+    saved = (root.handlers[:], root.propagate, root.level, cli.level)
     root.handlers[:] = [handler]
     root.propagate = False
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("rdcl.cli").setLevel(
-        logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    )
+    cli.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers[:], root.propagate = saved[0], saved[1]
+        root.setLevel(saved[2])
+        cli.setLevel(saved[3])
 
 
 def _one_line(exc: BaseException) -> str:
@@ -116,17 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    _setup_logging(args.verbose, args.quiet)
     prog = f"rdcl {args.command}"
-    try:
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        user = isinstance(exc, USER_ERRORS)
-        if not (user or _run_failure(exc)):
-            raise
-        logger.debug("traceback of the error below", exc_info=True)
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2 if user else 1
+    with _command_logging(args.verbose, args.quiet):
+        try:
+            return int(args.handler(args) or 0)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            user = isinstance(exc, USER_ERRORS)
+            if not (user or _run_failure(exc)):
+                raise
+            logger.debug("traceback of the error below", exc_info=True)
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2 if user else 1

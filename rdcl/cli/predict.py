@@ -137,6 +137,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     summary = summarize(rows)
     tau = f"{args.tolerance:g}"

@@ -125,7 +125,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
             lab = None
         cases.append(Case(name, img, lab, label_map, None, window))
     n = meta.get("numTraining")
-    if split == "train" and isinstance(n, int) and n != len(cases):
+    if split == "train" and cases and isinstance(n, int) and n != len(cases):
         log.warning("%s: numTraining is %d but %d cases were found", root, n, len(cases))
     dim = image_dim(cases[0].image) if cases else 3
     norm = extra.get("normalization") or (

@@ -23,7 +23,7 @@ COLUMNS = ("case", "dsc", "nsd", "hd95", "assd")
 def _case_key(path: Path) -> str:
     """Case name of a file: suffix stripped, nnU-Net channel suffix ``_0000`` tolerated."""
     name = strip_suffix(path)
-    if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
+    if len(name) > 5 and name.endswith("_0000"):
         name = name[:-5]
     return name
 
@@ -102,12 +102,14 @@ def evaluate_folders(
     device: str = "cpu",
     threads: int | None = None,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> list[dict]:
     """Per-case rows ``{"case", "dsc", "nsd", "hd95", "assd"}`` for matched cases.
 
     Cases are matched by file name without suffix (``case_0000`` matches ``case``); geometry must
     agree (ValueError otherwise). With ``csv_path`` the rows are written atomically; an existing
     file raises FileExistsError unless ``overwrite``. Empty-mask values follow rdcl.metrics.
+    ``progress=False`` hides the progress bar.
     """
     from tqdm import tqdm
 
@@ -115,7 +117,8 @@ def evaluate_folders(
         raise FileExistsError(f"expected no file at {csv_path} (pass overwrite=True), found one")
     rows = []
     cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file))
-    for case, pf, gf in tqdm(cases, desc="evaluate", unit="case", disable=len(cases) < 2):
+    bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress or len(cases) < 2)
+    for case, pf, gf in bar:
         row = {"case": case}
         row.update(evaluate_case(pf, gf, tolerance_mm=tolerance_mm, device=device, threads=threads))
         rows.append(row)
