@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import re
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from rdcl.demo import FAST, METHODS, _crop, demo_config, run_demo
+
+
+def test_refuses_non_empty_out_dir_and_touches_nothing(tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        run_demo(out, fast=True)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    file_out = tmp_path / "a_file"
+    file_out.write_text("x")
+    with pytest.raises(FileExistsError, match="must be a folder"):
+        run_demo(file_out, overwrite=True, fast=True)
+    assert file_out.read_text() == "x"
+
+
+def test_demo_config_is_tiny3d_with_overrides():
+    cfg = demo_config(FAST, method="rdcl", seed=3)
+    assert cfg.data.patch_size == FAST.patch
+    assert (cfg.train.method, cfg.train.seed, cfg.train.steps) == ("rdcl", 3, FAST.steps)
+    assert cfg.model.features == (4, 8, 16, 16)  # the tiny3d network
+
+
+def test_crop_centres_and_pads():
+    x = np.arange(4 * 6 * 6, dtype=np.float32).reshape(1, 4, 6, 6)
+    # centre (2, 3, 3), patch (2, 4, 4): start = centre - patch // 2 = (1, 1, 1)
+    np.testing.assert_array_equal(_crop(x, np.array([2, 3, 3]), (2, 4, 4)), x[:, 1:3, 1:5, 1:5])
+    # a centre at the corner is clamped inside the volume
+    np.testing.assert_array_equal(_crop(x, np.array([0, 0, 0]), (2, 4, 4)), x[:, :2, :4, :4])
+    # patch larger than the volume along z: padded with the minimum (0 here) at the end
+    out = _crop(x, np.array([2, 3, 3]), (6, 4, 4))
+    assert out.shape == (1, 6, 4, 4)
+    np.testing.assert_array_equal(out[:, :4], x[:, :, 1:5, 1:5])
+    assert np.all(out[:, 4:] == 0)
+
+
+@pytest.mark.slow
+def test_fast_demo_end_to_end(tmp_path):
+    from rdcl.data.io import read_image
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "keep.txt").write_text("not the demo's")  # kept by overwrite=True
+    assert run_demo(out, overwrite=True, fast=True) == out
+    text = (out / "report.md").read_text()
+    for method in METHODS:
+        row = re.search(rf"^\| {method} \| (\d+) \| ([0-9.]+|n/a) ± .* \|$", text, re.M)
+        assert row, f"no score row for {method} in report.md"
+        assert int(row.group(1)) == FAST.n_test
+    assert "| method | cases | DSC | NSD@3mm |" in text
+    assert (out / "keep.txt").read_text() == "not the demo's"
+    for name in ("overlay_baseline", "overlay_rdcl", "loss_curves", "relation_matrices"):
+        png = out / "figures" / f"{name}.png"
+        assert f"figures/{name}.png" in text
+        assert mpimg.imread(png).ndim == 3
+    preds = sorted((out / "predictions" / "rdcl").glob("*.nii.gz"))
+    assert len(preds) == FAST.n_test
+    image, geometry = read_image(out / "data" / "covid" / "imagesTs" / "covid_003_0000.nii.gz")
+    mask, mask_geometry = read_image(out / "predictions" / "rdcl" / "covid_003.nii.gz")
+    assert mask.shape == image.shape == FAST.shape
+    assert mask_geometry.matches(geometry, atol=1e-6)
+    assert set(np.unique(mask)) <= {0, 1}
+    assert "## Timings" in text and "train rdcl" in text
