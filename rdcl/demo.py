@@ -76,10 +76,10 @@ FULL = DemoSettings(
     n_general=8,
     shape=(32, 96, 96),
     spacing=(5.0, 1.6, 1.6),
-    patch=(16, 48, 48),
-    pretrain_steps=150,
-    steps=250,
-    rampup_steps=100,
+    patch=(16, 32, 32),
+    pretrain_steps=400,
+    steps=1000,
+    rampup_steps=300,
 )
 """The default demo: about 2-3 minutes on 2 CPU cores."""
 
@@ -98,10 +98,17 @@ FAST = DemoSettings(
 
 
 def demo_config(settings: DemoSettings, *, method: str, seed: int) -> Config:
-    """The ``tiny3d`` preset with the demo's patch, step counts, method and seed."""
+    """The ``tiny3d`` preset with the demo's patch, step counts, method and seed.
+
+    Augmentation is off and foreground oversampling is 0.66: with a few hundred steps, a tiny
+    network on augmented patches (or mostly lesion-free ones) does not get past predicting
+    background (measured with 600 baseline steps: DSC 0.03 with augmentation, 0.57 without).
+    """
     return preset("tiny3d").override(
         [
             f"data.patch_size={list(settings.patch)}",
+            "data.augment=false",
+            "data.foreground_oversample=0.66",
             f"train.method={method}",
             f"train.pretrain_steps={settings.pretrain_steps}",
             f"train.steps={settings.steps}",
@@ -247,9 +254,10 @@ def _notes(settings: DemoSettings, seed: int, diffs: dict[str, np.ndarray], pred
         f"{settings.n_train} training and {settings.n_test} held-out cases and a non-COVID "
         f"`mixed` set (tumours, nodules, effusion) of {settings.n_general} cases, each "
         f"{z}x{y}x{x} voxels at spacing {settings.spacing} mm (z, y, x).",
-        f"Networks: the `tiny3d` preset, patch {settings.patch}; stage 1 pre-trains G for "
-        f"{settings.pretrain_steps} steps on the non-COVID set; `baseline` and `rdcl` then train "
-        f"{settings.steps} steps each on the COVID training cases (CPU).",
+        f"Networks: the `tiny3d` preset, patch {settings.patch}, no augmentation, foreground "
+        f"oversampling 0.66; stage 1 pre-trains G for {settings.pretrain_steps} steps on the "
+        f"non-COVID set; `baseline` and `rdcl` then train {settings.steps} steps each on the "
+        "COVID training cases. Per-case DSC, NSD, HD95 and ASSD: `scores/<method>.csv`.",
         f"Relation matrices of the trained rdcl network on a non-COVID and a COVID batch: "
         f"{diff_text}.",
         f"Example prediction (NIfTI, the input's geometry): `{pred.as_posix()}`.",
@@ -259,7 +267,12 @@ def _notes(settings: DemoSettings, seed: int, diffs: dict[str, np.ndarray], pred
 
 
 def run_demo(
-    out_dir: str | Path, *, overwrite: bool = False, seed: int = 0, fast: bool = False
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    seed: int = 0,
+    fast: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Run the demo pipeline (module docstring) and return the report folder ``out_dir``.
 
@@ -268,6 +281,7 @@ def run_demo(
         overwrite: replace the demo's outputs in an existing folder (other entries are kept).
         seed: seeds the synthetic data and every training run.
         fast: the test-sized settings (:data:`FAST`) instead of :data:`FULL`.
+        progress: tqdm progress bars for training, prediction and evaluation.
 
     Raises:
         FileExistsError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``
@@ -301,7 +315,7 @@ def run_demo(
     configs = {m: demo_config(settings, method=m, seed=seed) for m in METHODS}
     with timer.stage("pre-train G (non-COVID)"):
         pretrained = pretrain_general(
-            configs["rdcl"], [general], runs / "pretrain", cache_dir=cache, progress=False
+            configs["rdcl"], [general], runs / "pretrain", cache_dir=cache, progress=progress
         )
     checkpoints = {}
     for method in METHODS:
@@ -313,20 +327,21 @@ def run_demo(
                 runs / method,
                 cache_dir=cache,
                 pretrained=pretrained if method != "baseline" else None,
-                progress=False,
+                progress=progress,
             )
     scores = {}
     with timer.stage("predict + evaluate held-out cases"):
         for method, ckpt in checkpoints.items():
             pred_dir = out_dir / "predictions" / method
             Predictor.from_checkpoint(ckpt, device="cpu").predict_folder(
-                covid / "imagesTs", pred_dir, progress=False
+                covid / "imagesTs", pred_dir, progress=progress
             )
             scores[method] = evaluate_folders(
                 pred_dir,
                 covid / "labelsTs",
                 tolerance_mm=3.0,
                 csv_path=out_dir / "scores" / f"{method}.csv",
+                progress=progress,
             )
     with timer.stage("relation matrices"):
         matrices = relation_matrices(

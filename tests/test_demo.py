@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import re
 
 import matplotlib.image as mpimg
@@ -51,7 +52,7 @@ def test_fast_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "keep.txt").write_text("not the demo's")  # kept by overwrite=True
-    assert run_demo(out, overwrite=True, fast=True) == out
+    assert run_demo(out, overwrite=True, fast=True, progress=False) == out
     text = (out / "report.md").read_text()
     for method in METHODS:
         row = re.search(rf"^\| {method} \| (\d+) \| ([0-9.]+|n/a) ± .* \|$", text, re.M)
@@ -71,3 +72,8 @@ def test_fast_demo_end_to_end(tmp_path):
     assert mask_geometry.matches(geometry, atol=1e-6)
     assert set(np.unique(mask)) <= {0, 1}
     assert "## Timings" in text and "train rdcl" in text
+    # the table's means are those of the per-case CSV written by evaluate_folders
+    rows = list(csv.DictReader((out / "scores" / "rdcl.csv").open()))
+    assert len(rows) == FAST.n_test
+    mean_dsc = np.mean([float(r["dsc"]) for r in rows])
+    assert f"| rdcl | {FAST.n_test} | {mean_dsc:.3f} ± " in text
