@@ -7,7 +7,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from rdcl.demo import FAST, METHODS, _crop, demo_config, run_demo
+from rdcl.demo import FAST, METHODS, crop_around, demo_config, run_demo
 
 
 def test_refuses_non_empty_out_dir_and_touches_nothing(tmp_path):
@@ -35,11 +35,13 @@ def test_demo_config_is_tiny3d_with_overrides():
 def test_crop_centres_and_pads():
     x = np.arange(4 * 6 * 6, dtype=np.float32).reshape(1, 4, 6, 6)
     # centre (2, 3, 3), patch (2, 4, 4): start = centre - patch // 2 = (1, 1, 1)
-    np.testing.assert_array_equal(_crop(x, np.array([2, 3, 3]), (2, 4, 4)), x[:, 1:3, 1:5, 1:5])
+    np.testing.assert_array_equal(
+        crop_around(x, np.array([2, 3, 3]), (2, 4, 4)), x[:, 1:3, 1:5, 1:5]
+    )
     # a centre at the corner is clamped inside the volume
-    np.testing.assert_array_equal(_crop(x, np.array([0, 0, 0]), (2, 4, 4)), x[:, :2, :4, :4])
+    np.testing.assert_array_equal(crop_around(x, np.array([0, 0, 0]), (2, 4, 4)), x[:, :2, :4, :4])
     # patch larger than the volume along z: padded with the minimum (0 here) at the end
-    out = _crop(x, np.array([2, 3, 3]), (6, 4, 4))
+    out = crop_around(x, np.array([2, 3, 3]), (6, 4, 4))
     assert out.shape == (1, 6, 4, 4)
     np.testing.assert_array_equal(out[:, :4], x[:, :, 1:5, 1:5])
     assert np.all(out[:, 4:] == 0)

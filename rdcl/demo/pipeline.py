@@ -29,19 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rdcl.config import Config, preset
 from rdcl.report import (
-    RG_COVID,
-    RG_NONCOVID,
-    RT_COVID,
     plot_loss_curves,
     plot_overlays,
     plot_relation_matrices,
     relation_differences,
     write_summary,
 )
+
+from .relations import relation_matrices
 
 logger = logging.getLogger(__name__)
 
@@ -151,67 +149,6 @@ class _Timer:
         yield
         self.seconds[name] = time.perf_counter() - start
         logger.info("demo: %s done in %.1f s", name, self.seconds[name])
-
-
-def _crop(x: np.ndarray, centre: np.ndarray, patch: tuple[int, ...]) -> np.ndarray:
-    """(1, *spatial) -> (1, *patch) around ``centre``, padded with the minimum where too small."""
-    pad = [(0, 0)] + [(0, max(p - s, 0)) for p, s in zip(patch, x.shape[1:], strict=True)]
-    x = np.pad(x, pad, mode="constant", constant_values=float(x.min()))
-    start = [
-        int(np.clip(round(c) - p // 2, 0, s - p))
-        for c, p, s in zip(centre, patch, x.shape[1:], strict=True)
-    ]
-    return x[(slice(None), *(slice(a, a + p) for a, p in zip(start, patch, strict=True)))]
-
-
-def lesion_batch(root: Path, checkpoint: dict, n: int) -> torch.Tensor:
-    """A (n, 1, *patch) batch of the first ``n`` training cases of ``root``, each patch centred on
-    its lesion and normalised as the checkpoint's training data was."""
-    from rdcl.data.layout import load_case, load_dataset
-    from rdcl.data.preprocess import IntensityStats, preprocess_case
-
-    cfg = Config.from_dict(checkpoint["config"])
-    stats = checkpoint.get("intensity")
-    stats = IntensityStats.from_dict(stats) if stats else None
-    norm = (checkpoint.get("dataset") or {}).get("normalization")
-    patches = []
-    for case in load_dataset(root).cases[:n]:
-        image, label, geometry = load_case(case)
-        if label is None:
-            raise ValueError(f"case {case.name} of {root} has no label; expected a labelled case")
-        x, y, _ = preprocess_case(image, geometry, cfg.data, stats, label, normalization=norm)
-        fg = np.argwhere(y > 0)
-        centre = fg.mean(axis=0) if fg.size else np.asarray(y.shape) / 2
-        patches.append(_crop(x, centre, cfg.data.patch_size))
-    return torch.from_numpy(np.stack(patches).astype(np.float32))
-
-
-def relation_matrices(
-    rdcl_ckpt: Path, pretrain_ckpt: Path, covid_root: Path, general_root: Path, n: int
-) -> dict[str, np.ndarray]:
-    """R_G(X_n), R_G(X_c), R_T(X_c) (each (C, C)) of the trained dual-encoder network.
-
-    X_c: ``n`` COVID training cases normalised with the rdcl run's statistics; X_n: ``n``
-    non-COVID cases normalised with the stage-1 (non-COVID) statistics, as in training.
-    """
-    from rdcl.kernels import relation_matrix
-    from rdcl.model import build_network
-    from rdcl.training.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(rdcl_ckpt)
-    net = build_network(Config.from_dict(ckpt["config"]).model, kind=ckpt["kind"])
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    x_c = lesion_batch(covid_root, ckpt, n)
-    x_n = lesion_batch(general_root, load_checkpoint(pretrain_ckpt), n)
-    with torch.no_grad():
-        _, g_c, t_c = net.forward_with_features(x_c)
-        g_n = net.general_features(x_n)
-        return {
-            RG_NONCOVID: relation_matrix(g_n).numpy(),
-            RG_COVID: relation_matrix(g_c).numpy(),
-            RT_COVID: relation_matrix(t_c).numpy(),
-        }
 
 
 def _figures(
