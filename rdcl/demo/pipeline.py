@@ -16,6 +16,7 @@ Output folder layout::
     OUT/data/{covid,noncovid}/   (nnU-Net raw layout)
     OUT/runs/{pretrain,baseline,rdcl}/   (config.json, log.jsonl, checkpoints)
     OUT/predictions/{baseline,rdcl}/CASE.nii.gz
+    OUT/cache/   (preprocessed arrays shared by the runs)
 """
 
 from __future__ import annotations
