@@ -85,26 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _command_logging(verbose: bool, quiet: bool) -> Iterator[None]:
+def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[None]:
     """The command's own messages at INFO, the library's at WARNING (all at DEBUG with
     ``--verbose``; WARNING only with ``--quiet``), so a failing command prints one line.
 
+    ``rdcl demo`` also shows the demo pipeline's stage messages (with timings) at INFO.
     The previous state of the ``rdcl`` loggers is restored afterwards, so calling :func:`main`
     from Python (or from tests) leaves the caller's logging untouched."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root, cli = logging.getLogger("rdcl"), logging.getLogger("rdcl.cli")
-    saved = (root.handlers[:], root.propagate, root.level, cli.level)
+    root = logging.getLogger("rdcl")
+    own = [logging.getLogger("rdcl.cli")]
+    if command == "demo":
+        own.append(logging.getLogger("rdcl.demo"))
+    saved = (root.handlers[:], root.propagate, root.level, [lg.level for lg in own])
     root.handlers[:] = [handler]
     root.propagate = False
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    cli.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    for lg in own:
+        lg.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     try:
         yield
     finally:
         root.handlers[:], root.propagate = saved[0], saved[1]
         root.setLevel(saved[2])
-        cli.setLevel(saved[3])
+        for lg, level in zip(own, saved[3], strict=True):
+            lg.setLevel(level)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -127,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     prog = f"rdcl {args.command}"
-    with _command_logging(args.verbose, args.quiet):
+    with _command_logging(args.verbose, args.quiet, args.command):
         try:
             return int(args.handler(args) or 0)
         except KeyboardInterrupt:
