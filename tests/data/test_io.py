@@ -56,3 +56,63 @@ def test_missing_and_corrupt(tmp_path):
 def test_strip_suffix():
     assert strip_suffix("a/case_0000.nii.gz") == "case_0000"
     assert strip_suffix("lung1_image.nrrd") == "lung1_image"
+
+
+def _write_dicom_series(folder, volume, spacing_zyx, origin_xyz):
+    """One CT slice per file with the tags GDCM needs to sort the series by position."""
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()  # keep our series UID instead of a new one per file
+    uid = "1.2.826.0.1.3680043.2.1125.1.42"
+    dz, dy, dx = spacing_zyx
+    for k, plane in enumerate(volume):
+        img = sitk.GetImageFromArray(plane[None])
+        img.SetSpacing((dx, dy, dz))
+        img.SetOrigin((origin_xyz[0], origin_xyz[1], origin_xyz[2] + k * dz))
+        tags = {
+            "0008|0060": "CT",
+            "0020|000d": uid + ".1",
+            "0020|000e": uid + ".2",
+            "0020|0013": str(k + 1),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0020|0032": "\\".join(
+                f"{v:.4f}" for v in (origin_xyz[0], origin_xyz[1], origin_xyz[2] + k * dz)
+            ),
+            "0028|0030": f"{dy:.4f}\\{dx:.4f}",
+            "0018|0050": f"{dz:.4f}",
+        }
+        for key, value in tags.items():
+            img.SetMetaData(key, value)
+        # Slices written in reverse order: the reader must sort them by position, not by name.
+        writer.SetFileName(str(folder / f"slice_{len(volume) - k:03d}.dcm"))
+        writer.Execute(img)
+
+
+def test_dicom_series_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    vol = rng.integers(-1000, 1000, size=(4, 6, 5)).astype(np.int16)
+    _write_dicom_series(tmp_path / "series", vol, (2.0, 0.75, 0.5), (-5.0, 10.0, 30.0))
+    arr, geom = read_image(tmp_path / "series")
+    assert arr.shape == (4, 6, 5)  # (z, y, x)
+    np.testing.assert_array_equal(arr, vol)
+    assert geom.spacing == pytest.approx((2.0, 0.75, 0.5), abs=1e-4)
+    assert geom.origin == pytest.approx((-5.0, 10.0, 30.0), abs=1e-4)
+
+
+def test_empty_folder_is_not_a_series(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageReadError, match="no DICOM series"):
+        read_image(tmp_path / "empty")
+
+
+def test_4d_image_rejected(tmp_path):
+    import SimpleITK as sitk
+
+    p = tmp_path / "four.nii.gz"
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((2, 3, 4, 5), np.int16), isVector=False), str(p)
+    )
+    with pytest.raises(ImageReadError, match="2D or 3D"):
+        read_image(p)
