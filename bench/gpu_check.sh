@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One-shot GPU check for a machine with an NVIDIA GPU (e.g. the lent H100): build rdcl against the
+# installed torch (CUDA engine for sm_90), run the CUDA tests, then the GPU benchmarks. Results go
+# to $OUT (default ./gpu_results): test logs, benchmark JSON, nvidia-smi. Record them, with the
+# card and date, in bench/RESULTS.md.
+#
+# The GPU machine has torch, triton, cupy, pybind11, cmake and nvcc but no SimpleITK and no
+# internet, so rdcl is installed without dependencies; the tests run here need none of the I/O.
+set -uo pipefail
+OUT=${OUT:-gpu_results}
+mkdir -p "$OUT"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+export RDCL_CUDA=1 RDCL_CUDA_ARCHS=${RDCL_CUDA_ARCHS:-90} RDCL_BUILD_JOBS=${RDCL_BUILD_JOBS:-16}
+python -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
+  || { tail -50 "$OUT/build.log"; exit 1; }
+python -c "import rdcl.metrics as m; print('CUDA engine built:', m.CUDA_BUILT)" | tee "$OUT/tests.log"
+python -m pytest -q -p no:cacheprovider tests/kernels tests/metrics/test_inputs.py \
+  tests/metrics/test_goldens.py 2>&1 | tail -25 | tee -a "$OUT/tests.log"
+python -m pytest -q -p no:cacheprovider bench/test_bench_relation.py bench/test_bench_metrics_gpu.py \
+  --benchmark-only --benchmark-columns=min,median,mean --benchmark-sort=name \
+  --benchmark-json="$OUT/bench.json" 2>&1 | tail -40 | tee "$OUT/bench.log"
