@@ -339,12 +339,10 @@ Columns build_columns(const Surface& target, const Grid& g) {
   return c;
 }
 
-// Exact 1D squared distance transform (Felzenszwalb-Huttenlocher) of f (stride-accessed), adding
-// ((q - p) * s)^2; +inf entries are not sites. Output values are f[p] + ((q - p) * s)^2.
-void fh_1d(const double* f, int64_t stride, int64_t n, double s, double* out, int64_t out_stride,
-           std::vector<int64_t>* v_buf, std::vector<double>* z_buf) {
-  std::vector<int64_t>& v = *v_buf;
-  std::vector<double>& zb = *z_buf;
+// Lower envelope of the parabolas f[p] + ((q - p) * s)^2 of an exact 1D squared distance transform
+// (Felzenszwalb-Huttenlocher) of f (stride-accessed); +inf entries are not sites. Fills the sites v
+// and boundaries zb (size n + 1); returns the index of the last parabola, -1 when there is none.
+int64_t fh_build(const double* f, int64_t stride, int64_t n, double s, int64_t* v, double* zb) {
   const double c = s * s;
   int64_t k = -1;
   for (int64_t q = 0; q < n; ++q) {
@@ -371,16 +369,16 @@ void fh_1d(const double* f, int64_t stride, int64_t n, double s, double* out, in
     zb[k] = x;
     zb[k + 1] = kInf;
   }
-  if (k < 0) {
-    for (int64_t q = 0; q < n; ++q) out[q * out_stride] = kInf;
-    return;
-  }
-  int64_t j = 0;
-  for (int64_t q = 0; q < n; ++q) {
-    while (zb[j + 1] < static_cast<double>(q)) ++j;
-    const double d = static_cast<double>(q - v[j]) * s;
-    out[q * out_stride] = f[v[j] * stride] + d * d;
-  }
+  return k;
+}
+
+// Value f[v] + ((q - v) * s)^2 of the envelope built by fh_build at q; *j is the current parabola
+// and only moves forward, so successive calls must have non-decreasing q.
+double fh_eval(const double* f, int64_t stride, const int64_t* v, const double* zb, double s,
+               int64_t q, int64_t* j) {
+  while (zb[*j + 1] < static_cast<double>(q)) ++*j;
+  const double d = static_cast<double>(q - v[*j]) * s;
+  return f[v[*j] * stride] + d * d;
 }
 
 // Distances from the query points of planes [plane_begin, plane_end) to the target columns.
@@ -390,7 +388,6 @@ class PlaneSolver {
     const int64_t plane = g.plane();
     ptr_.resize(plane);
     gz2_.resize(plane);
-    full_.resize(plane);
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
     v_.resize(m);
     zb_.resize(m + 1);
@@ -455,21 +452,38 @@ class PlaneSolver {
     return best <= certified_ ? best : -1.0;
   }
 
-  // Exact squared distances of the whole plane (two separable passes) into full_.
-  void solve_plane(int64_t z) {
+  // Exact squared distances at the in-plane points (y, x) of `points` (sorted by y, then x) by
+  // two separable Felzenszwalb-Huttenlocher passes evaluated only where needed; results go to
+  // out[i] for points[i].
+  void solve_points(int64_t z, const std::vector<std::pair<int64_t, int64_t>>& points,
+                    double* out) {
     const int64_t ny = g_.n[1], nx = g_.n[2];
     fill_plane(z, 0, ny - 1);
-    for (int64_t x = 0; x < nx; ++x) {
-      fh_1d(gz2_.data() + x, nx, ny, g_.s[1], full_.data() + x, nx, &v_, &zb_);
+    rows_.clear();
+    for (const auto& p : points) {
+      if (rows_.empty() || rows_.back() != p.first) rows_.push_back(p.first);
     }
-    std::vector<double> row(nx);
-    for (int64_t y = 0; y < ny; ++y) {
-      std::copy(full_.begin() + y * nx, full_.begin() + (y + 1) * nx, row.begin());
-      fh_1d(row.data(), 1, nx, g_.s[2], full_.data() + y * nx, 1, &v_, &zb_);
+    const int64_t nr = static_cast<int64_t>(rows_.size());
+    if (static_cast<int64_t>(full_.size()) < nr * nx) full_.resize(nr * nx);
+    for (int64_t x = 0; x < nx; ++x) {
+      const double* f = gz2_.data() + x;
+      const int64_t k = fh_build(f, nx, ny, g_.s[1], v_.data(), zb_.data());
+      int64_t j = 0;
+      for (int64_t r = 0; r < nr; ++r) {
+        full_[r * nx + x] =
+            k < 0 ? kInf : fh_eval(f, nx, v_.data(), zb_.data(), g_.s[1], rows_[r], &j);
+      }
+    }
+    size_t i = 0;
+    for (int64_t r = 0; r < nr; ++r) {
+      const double* f = full_.data() + r * nx;
+      const int64_t k = fh_build(f, 1, nx, g_.s[2], v_.data(), zb_.data());
+      int64_t j = 0;
+      for (; i < points.size() && points[i].first == rows_[r]; ++i) {
+        out[i] = k < 0 ? kInf : fh_eval(f, 1, v_.data(), zb_.data(), g_.s[2], points[i].second, &j);
+      }
     }
   }
-
-  double full(int64_t y, int64_t x) const { return full_[y * g_.n[2] + x]; }
 
  private:
   static constexpr double kWindowMm = 8.0;
@@ -477,7 +491,7 @@ class PlaneSolver {
   const Columns& cols_;
   std::vector<int64_t> ptr_;
   std::vector<double> gz2_, full_;
-  std::vector<int64_t> v_;
+  std::vector<int64_t> v_, rows_;
   std::vector<double> zb_;
   int64_t wy_ = 0, wx_ = 0;
   double certified_ = 0;
@@ -506,6 +520,8 @@ std::vector<double> distances(const Surface& query, const Surface& target, const
     PlaneSolver solver(g, cols);
     solver.start(query.index[b] / plane);
     std::vector<size_t> far;
+    std::vector<std::pair<int64_t, int64_t>> far_points;
+    std::vector<double> far_d2;
     size_t i = b;
     while (i < e) {
       const int64_t z = query.index[i] / plane;
@@ -529,11 +545,14 @@ std::vector<double> distances(const Surface& query, const Surface& target, const
         }
       }
       if (!far.empty()) {
-        solver.solve_plane(z);
+        far_points.clear();
         for (size_t k : far) {
           const int64_t r = query.index[k] % plane;
-          out[k] = std::sqrt(solver.full(r / g.n[2], r % g.n[2]));
+          far_points.emplace_back(r / g.n[2], r % g.n[2]);
         }
+        far_d2.resize(far.size());
+        solver.solve_points(z, far_points, far_d2.data());
+        for (size_t f = 0; f < far.size(); ++f) out[far[f]] = std::sqrt(far_d2[f]);
       }
       i = j;
     }
