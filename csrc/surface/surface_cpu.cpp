@@ -192,7 +192,7 @@ Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64
 // Surface points of one mask on the processing grid, in linear (z-major) order.
 struct Surface {
   std::vector<int64_t> index;  // linear index on the grid
-  std::vector<double> area;
+  std::vector<uint8_t> code;   // neighbour code (voxel boundaries: 0); area = table[code]
 };
 
 struct Grid {
@@ -260,7 +260,7 @@ void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, con
             if (code == 0 || code == 15) continue;
           }
           out->index.push_back((z * g.n[1] + y) * g.n[2] + x);
-          out->area.push_back(table[code]);
+          out->code.push_back(static_cast<uint8_t>(code));
         }
       }
     } else {
@@ -281,7 +281,7 @@ void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, con
           if (three_d) inner = inner && p[x] && nx[x];
           if (inner) continue;
           out->index.push_back((z * g.n[1] + y) * g.n[2] + x);
-          out->area.push_back(1.0);
+          out->code.push_back(0);
         }
       }
     }
@@ -315,7 +315,7 @@ Surface extract(const uint8_t* mask, const Problem& pb, const Bbox& box, const G
   Surface out;
   for (auto& p : parts) {
     out.index.insert(out.index.end(), p.index.begin(), p.index.end());
-    out.area.insert(out.area.end(), p.area.begin(), p.area.end());
+    out.code.insert(out.code.end(), p.code.begin(), p.code.end());
   }
   return out;
 }
@@ -387,6 +387,8 @@ class PlaneSolver {
   PlaneSolver(const Grid& g, const Columns& cols) : g_(g), cols_(cols) {
     const int64_t plane = g.plane();
     ptr_.resize(plane);
+    prev_.resize(plane);
+    next_.resize(plane);
     gz2_.resize(plane);
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
     v_.resize(m);
@@ -402,6 +404,7 @@ class PlaneSolver {
       const int32_t* b = cols_.z.data() + cols_.start[col];
       const int32_t* e = cols_.z.data() + cols_.start[col + 1];
       ptr_[col] = cols_.start[col] + (std::lower_bound(b, e, static_cast<int32_t>(z)) - b);
+      set_neighbours(col);
     }
   }
 
@@ -410,20 +413,22 @@ class PlaneSolver {
     const double s0 = g_.s[0];
     const int64_t c0 = std::max<int64_t>(0, y_lo - wy_) * g_.n[2];
     const int64_t c1 = std::min<int64_t>(g_.n[1], y_hi + wy_ + 1) * g_.n[2];
+    const int32_t zi = static_cast<int32_t>(z), n0 = static_cast<int32_t>(g_.n[0]);
     for (int64_t col = c0; col < c1; ++col) {
-      int64_t p = ptr_[col];
-      const int64_t b = cols_.start[col], e = cols_.start[col + 1];
-      while (p < e && cols_.z[p] < z) ++p;
-      ptr_[col] = p;
-      int64_t best = -1;
-      if (p < e) best = cols_.z[p] - z;
-      if (p > b && (best < 0 || z - cols_.z[p - 1] < best)) best = z - cols_.z[p - 1];
-      if (best < 0) {
-        gz2_[col] = kInf;
-      } else {
-        const double d = static_cast<double>(best) * s0;
-        gz2_[col] = d * d;
+      if (next_[col] < zi) {
+        int64_t p = ptr_[col];
+        while (p < cols_.start[col + 1] && cols_.z[p] < zi) ++p;
+        ptr_[col] = p;
+        set_neighbours(col);
       }
+    }
+    const int32_t* prev = prev_.data();
+    const int32_t* next = next_.data();
+    double* out = gz2_.data();
+    for (int64_t col = c0; col < c1; ++col) {
+      const int32_t dz = std::min(next[col] - zi, zi - prev[col]);
+      const double d = static_cast<double>(dz) * s0;
+      out[col] = dz > n0 ? kInf : d * d;
     }
   }
 
@@ -489,7 +494,17 @@ class PlaneSolver {
   static constexpr double kWindowMm = 8.0;
   const Grid& g_;
   const Columns& cols_;
+  // Per column: ptr_ indexes the first target z >= the current plane; next_ / prev_ are the nearest
+  // target z at or above / below it (+-kNoZ when there is none).
+  void set_neighbours(int64_t col) {
+    const int64_t p = ptr_[col];
+    next_[col] = p < cols_.start[col + 1] ? cols_.z[p] : kNoZ;
+    prev_[col] = p > cols_.start[col] ? cols_.z[p - 1] : -kNoZ;
+  }
+
+  static constexpr int32_t kNoZ = 1 << 30;
   std::vector<int64_t> ptr_;
+  std::vector<int32_t> prev_, next_;
   std::vector<double> gz2_, full_;
   std::vector<int64_t> v_, rows_;
   std::vector<double> zb_;
@@ -560,16 +575,60 @@ std::vector<double> distances(const Surface& query, const Surface& target, const
   return out;
 }
 
-Direction sorted_direction(const std::vector<double>& d, const std::vector<double>& a) {
-  std::vector<std::pair<double, double>> pairs(d.size());
-  for (size_t i = 0; i < d.size(); ++i) pairs[i] = {d[i], a[i]};
-  std::sort(pairs.begin(), pairs.end());
+// Sorts (distance, area) pairs ascending: a stable counting sort by the rank of the area value,
+// then a stable LSD radix sort (11-bit digits) of the distance bit patterns, which order like the
+// values because distances are non-negative (+inf included).
+Direction sorted_direction(const std::vector<double>& d, const std::vector<uint8_t>& code,
+                           const std::vector<double>& table) {
+  const size_t n = d.size();
+  std::vector<double> values(table);
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  std::array<uint32_t, 256> rank{};
+  for (size_t c = 0; c < table.size(); ++c) {
+    rank[c] = static_cast<uint32_t>(std::lower_bound(values.begin(), values.end(), table[c]) -
+                                    values.begin());
+  }
+  std::vector<uint64_t> key(n), key_tmp(n);
+  std::vector<uint8_t> cd(n), cd_tmp(n);
+  std::vector<size_t> pos(values.size() + 1, 0);
+  for (size_t i = 0; i < n; ++i) ++pos[rank[code[i]] + 1];
+  for (size_t r = 1; r < pos.size(); ++r) pos[r] += pos[r - 1];
+  for (size_t i = 0; i < n; ++i) {
+    const size_t at = pos[rank[code[i]]]++;
+    std::memcpy(&key[at], &d[i], sizeof(double));
+    cd[at] = code[i];
+  }
+  constexpr int kBits = 11, kPasses = 6;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  std::vector<size_t> hist(kPasses * kBuckets, 0);
+  for (size_t i = 0; i < n; ++i) {
+    for (int p = 0; p < kPasses; ++p)
+      ++hist[p * kBuckets + ((key[i] >> (p * kBits)) & (kBuckets - 1))];
+  }
+  for (int p = 0; p < kPasses; ++p) {
+    size_t* h = hist.data() + p * kBuckets;
+    if (n == 0 || h[(key[0] >> (p * kBits)) & (kBuckets - 1)] == n) continue;  // one bucket
+    size_t sum = 0;
+    for (size_t b = 0; b < kBuckets; ++b) {
+      const size_t c = h[b];
+      h[b] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const size_t at = h[(key[i] >> (p * kBits)) & (kBuckets - 1)]++;
+      key_tmp[at] = key[i];
+      cd_tmp[at] = cd[i];
+    }
+    key.swap(key_tmp);
+    cd.swap(cd_tmp);
+  }
   Direction out;
-  out.distances.resize(d.size());
-  out.areas.resize(d.size());
-  for (size_t i = 0; i < d.size(); ++i) {
-    out.distances[i] = pairs[i].first;
-    out.areas[i] = pairs[i].second;
+  out.distances.resize(n);
+  out.areas.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(&out.distances[i], &key[i], sizeof(double));
+    out.areas[i] = table[cd[i]];
   }
   return out;
 }
@@ -623,8 +682,9 @@ Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Probl
   const Surface sp = extract(pred, pb, box, g, table, nt);
   const std::vector<double> d_gt = distances(sg, sp, g, threads);
   const std::vector<double> d_pred = distances(sp, sg, g, threads);
-  res.gt_to_pred = sorted_direction(d_gt, sg.area);
-  res.pred_to_gt = sorted_direction(d_pred, sp.area);
+  if (table.empty()) table.push_back(1.0);  // voxel boundaries: weight 1, code 0
+  res.gt_to_pred = sorted_direction(d_gt, sg.code, table);
+  res.pred_to_gt = sorted_direction(d_pred, sp.code, table);
   return res;
 }
 
