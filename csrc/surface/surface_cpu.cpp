@@ -390,6 +390,8 @@ class PlaneSolver {
     prev_.resize(plane);
     next_.resize(plane);
     gz2_.resize(plane);
+    span_lo_.resize(g.n[1]);
+    span_hi_.resize(g.n[1]);
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
     v_.resize(m);
     zb_.resize(m + 1);
@@ -408,11 +410,35 @@ class PlaneSolver {
     }
   }
 
-  // Fills gz2_ rows [y_lo - wy, y_hi + wy] of plane z (z must not decrease after start()).
-  void fill_plane(int64_t z, int64_t y_lo, int64_t y_hi) {
+  // Fills gz2_ of plane z wherever window() may read it for the queries idx[0, count) of that
+  // plane (linear indices): in each row, the x span of the queries within wy rows, widened by wx.
+  void fill_near(int64_t z, const int64_t* idx, size_t count) {
+    const int64_t ny = g_.n[1], nx = g_.n[2], plane = g_.plane();
+    std::fill(span_lo_.begin(), span_lo_.end(), nx);
+    std::fill(span_hi_.begin(), span_hi_.end(), -1);
+    int64_t y_lo = ny, y_hi = -1;
+    for (size_t k = 0; k < count; ++k) {
+      const int64_t r = idx[k] % plane, y = r / nx, x = r % nx;
+      span_lo_[y] = std::min(span_lo_[y], x);
+      span_hi_[y] = std::max(span_hi_[y], x);
+      y_lo = std::min(y_lo, y);
+      y_hi = std::max(y_hi, y);
+    }
+    for (int64_t y = std::max<int64_t>(0, y_lo - wy_); y <= std::min(ny - 1, y_hi + wy_); ++y) {
+      int64_t lo = nx, hi = -1;
+      for (int64_t q = std::max(y_lo, y - wy_); q <= std::min(y_hi, y + wy_); ++q) {
+        lo = std::min(lo, span_lo_[q]);
+        hi = std::max(hi, span_hi_[q]);
+      }
+      if (hi < 0) continue;
+      fill_columns(z, y * nx + std::max<int64_t>(0, lo - wx_),
+                   y * nx + std::min(nx - 1, hi + wx_) + 1);
+    }
+  }
+
+  // Fills gz2_ at linear in-plane columns [c0, c1) of plane z (z must not decrease after start()).
+  void fill_columns(int64_t z, int64_t c0, int64_t c1) {
     const double s0 = g_.s[0];
-    const int64_t c0 = std::max<int64_t>(0, y_lo - wy_) * g_.n[2];
-    const int64_t c1 = std::min<int64_t>(g_.n[1], y_hi + wy_ + 1) * g_.n[2];
     const int32_t zi = static_cast<int32_t>(z), n0 = static_cast<int32_t>(g_.n[0]);
     for (int64_t col = c0; col < c1; ++col) {
       if (next_[col] < zi) {
@@ -463,7 +489,7 @@ class PlaneSolver {
   void solve_points(int64_t z, const std::vector<std::pair<int64_t, int64_t>>& points,
                     double* out) {
     const int64_t ny = g_.n[1], nx = g_.n[2];
-    fill_plane(z, 0, ny - 1);
+    fill_columns(z, 0, g_.plane());
     rows_.clear();
     for (const auto& p : points) {
       if (rows_.empty() || rows_.back() != p.first) rows_.push_back(p.first);
@@ -505,6 +531,7 @@ class PlaneSolver {
   static constexpr int32_t kNoZ = 1 << 30;
   std::vector<int64_t> ptr_;
   std::vector<int32_t> prev_, next_;
+  std::vector<int64_t> span_lo_, span_hi_;  // per row: x range of the current plane's queries
   std::vector<double> gz2_, full_;
   std::vector<int64_t> v_, rows_;
   std::vector<double> zb_;
@@ -542,13 +569,7 @@ std::vector<double> distances(const Surface& query, const Surface& target, const
       const int64_t z = query.index[i] / plane;
       size_t j = i;
       while (j < e && query.index[j] / plane == z) ++j;
-      int64_t y_lo = g.n[1], y_hi = 0;
-      for (size_t k = i; k < j; ++k) {
-        const int64_t y = query.index[k] % plane / g.n[2];
-        y_lo = std::min(y_lo, y);
-        y_hi = std::max(y_hi, y);
-      }
-      solver.fill_plane(z, y_lo, y_hi);
+      solver.fill_near(z, query.index.data() + i, j - i);
       far.clear();
       for (size_t k = i; k < j; ++k) {
         const int64_t r = query.index[k] % plane;
