@@ -232,6 +232,7 @@ void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, con
   const int64_t w = ex + 2;
   std::vector<uint8_t> prev((ey + 2) * w), cur((ey + 2) * w), next((ey + 2) * w);
   std::vector<uint8_t> prev_any(ey + 2), cur_any(ey + 2), next_any(ey + 2);
+  std::vector<uint8_t> codes(g.n[2]);  // neighbour codes of one row
   const bool corner = pb.boundary == Boundary::kCorner;
   const bool three_d = pb.dim == 3;
   // corner: plane z uses voxel planes z-1 (prev) and z (cur); voxel: z-1, z, z+1.
@@ -249,18 +250,37 @@ void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, con
       for (int64_t y = 0; y < g.n[1]; ++y) {
         if (!(prev_any[y] | prev_any[y + 1] | cur_any[y] | cur_any[y + 1])) continue;
         const uint8_t *a0 = a + y * w, *a1 = a0 + w, *b0 = b + y * w, *b1 = b0 + w;
-        for (int64_t x = 0; x < g.n[2]; ++x) {
-          int code;
-          if (three_d) {
-            code = (a0[x] << 7) | (a0[x + 1] << 6) | (a1[x] << 5) | (a1[x + 1] << 4) |
-                   (b0[x] << 3) | (b0[x + 1] << 2) | (b1[x] << 1) | b1[x + 1];
-            if (code == 0 || code == 255) continue;
-          } else {
-            code = (b0[x] << 3) | (b0[x + 1] << 2) | (b1[x] << 1) | b1[x + 1];
-            if (code == 0 || code == 15) continue;
+        uint8_t* c = codes.data();
+        if (three_d) {
+          for (int64_t x = 0; x < g.n[2]; ++x) {
+            c[x] = static_cast<uint8_t>((a0[x] << 7) | (a0[x + 1] << 6) | (a1[x] << 5) |
+                                        (a1[x + 1] << 4) | (b0[x] << 3) | (b0[x + 1] << 2) |
+                                        (b1[x] << 1) | b1[x + 1]);
           }
-          out->index.push_back((z * g.n[1] + y) * g.n[2] + x);
-          out->code.push_back(static_cast<uint8_t>(code));
+        } else {
+          for (int64_t x = 0; x < g.n[2]; ++x) {
+            // full 2x2 -> 255 like a full 2x2x2 neighbourhood, so one test skips both
+            const int code = (b0[x] << 3) | (b0[x + 1] << 2) | (b1[x] << 1) | b1[x + 1];
+            c[x] = static_cast<uint8_t>(code == 15 ? 255 : code);
+          }
+        }
+        const int64_t row = (z * g.n[1] + y) * g.n[2];
+        int64_t x = 0;
+        while (x < g.n[2]) {
+          if (x + 8 <= g.n[2]) {
+            uint64_t word;
+            std::memcpy(&word, c + x, 8);
+            if (word == 0 || word == ~uint64_t{0}) {
+              x += 8;
+              continue;
+            }
+          }
+          const int64_t end = std::min(x + 8, g.n[2]);
+          for (; x < end; ++x) {
+            if (c[x] == 0 || c[x] == 255) continue;
+            out->index.push_back(row + x);
+            out->code.push_back(c[x]);
+          }
         }
       }
     } else {
