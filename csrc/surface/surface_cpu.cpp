@@ -362,30 +362,32 @@ Columns build_columns(const Surface& target, const Grid& g) {
 // Lower envelope of the parabolas f[p] + ((q - p) * s)^2 of an exact 1D squared distance transform
 // (Felzenszwalb-Huttenlocher) of f (stride-accessed); +inf entries are not sites. Fills the sites v
 // and boundaries zb (size n + 1); returns the index of the last parabola, -1 when there is none.
-int64_t fh_build(const double* f, int64_t stride, int64_t n, double s, int64_t* v, double* zb) {
-  const double c = s * s;
+int64_t fh_build(const double* f, int64_t stride, int64_t n, double s, int64_t* v, double* zb,
+                 double* h) {
+  // h[k] caches f[v[k]] + c * v[k]^2 of each envelope site (same rounding as computing it inline).
+  const double c = s * s, c2 = 2 * c;
   int64_t k = -1;
   for (int64_t q = 0; q < n; ++q) {
     const double fq = f[q * stride];
     if (fq == kInf) continue;
+    const double hq = fq + c * static_cast<double>(q) * q;
     if (k < 0) {
       k = 0;
       v[0] = q;
+      h[0] = hq;
       zb[0] = -kInf;
       zb[1] = kInf;
       continue;
     }
     double x;
     for (;;) {  // zb[0] = -inf, so k never drops below 0
-      const int64_t p = v[k];
-      const double fp = f[p * stride];
-      x = ((fq + c * static_cast<double>(q) * q) - (fp + c * static_cast<double>(p) * p)) /
-          (2 * c * static_cast<double>(q - p));
+      x = (hq - h[k]) / (c2 * static_cast<double>(q - v[k]));
       if (x > zb[k]) break;
       --k;
     }
     ++k;
     v[k] = q;
+    h[k] = hq;
     zb[k] = x;
     zb[k + 1] = kInf;
   }
@@ -415,6 +417,7 @@ class PlaneSolver {
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
     v_.resize(m);
     zb_.resize(m + 1);
+    h_.resize(m);
     wy_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[1]));
     wx_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[2]));
     const double by = (wy_ + 1) * g.s[1], bx = (wx_ + 1) * g.s[2];
@@ -518,7 +521,7 @@ class PlaneSolver {
     if (static_cast<int64_t>(full_.size()) < nr * nx) full_.resize(nr * nx);
     for (int64_t x = 0; x < nx; ++x) {
       const double* f = gz2_.data() + x;
-      const int64_t k = fh_build(f, nx, ny, g_.s[1], v_.data(), zb_.data());
+      const int64_t k = fh_build(f, nx, ny, g_.s[1], v_.data(), zb_.data(), h_.data());
       int64_t j = 0;
       for (int64_t r = 0; r < nr; ++r) {
         full_[r * nx + x] =
@@ -528,7 +531,7 @@ class PlaneSolver {
     size_t i = 0;
     for (int64_t r = 0; r < nr; ++r) {
       const double* f = full_.data() + r * nx;
-      const int64_t k = fh_build(f, 1, nx, g_.s[2], v_.data(), zb_.data());
+      const int64_t k = fh_build(f, 1, nx, g_.s[2], v_.data(), zb_.data(), h_.data());
       int64_t j = 0;
       for (; i < points.size() && points[i].first == rows_[r]; ++i) {
         out[i] = k < 0 ? kInf : fh_eval(f, 1, v_.data(), zb_.data(), g_.s[2], points[i].second, &j);
@@ -554,7 +557,7 @@ class PlaneSolver {
   std::vector<int64_t> span_lo_, span_hi_;  // per row: x range of the current plane's queries
   std::vector<double> gz2_, full_;
   std::vector<int64_t> v_, rows_;
-  std::vector<double> zb_;
+  std::vector<double> zb_, h_;
   int64_t wy_ = 0, wx_ = 0;
   double certified_ = 0;
 };
