@@ -412,6 +412,7 @@ class PlaneSolver {
     prev_.resize(plane);
     next_.resize(plane);
     gz2_.resize(plane);
+    last_finite_.resize(plane);
     span_lo_.resize(g.n[1]);
     span_hi_.resize(g.n[1]);
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
@@ -454,8 +455,14 @@ class PlaneSolver {
         hi = std::max(hi, span_hi_[q]);
       }
       if (hi < 0) continue;
-      fill_columns(z, y * nx + std::max<int64_t>(0, lo - wx_),
-                   y * nx + std::min(nx - 1, hi + wx_) + 1);
+      const int64_t c0 = y * nx + std::max<int64_t>(0, lo - wx_);
+      const int64_t c1 = y * nx + std::min(nx - 1, hi + wx_) + 1;
+      fill_columns(z, c0, c1);
+      int64_t last = -1;
+      for (int64_t col = c0; col < c1; ++col) {
+        if (gz2_[col] != kInf) last = col - y * nx;
+        last_finite_[col] = static_cast<int32_t>(last);
+      }
     }
   }
 
@@ -493,6 +500,8 @@ class PlaneSolver {
       for (int sign = 0; sign < (r == 0 ? 1 : 2); ++sign) {
         const int64_t y = sign ? y0 - r : y0 + r;
         if (y < 0 || y >= ny) continue;
+        // skip a row whose window segment has no target (all +inf: cannot lower best)
+        if (last_finite_[y * nx + std::min(nx - 1, x0 + wx_)] < x0 - wx_) continue;
         const double* row = gz2_.data() + y * nx;
         for (int64_t c = 0; c <= wx_; ++c) {
           const double dx = static_cast<double>(c) * s2;
@@ -554,7 +563,9 @@ class PlaneSolver {
   static constexpr int32_t kNoZ = 1 << 30;
   std::vector<int64_t> ptr_;
   std::vector<int32_t> prev_, next_;
-  std::vector<int64_t> span_lo_, span_hi_;  // per row: x range of the current plane's queries
+  std::vector<int64_t> span_lo_, span_hi_;
+  std::vector<int32_t> last_finite_;  // per filled column: x of the nearest finite gz2_ at or left
+                                      // // per row: x range of the current plane's queries
   std::vector<double> gz2_, full_;
   std::vector<int64_t> v_, rows_;
   std::vector<double> zb_, h_;
