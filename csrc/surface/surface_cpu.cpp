@@ -413,6 +413,7 @@ class PlaneSolver {
     next_.resize(plane);
     gz2_.resize(plane);
     last_finite_.resize(plane);
+    filled_.resize(g.n[1]);
     span_lo_.resize(g.n[1]);
     span_hi_.resize(g.n[1]);
     const int64_t m = std::max(g.n[1], g.n[2]) + 2;
@@ -440,6 +441,7 @@ class PlaneSolver {
     const int64_t ny = g_.n[1], nx = g_.n[2], plane = g_.plane();
     std::fill(span_lo_.begin(), span_lo_.end(), nx);
     std::fill(span_hi_.begin(), span_hi_.end(), -1);
+    std::fill(filled_.begin(), filled_.end(), std::make_pair(int64_t{0}, int64_t{0}));
     int64_t y_lo = ny, y_hi = -1;
     for (size_t k = 0; k < count; ++k) {
       const int64_t r = idx[k] % plane, y = r / nx, x = r % nx;
@@ -458,6 +460,7 @@ class PlaneSolver {
       const int64_t c0 = y * nx + std::max<int64_t>(0, lo - wx_);
       const int64_t c1 = y * nx + std::min(nx - 1, hi + wx_) + 1;
       fill_columns(z, c0, c1);
+      filled_[y] = {c0 - y * nx, c1 - y * nx};
       int64_t last = -1;
       for (int64_t col = c0; col < c1; ++col) {
         if (gz2_[col] != kInf) last = col - y * nx;
@@ -521,7 +524,10 @@ class PlaneSolver {
   void solve_points(int64_t z, const std::vector<std::pair<int64_t, int64_t>>& points,
                     double* out) {
     const int64_t ny = g_.n[1], nx = g_.n[2];
-    fill_columns(z, 0, g_.plane());
+    for (int64_t y = 0; y < ny; ++y) {  // complete the rows around what fill_near filled
+      fill_columns(z, y * nx, y * nx + filled_[y].first);
+      fill_columns(z, y * nx + filled_[y].second, (y + 1) * nx);
+    }
     rows_.clear();
     for (const auto& p : points) {
       if (rows_.empty() || rows_.back() != p.first) rows_.push_back(p.first);
@@ -564,6 +570,7 @@ class PlaneSolver {
   std::vector<int64_t> ptr_;
   std::vector<int32_t> prev_, next_;
   std::vector<int64_t> span_lo_, span_hi_;
+  std::vector<std::pair<int64_t, int64_t>> filled_;  // per row: x range fill_near filled
   std::vector<int32_t> last_finite_;  // per filled column: x of the nearest finite gz2_ at or left
                                       // // per row: x range of the current plane's queries
   std::vector<double> gz2_, full_;
