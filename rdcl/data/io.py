@@ -11,8 +11,11 @@ metrics) imports on machines without it.
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +77,22 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(IMAGE_SUFFIXES)
 
 
+@contextlib.contextmanager
+def preserve_locale() -> Iterator[None]:
+    """Restore the process locale after a SimpleITK call.
+
+    ITK's DICOM (GDCM) writer resets the C locale of the whole process to "C", after which Python's
+    default text encoding becomes ASCII for every later ``open()`` in the process (torch,
+    matplotlib and user code included). Every SimpleITK read/write in rdcl runs inside this guard.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
+
+
 def _sitk():
     import SimpleITK as sitk
 
@@ -121,9 +140,11 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
             if not files:
                 raise ImageReadError(f"no DICOM series found in folder {path}")
             reader.SetFileNames(files)
-            img = reader.Execute()
+            with preserve_locale():
+                img = reader.Execute()
         else:
-            img = sitk.ReadImage(str(path))
+            with preserve_locale():
+                img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         reason = next((ln for ln in first if "rror" in ln), first[-1] if first else "")
@@ -147,7 +168,8 @@ def read_info(path: str | Path) -> tuple[tuple[int, ...], Geometry]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with preserve_locale():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         lines = str(exc).strip().splitlines()
         raise ImageReadError(
@@ -191,7 +213,8 @@ def write_image(
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        with preserve_locale():
+            sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rdcl.data.io import Geometry, ImageReadError, read_image, strip_suffix, write_image
+from rdcl.data.io import (
+    Geometry,
+    ImageReadError,
+    preserve_locale,
+    read_image,
+    strip_suffix,
+    write_image,
+)
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
@@ -87,7 +94,8 @@ def _write_dicom_series(folder, volume, spacing_zyx, origin_xyz):
             img.SetMetaData(key, value)
         # Slices written in reverse order: the reader must sort them by position, not by name.
         writer.SetFileName(str(folder / f"slice_{len(volume) - k:03d}.dcm"))
-        writer.Execute(img)
+        with preserve_locale():  # GDCM's writer resets the process locale to "C"
+            writer.Execute(img)
 
 
 def test_dicom_series_folder(tmp_path):
@@ -116,3 +124,12 @@ def test_4d_image_rejected(tmp_path):
     )
     with pytest.raises(ImageReadError, match="2D or 3D"):
         read_image(p)
+
+
+def test_preserve_locale_restores_after_a_locale_reset():
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    with preserve_locale():
+        locale.setlocale(locale.LC_ALL, "C")  # what GDCM's DICOM writer does
+    assert locale.setlocale(locale.LC_ALL) == before
