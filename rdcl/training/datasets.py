@@ -46,13 +46,15 @@ class MixedSampler:
     """Round-robin over several samplers: step t takes ``samplers[t % k].batch(t)``.
 
     Mixes several non-COVID sets (tumours, effusions, nodules) with equal weight; still a pure
-    function of (seeds, step).
+    function of (seeds, step). ``seed`` is the first sampler's (``rdcl.data.make_loader`` seeds
+    its DataLoader generator with it).
     """
 
     def __init__(self, samplers: Sequence[Any]) -> None:
         if not samplers:
             raise ValueError("need at least one sampler")
         self.samplers = list(samplers)
+        self.seed = int(self.samplers[0].seed)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The batch of step ``step`` (see ``rdcl.data.PatchSampler.batch``)."""
