@@ -26,7 +26,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", required=True, type=Path, metavar="FILE_OR_DIR",
         help="mask file (its suffix picks the format; PNG masks are 0/255, others 0/1), or a "
-        "folder for folder input (names drop nnU-Net's _0000 channel suffix)",
+        "folder for folder input (names drop nnU-Net's _0000 channel suffix when all have it)",
     )  # fmt: skip
     p.add_argument(
         "-m", "--model", required=True, type=Path, metavar="MODEL",
@@ -174,7 +174,9 @@ COMMANDS = (
         description=(
             "Per-case Dice (DSC), normalised surface Dice (NSD) at --tolerance mm, HD95 and ASSD\n"
             "(mm), then mean +- std over cases. Masks are matched by case name (a _0000\n"
-            "channel suffix is ignored); any non-zero voxel is lesion (0/1 and 0/255 both work)."
+            "channel suffix is ignored; tr_im_N <-> tr_mask_N and coronacases_org_N <->\n"
+            "coronacases_N as in the published layouts); any non-zero voxel is lesion (0/1 and\n"
+            "0/255 both work)."
         ),
     ),
 )

@@ -232,11 +232,12 @@ class Predictor:
     ) -> list[Path]:
         """Predict every image file in ``in_dir`` into ``out_dir``; returns the written paths.
 
-        Output names drop nnU-Net's ``_0000`` channel suffix and keep the input suffix unless
-        ``suffix`` (e.g. ``".nii.gz"``) is given. Entries that are not image files are logged
-        as skipped, never dropped silently. Every output name is checked before any work: an
-        existing one without ``overwrite`` raises FileExistsError. When a case fails, the masks
-        this call created are removed again and the error names the failing input.
+        Output names drop nnU-Net's ``_0000`` channel suffix when every input has it (an
+        nnU-Net ``imagesTs`` folder; elsewhere it is part of the name) and keep the input
+        suffix unless ``suffix`` (e.g. ``".nii.gz"``) is given. Entries that are not image files
+        are logged as skipped, never dropped silently. Every output name is checked before any
+        work: an existing one without ``overwrite`` raises FileExistsError. When a case fails, the
+        masks this call created are removed again and the error names the failing input.
         """
         from tqdm import tqdm
 
@@ -250,7 +251,12 @@ class Predictor:
             logger.warning("skipping %d non-image entries in %s: %s", len(skipped), in_dir, skipped)
         if not inputs:
             raise ValueError(f"no image files (.nii.gz, .nrrd, .mha, .png, ...) in {in_dir}")
-        outputs = [out_dir / output_name(p, suffix) for p in inputs]
+        # Only an nnU-Net folder (every image CASE_0000.*) loses the channel suffix; elsewhere
+        # _0000 is part of the name (COVID-19-CT100: tr_im_0000.png, tr_im_0001.png, ...).
+        nnunet = all(strip_suffix(p).endswith(CHANNEL_SUFFIX) for p in inputs)
+        outputs = [
+            out_dir / (output_name(p, suffix) if nnunet else _keep_name(p, suffix)) for p in inputs
+        ]
         _check_outputs(inputs, outputs, overwrite=overwrite)
         created: list[Path] = []
         bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="predict", disable=not progress)
@@ -265,6 +271,12 @@ class Predictor:
                 p.unlink(missing_ok=True)
             raise
         return outputs
+
+
+def _keep_name(in_path: Path, suffix: str | None) -> str:
+    """Mask file name that keeps the input's name (only the suffix may change)."""
+    stem = strip_suffix(in_path)
+    return stem + (suffix if suffix is not None else in_path.name[len(stem) :])
 
 
 def _check_outputs(inputs: Sequence[Path], outputs: Sequence[Path], *, overwrite: bool) -> None:

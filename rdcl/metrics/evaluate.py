@@ -6,12 +6,14 @@ import csv
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rdcl.data import published
 from rdcl.data.io import is_image_file, read_image, strip_suffix
 from rdcl.metrics.surface import dice, surface_distances
 
@@ -28,28 +30,56 @@ def _case_key(path: Path) -> str:
     return name
 
 
-def _files(path: Path) -> dict[str, Path]:
+def _alias(path: Path) -> str:
+    """Case key of a published layout: COVID-19-CT-Seg image names mapped to their mask names,
+    then the im/mask/label tokens dropped (``tr_im_0001`` and ``tr_mask_0001`` -> ``tr_0001``),
+    as :mod:`rdcl.data.published` pairs images with masks."""
+    stem = strip_suffix(path)
+    stem = published._covid_mask_name(stem) or stem
+    tokens = re.split(r"[_\-.\s]+", stem.lower())
+    return "_".join(t for t in tokens if t and t not in published._NAME_TOKENS)
+
+
+def _files(path: Path) -> list[Path]:
     if path.is_file():
-        return {_case_key(path): path}
+        return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"expected a file or folder of images, found nothing at {path}")
-    return {_case_key(p): p for p in sorted(path.iterdir()) if is_image_file(p)}
+    return [p for p in sorted(path.iterdir()) if is_image_file(p)]
 
 
 def match_cases(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(case, pred_file, gt_file) for every case present in both; raises if none match."""
+    """(case, pred_file, gt_file) for every case present in both; raises if none match.
+
+    A label ``CASE.*`` takes the prediction ``CASE.*``, else ``CASE_0000.*``, else the one
+    prediction with the same published-layout key (``tr_im_0001.png`` for ``tr_mask_0001.png``,
+    ``coronacases_org_001.nii.gz`` for ``coronacases_001.nii.gz``). The case is the label's name.
+    """
     preds, gts = _files(Path(pred)), _files(Path(gt))
     if Path(pred).is_file() and Path(gt).is_file():
-        return [(next(iter(gts)), Path(pred), Path(gt))]
-    common = sorted(set(preds) & set(gts))
-    if not common:
+        return [(_case_key(Path(gt)), Path(pred), Path(gt))]
+    by_stem = {strip_suffix(p): p for p in preds}
+    by_case = {_case_key(p): p for p in preds}
+    aliases: dict[str, list[Path]] = {}
+    for p in preds:
+        aliases.setdefault(_alias(p), []).append(p)
+    matched, missing = [], []
+    for g in gts:
+        case = strip_suffix(g)
+        alias = aliases.get(_alias(g), []) if _alias(g) else []
+        p = by_stem.get(case) or by_case.get(case) or (alias[0] if len(alias) == 1 else None)
+        if p is None:
+            missing.append(case)
+        else:
+            matched.append((case, p, g))
+    if not matched:
         raise ValueError(
             f"expected prediction and label files with matching case names, found none "
             f"({len(preds)} in {pred}, {len(gts)} in {gt})"
         )
-    for name in sorted(set(gts) - set(preds)):
-        logger.warning("no prediction for case %s", name)
-    return [(c, preds[c], gts[c]) for c in common]
+    for case in sorted(missing):
+        logger.warning("no prediction for case %s", case)
+    return sorted(matched)
 
 
 def evaluate_case(

@@ -206,3 +206,17 @@ def test_bad_checkpoints(tmp_path):
     save_checkpoint(tmp_path / "bad.ckpt", payload)
     with pytest.raises(CheckpointError, match="do not fit"):
         Predictor.from_checkpoint(tmp_path / "bad.ckpt")
+
+
+def test_predict_folder_keeps_0000_of_non_nnunet_names(tmp_path):
+    # COVID-19-CT100 slices are tr_im_0000.png, tr_im_0001.png, ...: only a folder where every
+    # image carries the nnU-Net channel suffix loses it (tr_im_0000.png must not become tr_im.png).
+    cfg = _window_cfg("tiny2d")
+    pred = Predictor(Threshold(), config=cfg, intensity=None, device="cpu")
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("tr_im_0000", "tr_im_0001"):
+        write_image(np.full((16, 16), 200, np.uint8), Geometry.default(2), src / f"{name}.png")
+    out = pred.predict_folder(src, tmp_path / "out", progress=False)
+    assert [p.name for p in out] == ["tr_im_0000.png", "tr_im_0001.png"]
+    assert all(p.is_file() for p in out)

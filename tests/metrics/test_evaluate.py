@@ -64,3 +64,22 @@ def test_summarize_skips_nan_and_counts_inf():
     s = summarize(rows)
     assert s["dsc"] == {"mean": 1.0, "std": 0.0, "n": 1, "n_inf": 0}
     assert s["hd95"]["n_inf"] == 1
+
+
+def test_published_layout_names_match(tmp_path):
+    # rdcl predict keeps the image names of published layouts: tr_im_NNNN.png (COVID-19-CT100,
+    # masks tr_mask_NNNN.png) and coronacases_org_NNN.nii.gz (COVID-19-CT-Seg, masks
+    # coronacases_NNN.nii.gz); evaluate pairs them with their masks as the dataset loader does.
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    m = np.zeros((12, 12), np.uint8)
+    m[3:8, 3:8] = 255
+    for name in ("tr_im_0000", "tr_im_0001"):
+        write_image(m, Geometry.default(2), pred / f"{name}.png")
+    for name in ("tr_mask_0000", "tr_mask_0001"):
+        write_image(m, Geometry.default(2), gt / f"{name}.png")
+    vol = _cube(0)
+    write_image(vol, Geometry.default(3), pred / "coronacases_org_001.nii.gz")
+    write_image(vol, Geometry.default(3), gt / "coronacases_001.nii.gz")
+    rows = evaluate_folders(pred, gt, progress=False)
+    assert [r["case"] for r in rows] == ["coronacases_001", "tr_mask_0000", "tr_mask_0001"]
+    assert [r["dsc"] for r in rows] == [1.0, 1.0, 1.0]
