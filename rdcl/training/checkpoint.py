@@ -59,6 +59,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600: give a plain new file's mode
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -68,6 +70,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

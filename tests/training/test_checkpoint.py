@@ -41,6 +41,15 @@ def test_round_trip(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def test_checkpoint_gets_the_permissions_of_an_ordinary_new_file(tmp_path):
+    """The temp file behind the atomic write is created 0600; the checkpoint must not keep that
+    (a final.ckpt shared with a group or a container would be unreadable)."""
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    p = save_checkpoint(tmp_path / "final.ckpt", _payload(1))
+    assert p.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_crash_during_save_keeps_old_checkpoint(tmp_path, monkeypatch):
     p = save_checkpoint(tmp_path / "last.ckpt", _payload(1))
     before = p.read_bytes()
