@@ -303,3 +303,10 @@ def test_dataset_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="3 entries"):
         synthesize_dataset(tmp_path / "a", kind="covid", n_cases=1, shape=(64, 64))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(0, 64, 64), (8, -1, 64), (64, 0)])
+def test_non_positive_shape_is_a_value_error(tmp_path, shape):
+    # A zero or negative shape entry used to escape as ZeroDivisionError from default_spacing.
+    with pytest.raises(ValueError, match=r"shape must be at least 32 in y and x"):
+        synthesize_dataset(tmp_path / "d", kind="covid", n_cases=1, dim=len(shape), shape=shape)

@@ -45,6 +45,8 @@ class Phantom:
 def default_spacing(shape: tuple[int, ...]) -> tuple[float, ...]:
     """Anisotropic default spacing (mm) for ``shape``: (2.5, 0.8, 0.8) for a 128x512x512 volume,
     coarsened for smaller grids so the field of view stays 320 x 409.6 x 409.6 mm."""
+    if any(n < 1 for n in shape):
+        raise ValueError(f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}")
     fov, base = _NOMINAL_FOV[-len(shape) :], _BASE_SPACING[-len(shape) :]
     return tuple(round(max(b, f / n), 4) for b, f, n in zip(base, fov, shape, strict=True))
 
