@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,12 @@ class DataConfig:
         if self.window[1] <= self.window[0]:
             raise ConfigError(
                 f"data.window must be (low, high) with low < high, found {self.window}"
+            )
+        if self.target_spacing is not None and not all(
+            math.isfinite(t) and t > 0 for t in self.target_spacing
+        ):
+            raise ConfigError(
+                f"data.target_spacing must be positive mm (or null), found {self.target_spacing}"
             )
 
 

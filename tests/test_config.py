@@ -60,3 +60,10 @@ def test_unknown_keys_in_file(tmp_path):
 
 def test_defaults_validate():
     assert Config().validate() == preset("paper3d")
+
+
+@pytest.mark.parametrize("spacing", ["[0,1]", "[-1,1]", "[1,.nan]"])
+def test_non_positive_target_spacing_is_a_config_error(spacing):
+    # A zero target spacing used to reach resampling and escape as ZeroDivisionError.
+    with pytest.raises(ConfigError, match="target_spacing"):
+        preset("tiny2d").override([f"data.target_spacing={spacing}"])

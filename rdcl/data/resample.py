@@ -8,6 +8,7 @@ order ((z, y, x) or (y, x)), spacings in mm in the same order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +27,8 @@ def target_shape(
     if target_spacing is None:
         return shape
     target = tuple(float(t) for t in target_spacing)
+    if not all(math.isfinite(t) and t > 0 for t in target):
+        raise ValueError(f"target spacing {target} must be positive mm")
     if len(target) == len(shape) - 1:
         target = (float(spacing[0]), *target)
     if len(target) != len(shape) or len(spacing) != len(shape):

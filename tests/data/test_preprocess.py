@@ -58,6 +58,8 @@ def test_target_shape():
     # A 2D target spacing on a 3D volume resamples in-plane only.
     assert target_shape((10, 20, 30), (2.5, 0.8, 0.7), (1.6, 1.4)) == (10, 10, 15)
     assert target_shape((10, 20), (1.0, 1.0), None) == (10, 20)
+    with pytest.raises(ValueError, match=r"target spacing \(0\.0, 1\.0\).*positive"):
+        target_shape((10, 20), (1.0, 1.0), (0.0, 1.0))
     with pytest.raises(ValueError, match="does not fit"):
         target_shape((10, 20), (1.0, 1.0), (1.0, 1.0, 1.0, 1.0))
 
