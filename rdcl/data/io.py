@@ -93,6 +93,14 @@ def preserve_locale() -> Iterator[None]:
             locale.setlocale(locale.LC_ALL, saved)
 
 
+def new_file_mode(path: str | Path) -> None:
+    """Give a ``tempfile.mkstemp`` file (mode 0600) the mode of a newly created file
+    (``0666 & ~umask``), so that atomically written outputs are as readable as plain ones."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _sitk():
     import SimpleITK as sitk
 
@@ -215,6 +223,7 @@ def write_image(
     try:
         with preserve_locale():
             sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from rdcl.config import DataConfig
 from rdcl.data.intensity import IntensityStats, compute_intensity_stats, normalize
-from rdcl.data.io import Geometry
+from rdcl.data.io import Geometry, new_file_mode
 from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case
 from rdcl.data.resample import resample_image, resample_label, target_shape
 
@@ -137,6 +137,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.data import published
-from rdcl.data.io import is_image_file, read_image, strip_suffix
+from rdcl.data.io import is_image_file, new_file_mode, read_image, strip_suffix
 from rdcl.metrics.surface import dice, surface_distances
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def _write_csv(rows: Sequence[dict], path: Path) -> None:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+        new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from rdcl.data.io import new_file_mode
+
 PNG_METADATA = {"Software": None}
 """No matplotlib version stamp in the PNG, so identical figures give identical bytes."""
 
@@ -25,6 +27,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     tmp = _temp_path(path)
     try:
         tmp.write_text(text, encoding="utf-8")
+        new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -43,6 +46,7 @@ def save_figure_atomic(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path
     tmp = _temp_path(path)
     try:
         fig.savefig(tmp, format="png", dpi=dpi, metadata=PNG_METADATA)
+        new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -133,3 +136,28 @@ def test_preserve_locale_restores_after_a_locale_reset():
     with preserve_locale():
         locale.setlocale(locale.LC_ALL, "C")  # what GDCM's DICOM writer does
     assert locale.setlocale(locale.LC_ALL) == before
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, umask_022):
+    # Atomic writes go through mkstemp (mode 0600); the final file must be readable by group and
+    # others like any new file under umask 022 (0644), e.g. masks handed to a PACS export user.
+    out = tmp_path / "mask.nii.gz"
+    write_image(np.ones((3, 4, 5), np.uint8), Geometry.default(3), out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    from rdcl.data.preprocess import _write_json
+    from rdcl.metrics.evaluate import _write_csv
+    from rdcl.report._files import write_text_atomic
+
+    _write_json(tmp_path / "a.json", {"a": 1})
+    row = {"case": "c", "dsc": 1.0, "nsd": 1.0, "hd95": 0.0, "assd": 0.0}
+    _write_csv([row], tmp_path / "a.csv")
+    write_text_atomic(tmp_path / "a.md", "# a")
+    for name in ("a.json", "a.csv", "a.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
