@@ -165,6 +165,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, found {self.lr}")
+        if not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip must be > 0, found {self.grad_clip}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
 

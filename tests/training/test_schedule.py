@@ -58,3 +58,13 @@ def test_clip_gradients_reports_nonfinite_and_none():
     assert clip_gradients([p], 1.0) == 0.0
     p.grad = torch.tensor([float("inf"), 1.0])
     assert not math.isfinite(clip_gradients([p], 1.0))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_non_positive_grad_clip_is_a_config_error(value):
+    """clip_grad_norm_ with max_norm 0 zeroes every gradient: a run that silently never learns
+    (0 is a common spelling of "no clipping" elsewhere), so the config refuses it."""
+    from rdcl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.grad_clip must be > 0"):
+        TrainConfig(grad_clip=value).validate()
