@@ -93,6 +93,8 @@ def normalize(
         if window is None:
             raise ValueError("normalization 'window' needs a (low, high) window; none was given")
         lo, hi = float(window[0]), float(window[1])
+        if not lo < hi:
+            raise ValueError(f"window expected (low, high) with low < high, found {tuple(window)}")
         return ((np.clip(x, lo, hi) - lo) / (hi - lo)).astype(np.float32)
     if normalization == "zscore":
         return ((x - x.mean()) / max(float(x.std()), EPS)).astype(np.float32)

@@ -106,7 +106,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
         raise DatasetError(f"{root / 'dataset.json'}: rdcl expects 1 channel, found {channels}")
     extra = meta.get("rdcl", {}) or {}
     label_map = _label_map(meta, extra)
-    window = tuple(float(w) for w in extra["window"]) if "window" in extra else None
+    window = _window(extra["window"], root / "dataset.json") if "window" in extra else None
     img_dir, lab_dir = (
         (root / "imagesTr", root / "labelsTr")
         if split == "train"
@@ -134,6 +134,19 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
     return DatasetSpec(
         meta.get("name", root.name), root, tuple(cases), dim, norm, "nnunet", extra.get("lesion")
     )
+
+
+def _window(value: object, where: Path) -> tuple[float, float]:
+    """The ``"rdcl": {"window": [low, high]}`` entry of ``where``, validated."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        lo = hi = float("nan")
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise DatasetError(
+            f"{where}: rdcl window expected (low, high) with low < high, found {value!r}"
+        )
+    return lo, hi
 
 
 def _label_map(meta: dict, extra: dict) -> dict[int, int] | None:

@@ -307,3 +307,14 @@ def test_msd_listed_file_missing(tmp_path):
     (tmp_path / "dataset.json").write_text("{not json")
     with pytest.raises(DatasetError, match="cannot parse"):
         load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("window", [[250, -1250], [0, 0], [1], "lung"])
+def test_nnunet_bad_window_is_a_dataset_error(nnunet_dir, window):
+    # An inverted or empty window used to be accepted and silently inverted or divided by zero
+    # in the window normalisation.
+    meta = json.loads((nnunet_dir / "dataset.json").read_text())
+    meta["rdcl"]["window"] = window
+    (nnunet_dir / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"window.*expected \(low, high\) with low < high"):
+        load_dataset(nnunet_dir)

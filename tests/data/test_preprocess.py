@@ -164,3 +164,9 @@ def test_window_dataset_keeps_case_windows(tmp_path):
 def test_missing_cache_is_a_dataset_error(tmp_path):
     with pytest.raises(DatasetError, match="no valid preprocessed cache"):
         CachedDataset.load(tmp_path)
+
+
+@pytest.mark.parametrize("window", [(250.0, -1250.0), (0.0, 0.0)])
+def test_normalize_rejects_an_empty_or_inverted_window(window):
+    with pytest.raises(ValueError, match=r"low < high"):
+        normalize(np.arange(6.0).reshape(2, 3), "window", window=window)
