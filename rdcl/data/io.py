@@ -135,7 +135,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
 
     Returns ``(array, geometry)`` with the array in (z, y, x) / (y, x) order and its native dtype.
     A 3D file with a single slice stays 3D. Raises :class:`ImageReadError` with the path and reason
-    for missing, unreadable, corrupt, multi-channel or 4D inputs.
+    for missing, unreadable, corrupt, multi-channel or 4D inputs, and for folders holding more
+    than one DICOM series.
     """
     path = Path(path)
     if not path.exists():
@@ -144,6 +145,12 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if len(series) > 1:
+                raise ImageReadError(
+                    f"expected one DICOM series in folder {path}, found {len(series)} "
+                    f"(series UIDs {', '.join(series[:3])}); give each series its own folder"
+                )
             files = reader.GetGDCMSeriesFileNames(str(path))
             if not files:
                 raise ImageReadError(f"no DICOM series found in folder {path}")

@@ -68,14 +68,14 @@ def test_strip_suffix():
     assert strip_suffix("lung1_image.nrrd") == "lung1_image"
 
 
-def _write_dicom_series(folder, volume, spacing_zyx, origin_xyz):
+def _write_dicom_series(folder, volume, spacing_zyx, origin_xyz, *, series=42, prefix="slice"):
     """One CT slice per file with the tags GDCM needs to sort the series by position."""
     import SimpleITK as sitk
 
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # keep our series UID instead of a new one per file
-    uid = "1.2.826.0.1.3680043.2.1125.1.42"
+    uid = f"1.2.826.0.1.3680043.2.1125.1.{series}"
     dz, dy, dx = spacing_zyx
     for k, plane in enumerate(volume):
         img = sitk.GetImageFromArray(plane[None])
@@ -96,7 +96,7 @@ def _write_dicom_series(folder, volume, spacing_zyx, origin_xyz):
         for key, value in tags.items():
             img.SetMetaData(key, value)
         # Slices written in reverse order: the reader must sort them by position, not by name.
-        writer.SetFileName(str(folder / f"slice_{len(volume) - k:03d}.dcm"))
+        writer.SetFileName(str(folder / f"{prefix}_{len(volume) - k:03d}.dcm"))
         with preserve_locale():  # GDCM's writer resets the process locale to "C"
             writer.Execute(img)
 
@@ -110,6 +110,18 @@ def test_dicom_series_folder(tmp_path):
     np.testing.assert_array_equal(arr, vol)
     assert geom.spacing == pytest.approx((2.0, 0.75, 0.5), abs=1e-4)
     assert geom.origin == pytest.approx((-5.0, 10.0, 30.0), abs=1e-4)
+
+
+def test_folder_with_two_series_is_refused(tmp_path):
+    # A clinical export folder often holds a scout and the axial series side by side: reading
+    # whichever series GDCM lists first would silently segment the wrong images.
+    vol = np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5)
+    _write_dicom_series(tmp_path / "s", vol, (2.0, 0.75, 0.5), (0.0, 0.0, 0.0))
+    _write_dicom_series(
+        tmp_path / "s", vol[:2], (5.0, 1.0, 1.0), (0.0, 0.0, 0.0), series=43, prefix="b"
+    )
+    with pytest.raises(ImageReadError, match=r"expected one DICOM series.*found 2"):
+        read_image(tmp_path / "s")
 
 
 def test_empty_folder_is_not_a_series(tmp_path):
