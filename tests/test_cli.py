@@ -5,6 +5,8 @@ through ``python -m rdcl`` to check the real process exit status."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +190,35 @@ def test_preprocess_ok_then_refuses_existing_cache(tmp_path, capsys):
     _user_error(capsys, argv, "--overwrite")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_preprocess_overwrite_never_deletes_the_dataset(tmp_path, capsys):
+    # --overwrite replaces the --out folder wholesale: with --out at (or above) the dataset it
+    # used to delete the raw data and leave only the cache.
+    root = _dataset(tmp_path / "data")
+    for out in (root, tmp_path):
+        argv = ["preprocess", "--data", str(root), "--out", str(out), "--preset", "tiny3d"]
+        _user_error(capsys, [*argv, "-q", "--overwrite"], "would delete the dataset")
+        assert (root / "dataset.json").is_file()
+
+
+def test_output_folders_get_the_umask_mode(tmp_path):
+    # Staged output folders come from mkdtemp (0700); they must end up like plain new folders.
+    old = os.umask(0o022)
+    try:
+        root = _dataset(tmp_path / "data")
+        out = tmp_path / "cache"
+        assert (
+            main(["preprocess", "--data", str(root), "--out", str(out), "--preset", "tiny3d", "-q"])
+            == 0
+        )
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        syn = tmp_path / "syn"
+        argv = ["synth", "--out", str(syn), "--kind", "covid", "--cases", "1", "--dim", "2", "-q"]
+        assert main(argv) == 0
+        assert stat.S_IMODE(syn.stat().st_mode) == 0o755
+    finally:
+        os.umask(old)
 
 
 def test_missing_and_non_dataset_folders(tmp_path, capsys):

@@ -95,8 +95,11 @@ def staged_dir(out: Path) -> Iterator[Path]:
     On any error the temp folder is removed and ``out`` is left exactly as it was, so a command
     that fails halfway writes nothing. Check ``out`` (see :func:`check_out_dir`) before.
     """
+    from rdcl.data.io import new_dir_mode
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    new_dir_mode(tmp)
     try:
         yield tmp
     except BaseException:

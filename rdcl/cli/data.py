@@ -90,6 +90,12 @@ def _run_preprocess(args: argparse.Namespace) -> int:
 
     spec = load_dataset(require_dir(args.data, "dataset folder"))
     cfg = resolve_config(args, dim=spec.dim)
+    data, out = args.data.resolve(), args.out.resolve()
+    if out == data or out in data.parents:
+        raise ValueError(
+            f"--out {args.out} would delete the dataset {args.data} (the cache folder replaces "
+            "--out); expected a cache folder outside the dataset"
+        )
     check_out_dir(args.out, overwrite=args.overwrite, what="cache folder")
     with staged_dir(args.out) as tmp:
         cached = preprocess_dataset(spec, cfg.data, tmp)

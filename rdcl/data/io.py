@@ -101,6 +101,14 @@ def new_file_mode(path: str | Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def new_dir_mode(path: str | Path) -> None:
+    """Give a ``tempfile.mkdtemp`` folder (mode 0700) the mode of a newly created folder
+    (``0777 & ~umask``), for output folders that are staged and then renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+
+
 def _sitk():
     import SimpleITK as sitk
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdcl.data.io import Geometry, write_image
+from rdcl.data.io import Geometry, new_dir_mode, write_image
 from rdcl.data.synth.phantom import KINDS, default_spacing, synthesize_phantom
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ def synthesize_dataset(
     geometry = case_geometry(shape, spacing)
     salt = zlib.crc32(kind.encode())
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    new_dir_mode(tmp)
     try:
         case_kinds = {}
         for i in range(n_cases + n_test):
