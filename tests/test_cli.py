@@ -452,3 +452,23 @@ def test_evaluate_bad_inputs(tmp_path, capsys):
     _user_error(
         capsys, ["evaluate", "--pred", str(a), "--gt", str(a), "--tolerance", "-1"], "--tolerance"
     )
+
+
+def test_bad_or_unavailable_device_is_a_user_error(tmp_path, capsys, checkpoint, monkeypatch):
+    # --device cuda without a GPU (or a typo) used to end in a torch traceback; evaluate --device
+    # auto (documented) was refused.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    img = tmp_path / "ok.nii.gz"
+    write_image(_ct()[0], GEOM, img)
+    out = str(tmp_path / "p.nii.gz")
+    for device, match in (("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU"), ("foo", "'foo'")):
+        argv = ["predict", "-i", str(img), "-o", out, "-m", str(checkpoint), "--device", device]
+        _user_error(capsys, argv, match)
+        _user_error(
+            capsys, ["evaluate", "--pred", str(img), "--gt", str(img), "--device", device], match
+        )
+    root = _dataset(tmp_path / "data")
+    argv = ["train", "--data", str(root), "--out", str(tmp_path / "run"), "--preset", "tiny3d"]
+    _user_error(capsys, [*argv, "--method", "baseline", "--device", "cuda", "-q"], "no CUDA GPU")
+    assert not (tmp_path / "run").exists()
+    assert main(["evaluate", "--pred", str(img), "--gt", str(img), "--device", "auto", "-q"]) == 0

@@ -129,12 +129,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--tolerance must be >= 0 mm, found {args.tolerance}")
     if args.csv is not None and args.csv.exists() and not args.overwrite:
         raise FileExistsError(f"CSV exists (pass --overwrite to replace it): {args.csv}")
+    from rdcl.inference.predictor import resolve_device
+
+    device = resolve_device(args.device).type
     rows = evaluate_folders(
         args.pred,
         args.gt,
         tolerance_mm=args.tolerance,
         csv_path=args.csv,
-        device=args.device,
+        device=device,
         threads=args.threads,
         overwrite=args.overwrite,
         progress=not args.quiet,

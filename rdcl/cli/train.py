@@ -80,6 +80,9 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device}")
     args.overrides = overrides
     cfg = resolve_config(args, dim=covid.dim)
+    from rdcl.inference.predictor import resolve_device
+
+    resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
     if args.out.exists() and not args.out.is_dir():
         raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
     if args.pretrained is not None and not args.pretrained.is_file():

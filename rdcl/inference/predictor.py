@@ -35,10 +35,29 @@ CHANNEL_SUFFIX = "_0000"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given.
+
+    Raises ValueError for a name torch does not know and for a CUDA device that this machine
+    does not have (instead of torch's traceback at the first tensor moved there).
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"expected a device cpu, cuda, cuda:N or auto, found {device!r}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device {str(device)!r} requested but no CUDA GPU is available; "
+                "expected cpu or auto"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: expected a CUDA index below {count}, found {dev.index}"
+            )
+    return dev
 
 
 def output_name(in_path: str | Path, suffix: str | None = None) -> str:
