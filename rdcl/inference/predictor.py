@@ -224,6 +224,10 @@ class Predictor:
             raise ValueError(
                 f"output {out_path} must end with an image suffix (.nii.gz, .png, ...)"
             )
+        if out_path.exists() and out_path.resolve() == Path(in_path).resolve():
+            raise ValueError(
+                f"output {out_path} would overwrite the input image; expected another path"
+            )
         if out_path.exists() and not overwrite:
             raise FileExistsError(f"output exists (pass --overwrite to replace it): {out_path}")
         image, geometry = read_image(in_path)
@@ -300,7 +304,13 @@ def _keep_name(in_path: Path, suffix: str | None) -> str:
 
 def _check_outputs(inputs: Sequence[Path], outputs: Sequence[Path], *, overwrite: bool) -> None:
     seen: dict[Path, Path] = {}
+    sources = {p.resolve() for p in inputs}
     for src, dst in zip(inputs, outputs, strict=True):
+        if dst.resolve() in sources:
+            raise ValueError(
+                f"output {dst} would overwrite the input image {dst.name}; expected an output "
+                "folder other than the input folder (or --suffix)"
+            )
         if dst in seen:
             raise ValueError(f"inputs {seen[dst].name} and {src.name} both map to output {dst}")
         seen[dst] = src

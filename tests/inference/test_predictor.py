@@ -220,3 +220,19 @@ def test_predict_folder_keeps_0000_of_non_nnunet_names(tmp_path):
     out = pred.predict_folder(src, tmp_path / "out", progress=False)
     assert [p.name for p in out] == ["tr_im_0000.png", "tr_im_0001.png"]
     assert all(p.is_file() for p in out)
+
+
+def test_predict_folder_never_overwrites_its_inputs(tmp_path):
+    # -o equal to -i with --overwrite used to replace the input images with their masks.
+    cfg = _window_cfg("tiny2d")
+    pred = Predictor(Threshold(), config=cfg, intensity=None, device="cpu")
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(np.full((16, 16), 200, np.uint8), Geometry.default(2), src / "tr_im_0001.png")
+    before = (src / "tr_im_0001.png").read_bytes()
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        pred.predict_folder(src, src, overwrite=True, progress=False)
+    assert (src / "tr_im_0001.png").read_bytes() == before
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        pred.predict_file(src / "tr_im_0001.png", src / "tr_im_0001.png", overwrite=True)
+    assert (src / "tr_im_0001.png").read_bytes() == before
