@@ -167,6 +167,11 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, found {self.lr}")
         if not self.grad_clip > 0:
             raise ConfigError(f"train.grad_clip must be > 0, found {self.grad_clip}")
+        for name in ("lambda_g", "lambda_t", "weight_decay", "poly_exponent"):
+            if not getattr(self, name) >= 0:  # also rejects NaN
+                raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum must be in [0, 1), found {self.momentum}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
 

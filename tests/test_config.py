@@ -42,6 +42,9 @@ def test_overrides_parse_values():
         (["train.method=magic"], "train.method"),
         (["data.patch_size=[15,32,32]"], "multiple of the network's total stride"),
         (["data.patch_size=[32,32]"], "must have 3 entries"),
+        (["train.lambda_t=-0.1"], "train.lambda_t must be >= 0"),
+        (["train.weight_decay=.nan"], "train.weight_decay"),
+        (["train.momentum=1.0"], "train.momentum"),
     ],
 )
 def test_bad_overrides(items, match):
