@@ -472,3 +472,13 @@ def test_bad_or_unavailable_device_is_a_user_error(tmp_path, capsys, checkpoint,
     _user_error(capsys, [*argv, "--method", "baseline", "--device", "cuda", "-q"], "no CUDA GPU")
     assert not (tmp_path / "run").exists()
     assert main(["evaluate", "--pred", str(img), "--gt", str(img), "--device", "auto", "-q"]) == 0
+
+
+def test_evaluate_bad_tolerance_and_csv_folder(tmp_path, capsys):
+    img = tmp_path / "m.nii.gz"
+    write_image(_ct()[1], GEOM, img)
+    argv = ["evaluate", "--pred", str(img), "--gt", str(img)]
+    for tol in ("nan", "inf"):
+        _user_error(capsys, [*argv, "--tolerance", tol], "--tolerance")
+    (tmp_path / "scores").mkdir()
+    _user_error(capsys, [*argv, "--csv", str(tmp_path / "scores"), "--overwrite"], "a folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -125,8 +126,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path, flag in ((args.pred, "--pred"), (args.gt, "--gt")):
         if not path.exists():
             raise FileNotFoundError(f"{flag} not found: {path}")
-    if args.tolerance < 0:
-        raise ValueError(f"--tolerance must be >= 0 mm, found {args.tolerance}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ValueError(f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}")
+    if args.csv is not None and args.csv.is_dir():
+        raise IsADirectoryError(f"--csv must be a file path, found a folder: {args.csv}")
     if args.csv is not None and args.csv.exists() and not args.overwrite:
         raise FileExistsError(f"CSV exists (pass --overwrite to replace it): {args.csv}")
     from rdcl.inference.predictor import resolve_device
