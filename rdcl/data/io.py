@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import locale
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,6 +234,9 @@ def write_image(
     img.SetDirection(geometry.direction)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
+    if suffix in _TWO_FILE_SUFFIXES:
+        _write_header_and_data(img, path)
+        return
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -243,3 +247,27 @@ def write_image(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TWO_FILE_SUFFIXES = (".mhd", ".nhdr")
+"""Formats whose header names a separate data file (``case.mhd`` -> ``case.raw``)."""
+
+
+def _write_header_and_data(img, path: Path) -> None:
+    """Write a header + data pair under its final names: both go to a temp folder beside
+    ``path`` first (so the header names ``<stem>.raw``, not a temp name), then the data file(s)
+    and last the header are moved into place."""
+    sitk = _sitk()
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+    try:
+        with preserve_locale():
+            sitk.WriteImage(img, str(tmp_dir / path.name))
+        header = tmp_dir / path.name
+        for f in sorted(tmp_dir.iterdir()):
+            if f != header:
+                new_file_mode(f)
+                os.replace(f, path.parent / f.name)
+        new_file_mode(header)
+        os.replace(header, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

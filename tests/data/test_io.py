@@ -173,3 +173,19 @@ def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, umask_022)
     write_text_atomic(tmp_path / "a.md", "# a")
     for name in ("a.json", "a.csv", "a.md"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+@pytest.mark.parametrize("suffix", [".mhd", ".nhdr"])
+def test_two_file_formats_keep_their_data_file_name(tmp_path, suffix):
+    # A header + data pair written through a temp name used to reference a hidden
+    # .tmp-XXXX.raw data file, and every overwrite leaked another one.
+    vol = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5)
+    out = tmp_path / f"mask{suffix}"
+    write_image(vol, Geometry.default(3, (2.0, 1.0, 0.5)), out)
+    write_image(vol + 1, Geometry.default(3, (2.0, 1.0, 0.5)), out, overwrite=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([out.name, "mask.raw"]), names
+    assert "mask.raw" in out.read_text(errors="replace")
+    arr, geom = read_image(out)
+    np.testing.assert_array_equal(arr, vol + 1)
+    assert geom.spacing == (2.0, 1.0, 0.5)
