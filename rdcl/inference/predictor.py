@@ -3,7 +3,8 @@
 Pipeline for one image: validate -> :func:`rdcl.data.preprocess.preprocess_case` (resample to the
 training spacing, normalise with the training intensity statistics) -> :func:`sliding_window`
 -> sigmoid -> :func:`rdcl.data.preprocess.restore` (probabilities back to the original shape)
--> threshold 0.5. A 2D network given a 3D volume predicts it slice by slice along z.
+-> threshold 0.5. A 2D network given a 3D volume predicts it slice by slice along z, after
+preprocessing the whole volume as training did (in-plane resampling, volume-wide normalisation).
 
 Written masks keep the input's exact geometry. NIfTI/NRRD/MHA masks hold 0/1 (uint8); PNG masks
 hold 0/255 (uint8), the convention of published 2D sets such as COVID-19-CT100, so that they are
@@ -179,9 +180,17 @@ class Predictor:
             normalization=self.normalization,
             window=self.window,
         )
+        x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        if x.ndim - 1 == self.dim:
+            prob = self._sliding_probabilities(x)
+        else:  # a 2D network on a volume: the axial slices of the preprocessed volume
+            prob = np.stack([self._sliding_probabilities(x[:, z]) for z in range(x.shape[1])])
+        return np.asarray(restore(prob, props), dtype=np.float32)
+
+    def _sliding_probabilities(self, x: torch.Tensor) -> np.ndarray:
         logits = sliding_window(
             self._net_fn,
-            torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+            x,
             self.config.data.patch_size,
             step=self.step,
             tile_batch=self.tile_batch,
@@ -189,8 +198,7 @@ class Predictor:
             mirror_axes=tuple(range(self.dim)) if self.mirror else None,
             amp=self.amp,
         )
-        prob = torch.sigmoid(logits[0]).cpu().numpy()
-        return np.asarray(restore(prob, props), dtype=np.float32)
+        return torch.sigmoid(logits[0]).cpu().numpy()
 
     def predict_probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Lesion probability per voxel, float32 in [0, 1], the shape of ``image``.
@@ -201,10 +209,7 @@ class Predictor:
         """
         image = np.asarray(image)
         self._validate(image, geometry)
-        if image.ndim == self.dim:
-            return self._probabilities(image, geometry)
-        slice_geom = Geometry.default(2, spacing=geometry.spacing[1:])
-        return np.stack([self._probabilities(s, slice_geom) for s in image])
+        return self._probabilities(image, geometry)
 
     def predict_array(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
         """Binary lesion mask (uint8 0/1, the shape of ``image``): probability > 0.5."""

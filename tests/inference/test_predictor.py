@@ -236,3 +236,18 @@ def test_predict_folder_never_overwrites_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="would overwrite the input"):
         pred.predict_file(src / "tr_im_0001.png", src / "tr_im_0001.png", overwrite=True)
     assert (src / "tr_im_0001.png").read_bytes() == before
+
+
+def test_2d_model_on_a_volume_normalises_the_volume_as_training_did():
+    # Training caches a 3D case as one normalised volume and samples its slices; prediction used
+    # to normalise each slice on its own, which differs for the per-image "zscore" scheme.
+    cfg = preset("tiny2d")
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, normalization="zscore"))
+    pred = Predictor(Threshold(), config=cfg, intensity=None, device="cpu")
+    vol = np.zeros((2, 16, 16), np.float32)
+    vol[1] = 100.0  # a bright slice: above the volume mean everywhere
+    vol[:, 4:8, 4:8] += 10.0
+    z = (vol - vol.mean()) / vol.std()
+    expected = (z > 0.5).astype(np.uint8)  # Threshold: logit = normalised value - 0.5
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(pred.predict_array(vol, Geometry.default(3)), expected)
