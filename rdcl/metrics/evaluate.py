@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("case", "dsc", "nsd", "hd95", "assd")
 
+GEOMETRY_ATOL = 1e-3
+"""Largest spacing/origin (mm) and direction difference between a prediction and its label: the
+tolerance with which :func:`rdcl.data.layout.load_case` pairs an image with its label."""
+
 
 def _case_key(path: Path) -> str:
     """Case name of a file: suffix stripped, nnU-Net channel suffix ``_0000`` tolerated."""
@@ -93,7 +97,7 @@ def evaluate_case(
     """DSC, NSD@tau, HD95 (mm) and ASSD (mm) of one case; foreground is any non-zero label."""
     pred, pg = read_image(pred_file)
     gt, gg = read_image(gt_file)
-    if pred.shape != gt.shape or not pg.matches(gg):
+    if pred.shape != gt.shape or not pg.matches(gg, atol=GEOMETRY_ATOL):
         raise ValueError(
             f"expected {pred_file.name} to have the geometry of {gt_file.name}: shape "
             f"{gt.shape}, spacing {gg.spacing}, origin {gg.origin}; found shape {pred.shape}, "

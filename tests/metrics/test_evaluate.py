@@ -83,3 +83,24 @@ def test_published_layout_names_match(tmp_path):
     rows = evaluate_folders(pred, gt, progress=False)
     assert [r["case"] for r in rows] == ["coronacases_001", "tr_mask_0000", "tr_mask_0001"]
     assert [r["dsc"] for r in rows] == [1.0, 1.0, 1.0]
+
+
+def test_geometry_tolerance_matches_the_dataset_loader(tmp_path):
+    # A prediction carries its image's geometry; the loader pairs images with labels whose
+    # geometry agrees within 1e-3 mm, so evaluation must accept the same difference.
+    write_image(
+        _cube(0), Geometry((2.0, 1.0, 1.0), (0.0, 0.0, 0.0), GEOM_EYE), tmp_path / "gt.nii.gz"
+    )
+    write_image(
+        _cube(0), Geometry((2.0, 1.0, 1.0), (5e-4, 0.0, 0.0), GEOM_EYE), tmp_path / "p.nii.gz"
+    )
+    rows = evaluate_folders(tmp_path / "p.nii.gz", tmp_path / "gt.nii.gz", progress=False)
+    assert rows[0]["dsc"] == 1.0
+    write_image(
+        _cube(0), Geometry((2.0, 1.0, 1.0), (5e-3, 0.0, 0.0), GEOM_EYE), tmp_path / "q.nii.gz"
+    )
+    with pytest.raises(ValueError, match="geometry"):
+        evaluate_folders(tmp_path / "q.nii.gz", tmp_path / "gt.nii.gz", progress=False)
+
+
+GEOM_EYE = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
