@@ -120,7 +120,12 @@ def _from_sitk(img) -> tuple[np.ndarray, Geometry]:
     sitk = _sitk()
     if img.GetNumberOfComponentsPerPixel() > 1:
         # Colour PNGs with identical channels (e.g. grey masks saved as RGB): keep channel 0.
+        # A fully opaque alpha channel (RGBA) carries nothing and is dropped.
         arr = sitk.GetArrayFromImage(img)
+        n = arr.shape[-1]
+        opaque = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
+        if n == 4 and np.all(arr[..., -1] == opaque):
+            arr = arr[..., :-1]
         if not np.all(arr == arr[..., :1]):
             raise ImageReadError(
                 f"expected a single-channel (grey) image, found {arr.shape[-1]} differing channels"

@@ -189,3 +189,23 @@ def test_two_file_formats_keep_their_data_file_name(tmp_path, suffix):
     arr, geom = read_image(out)
     np.testing.assert_array_equal(arr, vol + 1)
     assert geom.spacing == (2.0, 1.0, 0.5)
+
+
+def test_grey_png_with_an_opaque_alpha_channel_reads_as_grey(tmp_path):
+    # Viewers often save grey slices and masks as RGBA with alpha 255 everywhere;
+    # the alpha channel used to count as a "differing channel" and the file was refused.
+    import SimpleITK as sitk
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    opaque = np.full_like(grey, 255)
+    rgba = np.stack((grey, grey, grey, opaque), -1)
+    sitk.WriteImage(sitk.GetImageFromArray(rgba, isVector=True), tmp_path / "rgba.png")
+    arr, geom = read_image(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(arr, grey)
+    assert geom.dim == 2
+    alpha = opaque.copy()
+    alpha[0, 0] = 0  # real transparency: not a grey image
+    rgba = np.stack((grey, grey, grey, alpha), -1)
+    sitk.WriteImage(sitk.GetImageFromArray(rgba, isVector=True), tmp_path / "t.png")
+    with pytest.raises(ImageReadError, match="single-channel"):
+        read_image(tmp_path / "t.png")
