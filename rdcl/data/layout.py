@@ -60,7 +60,7 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
     if not root.exists():
         raise DatasetError(f"dataset not found: {root}")
     if (root.is_file() and root.suffix == ".npz") or (root.is_dir() and published.npz_files(root)):
-        layout, spec = "npz", published.npz_dataset(root)
+        layout, spec = "npz", published.npz_dataset(root, split)
     elif (root / "dataset.json").is_file():
         meta = _read_json(root / "dataset.json")
         layout = "msd" if isinstance(meta.get("training"), list) else "nnunet"
@@ -75,7 +75,7 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
             f"unknown dataset layout in {root}: expected dataset.json (nnU-Net/MSD), "
             "Infection_Mask/ (COVID-19-CT-Seg), images/ + masks/ or labels/, or .npz patch files"
         )
-    if split != "train":
+    if split != "train" and layout != "npz":
         raise DatasetError(f"the {layout} layout in {root} has only the 'train' split")
     return _finish(spec, root)
 

@@ -144,9 +144,26 @@ def __npz_arrays_cached(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def npz_dataset(root: Path) -> DatasetSpec:
-    """One 2D (or 3D) case per patch of an ``.npz`` file or of every file in a folder."""
-    files = [root] if root.is_file() else npz_files(root)
+def npz_split_files(root: Path, split: str) -> list[Path]:
+    """The ``.npz`` files of ``root`` that belong to ``split``.
+
+    In a folder, files whose name starts with ``test`` (e.g. msd_lung_patches' ``test_patches.npz``)
+    are held out: ``split="train"`` takes the others (all files when every one is a test file),
+    ``split="test"`` takes only those. A single file is always used as given.
+    """
+    if root.is_file():
+        return [root]
+    files = npz_files(root)
+    held_out = [f for f in files if f.name.lower().startswith("test")]
+    if split == "test":
+        return held_out
+    return [f for f in files if f not in held_out] or files
+
+
+def npz_dataset(root: Path, split: str = "train") -> DatasetSpec:
+    """One 2D (or 3D) case per patch of an ``.npz`` file or of the folder's files of ``split``
+    (:func:`npz_split_files`)."""
+    files = npz_split_files(root, split)
     cases, in_unit = [], True
     dim = 2
     for f in files:

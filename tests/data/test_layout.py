@@ -161,7 +161,10 @@ def test_npz_patches(tmp_path):
     _write_npz(tmp_path / "test_patches.npz", n=2)
     spec = load_dataset(tmp_path)
     assert spec.layout == "npz" and spec.dim == 2 and spec.normalization == "window"
-    assert len(spec.cases) == 5
+    assert len(spec.cases) == 3  # test_patches.npz is held out of the training split
+    held_out = load_dataset(tmp_path, split="test")
+    assert [c.name for c in held_out.cases] == ["test_patches_0000", "test_patches_0001"]
+    assert len(load_dataset(tmp_path / "test_patches.npz").cases) == 2  # a file is used as given
     case = next(c for c in spec.cases if c.name == "val_patches_0002")
     image, label, geom = load_case(case)
     np.testing.assert_array_equal(image, images[2, 0])

@@ -44,8 +44,11 @@ def test_covid19_ct100_png_slices(tmp_path):
 
 
 def test_msd_lung_patches_npz(tmp_path):
-    spec = load_dataset(_need("msd_lung_patches"))
-    assert spec.layout == "npz" and spec.dim == 2 and len(spec.cases) == 260
+    root = _need("msd_lung_patches")
+    spec = load_dataset(root)
+    # val_patches.npz trains; test_patches.npz (130 more) is the held-out split.
+    assert spec.layout == "npz" and spec.dim == 2 and len(spec.cases) == 130
+    assert len(load_dataset(root, split="test").cases) == 130
     cfg = DataConfig(patch_size=(48, 48), batch_size=2)
     ds = preprocess_dataset(_subset(spec, 8), cfg, tmp_path / "cache")
     raw, label, _ = load_case(spec.cases[3])
