@@ -30,7 +30,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     check_out_dir(args.out, overwrite=args.overwrite)
     from rdcl.demo import run_demo
 
-    run_demo(args.out, overwrite=args.overwrite, seed=args.seed, fast=args.fast)
+    run_demo(
+        args.out,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        fast=args.fast,
+        progress=not args.quiet,
+    )
     logger.info("report: %s", args.out / "report.md")
     return 0
 
