@@ -420,10 +420,22 @@ class PlaneSolver {
     v_.resize(m);
     zb_.resize(m + 1);
     h_.resize(m);
-    wy_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[1]));
-    wx_ = static_cast<int64_t>(std::ceil(kWindowMm / g.s[2]));
-    const double by = (wy_ + 1) * g.s[1], bx = (wx_ + 1) * g.s[2];
+    // Window half-widths: ceil(kWindowMm / spacing) voxels, bounded by the plane's extent (a tiny
+    // spacing must not make the loops run past the array). An axis the window covers entirely
+    // leaves no point outside it, so it does not limit what the window certifies.
+    wy_ = window_halfwidth(g.s[1], g.n[1]);
+    wx_ = window_halfwidth(g.s[2], g.n[2]);
+    const double by = wy_ >= g.n[1] - 1 ? kInf : (wy_ + 1) * g.s[1];
+    const double bx = wx_ >= g.n[2] - 1 ? kInf : (wx_ + 1) * g.s[2];
     certified_ = std::min(by * by, bx * bx);
+  }
+
+  // min(ceil(kWindowMm / s), kMaxWindowVoxels, n - 1), computed in double (no integer overflow).
+  // The voxel cap keeps a query's window scan small at sub-0.1 mm spacings; what the window cannot
+  // certify goes to the exact plane transform (solve_points).
+  static int64_t window_halfwidth(double s, int64_t n) {
+    const double w = std::min(std::ceil(kWindowMm / s), kMaxWindowVoxels);
+    return w >= static_cast<double>(n - 1) ? n - 1 : static_cast<int64_t>(w);
   }
 
   void start(int64_t z) {
@@ -556,6 +568,7 @@ class PlaneSolver {
 
  private:
   static constexpr double kWindowMm = 8.0;
+  static constexpr double kMaxWindowVoxels = 64.0;
   const Grid& g_;
   const Columns& cols_;
   // Per column: ptr_ indexes the first target z >= the current plane; next_ / prev_ are the nearest
