@@ -3,7 +3,8 @@
 Public entry points used by the training losses:
 
 - :func:`relation_matrix` (``features`` (B, C, *spatial) -> R (C, C), or (B, C, C) per sample)
-- :func:`relation_losses` (three feature maps -> (d_g, d_t), MEAN over the C*C entries)
+- :func:`relation_losses` (three feature maps -> (d_g, d_t), the squared Frobenius norms of
+  Eq. 4-5, i.e. SUMS over the C x C entries; ``reduction="mean"`` divides them by C^2)
 
 Both are ``torch.library`` custom ops (``rdcl::relation_matrix``, ``rdcl::relation_losses``) with
 fake and autograd registrations: Triton on CUDA (and on CPU under ``TRITON_INTERPRET=1``), the
@@ -17,7 +18,14 @@ import torch
 
 from .distributed import distributed_active, global_relation_losses, global_relation_matrix
 from .ops import relation_losses_op, relation_matrix_op, use_triton
-from .reference import relation_losses_reference, relation_matrix_reference
+from .reference import (
+    EPS,
+    REDUCTIONS,
+    ROW_FLOOR,
+    check_reduction,
+    relation_losses_reference,
+    relation_matrix_reference,
+)
 
 
 def relation_matrix(
@@ -58,6 +66,7 @@ def relation_losses(
     g_covid: torch.Tensor,
     t_covid: torch.Tensor,
     *,
+    reduction: str = "sum",
     group: torch.distributed.ProcessGroup | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two relation-consistency distances, fused (4 Triton launches forward + backward).
@@ -66,20 +75,36 @@ def relation_losses(
         g_noncovid: (B, C, *spatial) general-encoder features of the non-COVID batch.
         g_covid: (B', C, *spatial') general-encoder features of the COVID batch.
         t_covid: (B', C, *spatial') target-encoder features of the COVID batch.
+        reduction: ``"sum"`` (default, the paper's squared Frobenius norm) or ``"mean"`` (that
+            sum / C^2).
         group: process group for the global batch mean (default: the world).
 
     Returns:
-        ``(d_g, d_t)`` scalars, MEAN over the C*C entries: d_g = mean((R_gn - R_gc)^2) with
-        gradient into both G inputs; d_t = mean((R_gc.detach() - R_tc)^2), gradient into
-        ``t_covid`` only. L_G = lambda_G * d_g, L_T = -lambda_T * d_t.
+        ``(d_g, d_t)`` scalars: d_g = ||R_gn - R_gc||_F^2 with gradient into both G inputs;
+        d_t = ||R_gc.detach() - R_tc||_F^2, gradient into ``t_covid`` only (each / C^2 for
+        ``"mean"``). L_G = lambda_G * d_g, L_T = -lambda_T * d_t. Rows are normalised with the
+        relative floor of :mod:`rdcl.kernels.reference` (``ROW_FLOOR``), so each d is at most 4 C.
+
+    Raises:
+        ValueError: unknown ``reduction`` or differing channel counts.
     """
+    check_reduction(reduction)
     if distributed_active(group):
-        return global_relation_losses(g_noncovid, g_covid, t_covid, group)
-    losses, _, _ = relation_losses_op(g_noncovid, g_covid, t_covid)
-    return losses[0], losses[1]
+        d_g, d_t = global_relation_losses(g_noncovid, g_covid, t_covid, group)
+    else:
+        losses, _, _ = relation_losses_op(g_noncovid, g_covid, t_covid)
+        d_g, d_t = losses[0], losses[1]
+    if reduction == "mean":
+        c = g_noncovid.shape[1]
+        return d_g / (c * c), d_t / (c * c)
+    return d_g, d_t
 
 
 __all__ = [
+    "EPS",
+    "REDUCTIONS",
+    "ROW_FLOOR",
+    "check_reduction",
     "relation_losses",
     "relation_losses_reference",
     "relation_matrix",

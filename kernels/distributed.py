@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from .ops import _gram_norms, kernel_modules, use_triton
-from .reference import EPS, relation_matrix_reference
+from .reference import normalize_rows, relation_matrix_reference
 
 
 def distributed_active(group: dist.ProcessGroup | None = None) -> bool:
@@ -58,7 +57,7 @@ class _GlobalRelation(torch.autograd.Function):
         else:
             with torch.enable_grad():
                 gram = (a[0] @ a[0].T).requires_grad_(True)
-                rr = F.normalize(gram, p=2.0, dim=-1, eps=EPS)
+                rr = normalize_rows(gram)
                 (grad_g,) = torch.autograd.grad(rr, gram, grad_r.to(gram.dtype))
         grad_g = grad_g.contiguous()
         dist.all_reduce(grad_g, group=ctx.group)
@@ -95,7 +94,8 @@ def global_relation_losses(
     t_covid: torch.Tensor,
     group: dist.ProcessGroup | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d_g, d_t) of the global-batch relation matrices; same reduction and detach routing as
+    """(d_g, d_t) of the global-batch relation matrices: squared Frobenius norms (sums over the
+    C x C entries) with the detach routing of
     :func:`rdcl.kernels.reference.relation_losses_reference`."""
     r_gn = global_relation_matrix(g_noncovid, group)
     r_gc = global_relation_matrix(g_covid, group)
@@ -105,4 +105,4 @@ def global_relation_losses(
             f"all three feature maps need the same channel count, found "
             f"{g_noncovid.shape[1]}, {g_covid.shape[1]}, {t_covid.shape[1]}"
         )
-    return (r_gn - r_gc).pow(2).mean(), (r_gc.detach() - r_tc).pow(2).mean()
+    return (r_gn - r_gc).pow(2).sum(), (r_gc.detach() - r_tc).pow(2).sum()

@@ -149,7 +149,7 @@ relation_matrix_op.register_autograd(_backward_relation, setup_context=_setup_re
 def relation_losses_op(
     g_noncovid: torch.Tensor, g_covid: torch.Tensor, t_covid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """((d_g, d_t) as a (2,) tensor, R (3, C, C), row norms (3, C)) of the three feature maps."""
+    """((d_g, d_t) squared Frobenius norms as a (2,) tensor, R (3, C, C), row norms (3, C))."""
     if use_triton(g_noncovid, g_covid, t_covid):
         return kernel_modules()[1].relation_loss_forward(g_noncovid, g_covid, t_covid)
     d_g, d_t = relation_losses_reference(g_noncovid, g_covid, t_covid)

@@ -2,15 +2,63 @@
 
 This is the slow path that every fast path (the Triton kernels) is tested against, and the CPU
 implementation used where Triton is not available.
+
+Row normalisation (the same in every path): with n_i = ||G_i|| the Gram row norms of one matrix,
+
+    R_i = G_i / max(n_i, f),    f = max(ROW_FLOOR * max_j n_j, EPS)
+
+The floor f is relative to the largest row of the same matrix and is a constant for the backward
+(stop-gradient, like F.normalize's eps): rows at or above it get the usual projected gradient
+(dR_i - R_i <R_i, dR_i>) / n_i, rows below it dR_i / f. The gradient of a channel shrinking to
+zero is therefore bounded by ~1 / (ROW_FLOOR * max_j n_j) instead of growing as 1 / n_i.
+
+Distances (Eq. 4-5 of the paper): the squared Frobenius norm, a SUM over the C x C entries;
+``reduction="mean"`` divides it by C^2.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 EPS = 1e-12
-"""Row-norm floor: a zero Gram row normalises to a zero row, never NaN."""
+"""Absolute row-norm floor: an all-zero Gram matrix normalises to zeros, never NaN."""
+
+ROW_FLOOR = 1e-3
+"""Relative row-norm floor: rows are divided by at least ROW_FLOOR times the largest row norm."""
+
+REDUCTIONS = ("sum", "mean")
+"""Reductions of the squared relation difference: Eq. 4-5's sum, or the mean over C x C."""
+
+
+def row_floor(norms: torch.Tensor) -> torch.Tensor:
+    """Per-matrix row-norm floor max(ROW_FLOOR * max_j n_j, EPS).
+
+    Args:
+        norms: (..., C) unclamped Gram row norms.
+
+    Returns:
+        (..., 1) floors (detached), broadcastable against ``norms``.
+    """
+    return (ROW_FLOOR * norms.detach().amax(dim=-1, keepdim=True)).clamp_min(EPS)
+
+
+def normalize_rows(gram: torch.Tensor) -> torch.Tensor:
+    """R = G / max(||G_i||, floor) row by row (see the module docstring); shape of ``gram``."""
+    norms = torch.linalg.vector_norm(gram, dim=-1)
+    floor = row_floor(norms)
+    return gram / torch.where(norms >= floor, norms, floor)[..., None]
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ValueError unless ``reduction`` is one of :data:`REDUCTIONS`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, found {reduction!r}")
+
+
+def reduce_distance(total: torch.Tensor, c: int, reduction: str) -> torch.Tensor:
+    """Apply ``reduction`` to a squared-Frobenius distance ``total`` of C x C matrices."""
+    check_reduction(reduction)
+    return total if reduction == "sum" else total / (c * c)
 
 
 def _check(features: torch.Tensor) -> None:
@@ -27,8 +75,8 @@ def relation_matrix_reference(features: torch.Tensor, reduce: str | None = "mean
     Args:
         features: (B, C, *spatial) feature maps (any float dtype; computed in fp32 or fp64).
         reduce: ``"mean"`` averages the batch first: A = mean_b F_b flattened to (C, N),
-            G = A A^T, R = G / ||G_row||, shape (C, C). ``None`` gives one matrix per sample,
-            shape (B, C, C).
+            G = A A^T, R_i = G_i / max(||G_i||, floor) (module docstring), shape (C, C).
+            ``None`` gives one matrix per sample, shape (B, C, C).
 
     Returns:
         R in fp32 (fp64 when the input is fp64); rows of zeros for all-zero channels.
@@ -40,13 +88,15 @@ def relation_matrix_reference(features: torch.Tensor, reduce: str | None = "mean
     a = features.reshape(features.shape[0], features.shape[1], -1).to(dtype)
     if reduce == "mean":
         a = a.mean(dim=0, keepdim=True)
-    gram = a @ a.transpose(1, 2)
-    r = F.normalize(gram, p=2.0, dim=-1, eps=EPS)
+    r = normalize_rows(a @ a.transpose(1, 2))
     return r[0] if reduce == "mean" else r
 
 
 def relation_losses_reference(
-    g_noncovid: torch.Tensor, g_covid: torch.Tensor, t_covid: torch.Tensor
+    g_noncovid: torch.Tensor,
+    g_covid: torch.Tensor,
+    t_covid: torch.Tensor,
+    reduction: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two relation-consistency distances of Algorithm 1 (unweighted, batch-mean relations).
 
@@ -55,12 +105,16 @@ def relation_losses_reference(
         g_covid: (B', C, *spatial) general-encoder features of the COVID batch X_c.
         t_covid: (B', C, *spatial) target-encoder features of the COVID batch X_c.
 
+        reduction: ``"sum"`` (default): the squared Frobenius norm of Eq. 4-5, a sum over the
+            C x C entries; ``"mean"``: that sum / C^2.
+
     Returns:
-        ``(d_g, d_t)`` scalars, both reduced by the MEAN over the C*C matrix entries:
-        d_g = mean((R(g_noncovid) - R(g_covid))^2), gradient into both G inputs;
-        d_t = mean((R(g_covid).detach() - R(t_covid))^2), gradient into ``t_covid`` only.
+        ``(d_g, d_t)`` scalars:
+        d_g = ||R(g_noncovid) - R(g_covid)||_F^2, gradient into both G inputs;
+        d_t = ||R(g_covid).detach() - R(t_covid)||_F^2, gradient into ``t_covid`` only.
         The losses are L_G = lambda_G * d_g and L_T = -lambda_T * d_t.
     """
+    check_reduction(reduction)
     r_gn = relation_matrix_reference(g_noncovid)
     r_gc = relation_matrix_reference(g_covid)
     r_tc = relation_matrix_reference(t_covid)
@@ -69,8 +123,9 @@ def relation_losses_reference(
             f"all three feature maps need the same channel count, found "
             f"{g_noncovid.shape[1]}, {g_covid.shape[1]}, {t_covid.shape[1]}"
         )
-    d_g = (r_gn - r_gc).pow(2).mean()
-    d_t = (r_gc.detach() - r_tc).pow(2).mean()
+    c = r_gn.shape[-1]
+    d_g = reduce_distance((r_gn - r_gc).pow(2).sum(), c, reduction)
+    d_t = reduce_distance((r_gc.detach() - r_tc).pow(2).sum(), c, reduction)
     return d_g, d_t
 
 
@@ -83,8 +138,9 @@ def relation_matrix_backward_reference(
 ) -> torch.Tensor:
     """Closed-form gradient of :func:`relation_matrix_reference` (the CPU backward of the op).
 
-    With n_i = ||G_i|| (``norms``, unclamped) and R, dR of shape (C, C) or (B, C, C):
-    dG_i = (dR_i - R_i <R_i, dR_i>) / n_i (dR_i / eps where n_i < eps, as F.normalize),
+    With n_i = ||G_i|| (``norms``, unclamped), f the matrix's :func:`row_floor` and R, dR of
+    shape (C, C) or (B, C, C):
+    dG_i = (dR_i - R_i <R_i, dR_i>) / n_i where n_i >= f, dR_i / f below the floor,
     dA = (dG + dG^T) A, dF_b = dA / B for ``"mean"`` (dF_b = dA_b per sample).
 
     Returns:
@@ -98,8 +154,9 @@ def relation_matrix_backward_reference(
         a = a.mean(dim=0, keepdim=True)
     r3, n2 = r.reshape(-1, c, c).to(dtype), norms.reshape(-1, c).to(dtype)
     dr = grad_r.reshape(-1, c, c).to(dtype)
-    proj = torch.where(n2 >= EPS, (r3 * dr).sum(-1), torch.zeros_like(n2))
-    dg = (dr - r3 * proj[..., None]) / n2.clamp_min(EPS)[..., None]
+    floor = row_floor(n2)
+    proj = torch.where(n2 >= floor, (r3 * dr).sum(-1), torch.zeros_like(n2))
+    dg = (dr - r3 * proj[..., None]) / torch.maximum(n2, floor)[..., None]
     da = (dg + dg.transpose(1, 2)) @ a
     if reduce == "mean":
         da = (da / b).expand(b, c, a.shape[-1])
@@ -119,11 +176,11 @@ def relation_losses_backward_reference(
         features: (g_noncovid, g_covid, t_covid).
         r, norms: (3, C, C) relation matrices and (3, C) Gram row norms of the three inputs.
 
-    With k = 2 / C^2: dR_0 = k gd_g (R_0 - R_1), dR_1 = -dR_0 (d_t is detached from R_1),
+    With k = 2 (the sum of Eq. 4-5; the "mean" reduction is applied by the caller):
+    dR_0 = k gd_g (R_0 - R_1), dR_1 = -dR_0 (d_t is detached from R_1),
     dR_2 = -k gd_t (R_1 - R_2).
     """
-    c = r.shape[-1]
-    k = 2.0 / (c * c)
+    k = 2.0
     g = grad_losses.to(r.dtype)
     dr_0 = k * g[0] * (r[0] - r[1])
     dr_2 = -k * g[1] * (r[1] - r[2])

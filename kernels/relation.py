@@ -4,14 +4,16 @@ Forward, for features F of shape (B, C, N) (spatial axes flattened):
 
     A = mean_b F_b                     (reduce="mean"; per-sample: A_b = F_b)
     G = A A^T                          (C, C), split-K over N, partials summed in a fixed order
-    R_i = G_i / max(||G_i||, eps)      (row i)
+    R_i = G_i / max(||G_i||, f)        (row i; f = max(ROW_FLOOR * max_j ||G_j||, EPS) per matrix)
 
-Backward, for dR:
+Backward, for dR (f is a constant, as in the reference):
 
-    dG_i = (dR_i - R_i <R_i, dR_i>) / ||G_i||   (dR_i / eps where ||G_i|| < eps, as the reference)
+    dG_i = (dR_i - R_i <R_i, dR_i>) / ||G_i||   (dR_i / f where ||G_i|| < f)
     dA = (dG + dG^T) A,    dF_b = dA / B  (per-sample: dF_b = dA_b)
 
-Launches: forward = split-K partial Gram + (split reduction, normalisation); backward = dG + dF.
+Launches: forward = split-K partial Gram + split reduction (G, row norms) + normalisation (the
+floor needs every row norm of the matrix first); backward = dG + dF. Every offset that scales with
+B, N or the split count is computed in int64 (a (3, 16, 300, 512, 512) input has B*C*N > 2^31).
 The batch mean is fused into every load of F (it is never materialised), accumulation is fp32
 (fp64 for fp64 input), and fp32 products use ``ieee`` or the 3xtf32 scheme (``"tf32x3"``), never
 plain tf32. Block sizes are chosen in Python (``@triton.autotune`` does not run under
@@ -26,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import EPS
+from .reference import EPS, ROW_FLOOR
 
 _TORCH_TO_TL = {torch.float32: tl.float32, torch.float64: tl.float64}
 
@@ -49,6 +51,20 @@ _SUM = tl.standard._sum_combine if interpreting() else _add
 
 
 @triton.jit
+def _max2(x, y):
+    return tl.maximum(x, y)
+
+
+_MAX = tl.standard._elementwise_max if interpreting() else _max2
+
+
+@triton.jit
+def _i64(x):
+    """``x`` as an int64 scalar (loop counters and program ids are int32)."""
+    return tl.cast(x, tl.int64)
+
+
+@triton.jit
 def _row_sum(x):
     """Sum over axis 1 of a 2D tile."""
     return tl.reduce(x, 1, _SUM)
@@ -61,7 +77,7 @@ def _load_mean_tile(x_ptr, rows, cols, NB, C, N, sb, sc, sn, ACC: tl.constexpr):
     ptrs = x_ptr + rows[:, None].to(tl.int64) * sc + cols[None, :].to(tl.int64) * sn
     a = tl.load(ptrs, mask=mask, other=0.0).to(ACC)
     for b in range(1, NB):
-        a += tl.load(ptrs + b * sb, mask=mask, other=0.0).to(ACC)
+        a += tl.load(ptrs + _i64(b) * sb, mask=mask, other=0.0).to(ACC)
     return a / NB
 
 
@@ -100,22 +116,30 @@ def _sum_splits(part_ptr, rows, cols, C, SPLITS, ACC: tl.constexpr):
     ptrs = part_ptr + rows[:, None].to(tl.int64) * C + cols[None, :]
     g = tl.load(ptrs, mask=mask, other=0.0).to(ACC)
     for s in range(1, SPLITS):
-        g += tl.load(ptrs + s * C * C, mask=mask, other=0.0)
+        g += tl.load(ptrs + _i64(s) * C * C, mask=mask, other=0.0)
     return g
 
 
 @triton.jit
-def _normalize_rows(g, EPS: tl.constexpr):
-    """Row-L2 normalisation: returns (R, raw row norm)."""
-    norm = tl.sqrt(_row_sum(g * g))
-    return g / tl.maximum(norm, EPS)[:, None], norm
+def _row_norms(g):
+    """L2 norms of the rows of a 2D tile."""
+    return tl.sqrt(_row_sum(g * g))
 
 
 @triton.jit
-def _grad_gram_rows(r, dr, norm, EPS: tl.constexpr):
-    """dG rows from dR rows: (dR - R <R, dR>) / ||G|| (no projection where ||G|| < eps)."""
-    proj = tl.where(norm >= EPS, _row_sum(r * dr), 0.0)
-    return (dr - r * proj[:, None]) / tl.maximum(norm, EPS)[:, None]
+def _row_floor(norm_ptr, C, BLOCK_W: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr,
+               EPS: tl.constexpr):  # fmt: skip
+    """max(FLOOR * max_j n_j, EPS) over the C row norms at ``norm_ptr`` (a scalar)."""
+    cols = tl.arange(0, BLOCK_W)
+    norms = tl.load(norm_ptr + cols, mask=cols < C, other=0.0).to(ACC)
+    return tl.maximum(FLOOR * tl.reduce(norms, 0, _MAX), EPS)
+
+
+@triton.jit
+def _grad_gram_rows(r, dr, norm, floor):
+    """dG rows from dR rows: (dR - R <R, dR>) / ||G|| (dR / floor where ||G|| < floor)."""
+    proj = tl.where(norm >= floor, _row_sum(r * dr), 0.0)
+    return (dr - r * proj[:, None]) / tl.maximum(norm, floor)[:, None]
 
 
 @triton.jit
@@ -140,7 +164,7 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
     mask = (ri[:, None] < C) & (cols[None, :] < N)
     out = dx_ptr + ri[:, None].to(tl.int64) * N + cols[None, :]
     for b in range(NB):
-        tl.store(out + b * C * N, acc, mask=mask)
+        tl.store(out + _i64(b) * C * N, acc, mask=mask)
 
 
 @triton.jit
@@ -160,7 +184,7 @@ def _relation_fwd_gram_kernel(x_ptr, part_ptr, xo1, xo2, B0, B1, B2, N0, N1, N2,
     PER_SAMPLE: matrix m is sample m of x (B0 samples). Otherwise matrix m < 3 is the batch mean of
     input m, which starts ``xo_m`` elements after ``x_ptr`` (xo_0 = 0) with B_m, N_m and strides.
     """
-    m = tl.program_id(2)
+    m = _i64(tl.program_id(2))
     if PER_SAMPLE:
         x, nb, n, sb, sc, sn = x_ptr + m * s0b, 1, N0, s0b, s0c, s0n
     else:
@@ -173,23 +197,39 @@ def _relation_fwd_gram_kernel(x_ptr, part_ptr, xo1, xo2, B0, B1, B2, N0, N1, N2,
 
 @triton.jit
 def _relation_fwd_kernel(part_ptr, r_ptr, norm_ptr, C, SPLITS, BLOCK_R: tl.constexpr,
-                         BLOCK_W: tl.constexpr, ACC: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
-    """Grid (row blocks, B_out): reduce the splits of full-width rows, normalise, store R, ||G||."""
-    b = tl.program_id(1)
+                         BLOCK_W: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, B_out): reduce the splits of full rows; store G (into r) and ||G||."""
+    b = _i64(tl.program_id(1))
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_W)
     g = _sum_splits(part_ptr + b * SPLITS * C * C, rows, cols, C, SPLITS, ACC)
-    r, norm = _normalize_rows(g, EPS)
     mask = (rows[:, None] < C) & (cols[None, :] < C)
-    tl.store(r_ptr + b * C * C + rows[:, None] * C + cols[None, :], r, mask=mask)
-    tl.store(norm_ptr + b * C + rows, norm, mask=rows < C)
+    tl.store(r_ptr + b * C * C + rows[:, None] * C + cols[None, :], g, mask=mask)
+    tl.store(norm_ptr + b * C + rows, _row_norms(g), mask=rows < C)
+
+
+@triton.jit
+def _relation_norm_kernel(r_ptr, norm_ptr, C, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr,
+                          ACC: tl.constexpr, FLOOR: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
+    """Grid (row blocks, B_out): R = G / max(||G_i||, floor) in place (G stored in r)."""
+    b = _i64(tl.program_id(1))
+    floor = _row_floor(norm_ptr + b * C, C, BLOCK_W, ACC, FLOOR, EPS)
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_W)
+    mask = (rows[:, None] < C) & (cols[None, :] < C)
+    offs = b * C * C + rows[:, None] * C + cols[None, :]
+    g = tl.load(r_ptr + offs, mask=mask, other=0.0).to(ACC)
+    norm = tl.load(norm_ptr + b * C + rows, mask=rows < C, other=1.0).to(ACC)
+    tl.store(r_ptr + offs, g / tl.maximum(norm, floor)[:, None], mask=mask)
 
 
 @triton.jit
 def _relation_bwd_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constexpr,
-                         BLOCK_W: tl.constexpr, ACC: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
+                         BLOCK_W: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr,
+                         EPS: tl.constexpr):  # fmt: skip
     """Grid (row blocks, B_out): dG rows from dR rows (full-width row tiles)."""
-    b = tl.program_id(1)
+    b = _i64(tl.program_id(1))
+    floor = _row_floor(norm_ptr + b * C, C, BLOCK_W, ACC, FLOOR, EPS)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_W)
     mask = (rows[:, None] < C) & (cols[None, :] < C)
@@ -197,7 +237,7 @@ def _relation_bwd_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constex
     r = tl.load(r_ptr + offs, mask=mask, other=0.0).to(ACC)
     dr = tl.load(dr_ptr + offs, mask=mask, other=0.0).to(ACC)
     norm = tl.load(norm_ptr + b * C + rows, mask=rows < C, other=1.0).to(ACC)
-    tl.store(dg_ptr + offs, _grad_gram_rows(r, dr, norm, EPS), mask=mask)
+    tl.store(dg_ptr + offs, _grad_gram_rows(r, dr, norm, floor), mask=mask)
 
 
 @triton.jit
@@ -211,7 +251,7 @@ def _relation_bwd_feat_kernel(x_ptr, dx_ptr, dg_ptr, xo1, xo2, do1, do2, B0, B1,
     Matrices as in ``_relation_fwd_gram_kernel``; gradient m (contiguous) starts ``do_m`` elements
     after ``dx_ptr``.
     """
-    m = tl.program_id(2)
+    m = _i64(tl.program_id(2))
     if PER_SAMPLE:
         x, dx, nb, n = x_ptr + m * s0b, dx_ptr + m * C * N0, 1, N0
         sb, sc, sn = s0b, s0c, s0n
@@ -346,7 +386,7 @@ def relation_forward(
     splits: int | None = None,
     precision: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relation matrix by Triton (2 launches): returns (R, ||G|| row norms).
+    """Relation matrix by Triton (3 launches): returns (R, ||G|| row norms).
 
     Args:
         features: (B, C, *spatial), any float dtype, any strides.
@@ -365,9 +405,13 @@ def relation_forward(
     r = torch.empty((m, c, c), device=x.device, dtype=part.dtype)
     norms = torch.empty((m, c), device=x.device, dtype=part.dtype)
     block_r, block_w = row_blocks(c)
-    _relation_fwd_kernel[(triton.cdiv(c, block_r), m)](
-        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w,
-        ACC=_TORCH_TO_TL[part.dtype], EPS=EPS,
+    grid = (triton.cdiv(c, block_r), m)
+    acc = _TORCH_TO_TL[part.dtype]
+    _relation_fwd_kernel[grid](
+        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w, ACC=acc
+    )  # fmt: skip
+    _relation_norm_kernel[grid](
+        r, norms, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=acc, FLOOR=ROW_FLOOR, EPS=EPS
     )  # fmt: skip
     return (r, norms) if reduce is None else (r[0], norms[0])
 
@@ -404,8 +448,9 @@ def gram_grad(grad_r: torch.Tensor, r: torch.Tensor, norms: torch.Tensor) -> tor
     grad_g = torch.empty_like(r3)
     block_r, block_w = row_blocks(c)
     _relation_bwd_kernel[(triton.cdiv(c, block_r), r3.shape[0])](
-        r3, dr, n2, grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=_TORCH_TO_TL[r.dtype], EPS=EPS
-    )
+        r3, dr, n2, grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=_TORCH_TO_TL[r.dtype],
+        FLOOR=ROW_FLOOR, EPS=EPS,
+    )  # fmt: skip
     return grad_g.reshape(r.shape)
 
 

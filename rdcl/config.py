@@ -20,6 +20,11 @@ METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl"
 """Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
 
 
+RELATION_REDUCTIONS = ("sum", "mean")
+"""Values of ``train.relation_reduction``: Eq. 4-5's squared Frobenius norm (a sum over the C x C
+relation entries), or that sum / C^2."""
+
+
 class ConfigError(ValueError):
     """A configuration value or file is invalid."""
 
@@ -136,7 +141,9 @@ class TrainConfig:
     """Optimisation and the collaborative-learning schedule (paper + nnU-Net defaults).
 
     ``lambda_g``/``lambda_t`` are the final weights of L_G and L_T; both ramp up from 0 with
-    exp(-5 (1 - t)^2), t = step / ``rampup_steps`` clipped to 1.
+    exp(-5 (1 - t)^2), t = step / ``rampup_steps`` clipped to 1. ``relation_reduction`` reduces
+    the squared relation differences: ``"sum"`` (the paper's squared Frobenius norm) or ``"mean"``
+    (sum / C^2). The defaults and the experiment behind them: docs/relation_weights.md.
     """
 
     method: str = "rdcl"
@@ -151,6 +158,7 @@ class TrainConfig:
     lambda_g: float = 1.0
     lambda_t: float = 0.1
     rampup_steps: int = 200
+    relation_reduction: str = "sum"
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 1
@@ -170,6 +178,11 @@ class TrainConfig:
         for name in ("lambda_g", "lambda_t", "weight_decay", "poly_exponent"):
             if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
+        if self.relation_reduction not in RELATION_REDUCTIONS:
+            raise ConfigError(
+                f"train.relation_reduction must be one of {RELATION_REDUCTIONS}, found "
+                f"{self.relation_reduction!r}"
+            )
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"train.momentum must be in [0, 1), found {self.momentum}")
         if self.checkpoint_every < 1 or self.log_every < 1:

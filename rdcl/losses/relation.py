@@ -43,6 +43,7 @@ def relation_consistency(
     lambda_g: float,
     lambda_t: float,
     ramp: float = 1.0,
+    reduction: str = "sum",
 ) -> dict[str, torch.Tensor]:
     """The relation terms of Algorithm 1.
 
@@ -52,17 +53,19 @@ def relation_consistency(
         t_covid: (B', C, *spatial) target-encoder features of X_c.
         lambda_g, lambda_t: final loss weights.
         ramp: the ramp-up factor in [0, 1] (see :func:`rampup`).
+        reduction: ``"sum"`` (default): the squared Frobenius norm of the paper's Eq. 4-5, a sum
+            over the C x C entries; ``"mean"``: that sum / C^2.
 
     Returns:
         ``{"d_g", "d_t", "loss_g", "loss_t"}`` scalars (fp32). Relation matrices are batch-mean
-        (C, C) matrices R (see ``rdcl.kernels.relation_matrix``); both distances are the MEAN over
-        the C*C entries of the squared difference:
-        ``d_g = mean((R_G(X_n) - R_G(X_c))^2)`` (gradient into G's two inputs),
-        ``d_t = mean((R_G(X_c).detach() - R_T(X_c))^2)`` (gradient into ``t_covid`` only),
+        (C, C) matrices R (see ``rdcl.kernels.relation_matrix``; rows normalised with a floor of
+        1e-3 times the largest row norm); with ``reduction="sum"``:
+        ``d_g = ||R_G(X_n) - R_G(X_c)||_F^2`` (gradient into G's two inputs),
+        ``d_t = ||R_G(X_c).detach() - R_T(X_c)||_F^2`` (gradient into ``t_covid`` only),
         ``loss_g = lambda_g * ramp * d_g`` and ``loss_t = -lambda_t * ramp * d_t`` (minimising
         ``loss_t`` pushes T's relations away from G's: T becomes discriminative).
     """
-    d_g, d_t = kernels.relation_losses(g_noncovid, g_covid, t_covid)
+    d_g, d_t = kernels.relation_losses(g_noncovid, g_covid, t_covid, reduction=reduction)
     return {
         "d_g": d_g,
         "d_t": d_t,
@@ -78,18 +81,28 @@ class RelationConsistencyLoss(nn.Module):
     :func:`relation_consistency` with ``ramp = rampup(step, rampup_steps)``.
     """
 
-    def __init__(self, *, lambda_g: float, lambda_t: float, rampup_steps: int) -> None:
+    def __init__(
+        self, *, lambda_g: float, lambda_t: float, rampup_steps: int, reduction: str = "sum"
+    ) -> None:
         super().__init__()
         if rampup_steps < 0:
             raise ValueError(f"rampup_steps must be >= 0, found {rampup_steps}")
+        kernels.check_reduction(reduction)
         self.lambda_g = lambda_g
         self.lambda_t = lambda_t
         self.rampup_steps = rampup_steps
+        self.reduction = reduction
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> RelationConsistencyLoss:
-        """Weights and ramp length from ``cfg.lambda_g``, ``cfg.lambda_t``, ``cfg.rampup_steps``."""
-        return cls(lambda_g=cfg.lambda_g, lambda_t=cfg.lambda_t, rampup_steps=cfg.rampup_steps)
+        """Weights, ramp length and reduction from ``cfg`` (``lambda_g``, ``lambda_t``,
+        ``rampup_steps``, ``relation_reduction``)."""
+        return cls(
+            lambda_g=cfg.lambda_g,
+            lambda_t=cfg.lambda_t,
+            rampup_steps=cfg.rampup_steps,
+            reduction=cfg.relation_reduction,
+        )
 
     def forward(
         self,
@@ -106,4 +119,5 @@ class RelationConsistencyLoss(nn.Module):
             lambda_g=self.lambda_g,
             lambda_t=self.lambda_t,
             ramp=rampup(step, self.rampup_steps),
+            reduction=self.reduction,
         )

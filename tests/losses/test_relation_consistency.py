@@ -15,9 +15,9 @@ from rdcl.losses import RELATION_TERMS, RelationConsistencyLoss, rampup, relatio
 ORTHOGONAL = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])
 # Identical channels [1, 1] and [1, 1]: Gram = [[2, 2], [2, 2]] -> R = all 1/sqrt(2).
 IDENTICAL = torch.tensor([[[[1.0, 1.0]], [[1.0, 1.0]]]])
-# mean((I - R)^2) = (2 (1 - 1/sqrt2)^2 + 2 (1/sqrt2)^2) / 4 = ((1.5 - sqrt2) + 0.5) / 2
-#                 = 1 - 1/sqrt(2) ~ 0.2929.
-D_ORTH_VS_IDENT = 1.0 - 1.0 / math.sqrt(2.0)
+# ||I - R||_F^2 = 2 (1 - 1/sqrt2)^2 + 2 (1/sqrt2)^2 = 2 (1.5 - sqrt2) + 1 = 4 - 2 sqrt(2) ~ 1.1716
+# (the paper's squared Frobenius norm, the default "sum" reduction); "mean" divides by C^2 = 4.
+D_ORTH_VS_IDENT = 4.0 - 2.0 * math.sqrt(2.0)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +46,18 @@ def test_relation_terms_orthogonal_vs_identical() -> None:
     assert terms["loss_t"].item() == pytest.approx(-0.05 * D_ORTH_VS_IDENT, abs=1e-6)
 
 
+def test_mean_reduction_divides_the_sum_by_c_squared() -> None:
+    terms = relation_consistency(
+        ORTHOGONAL, IDENTICAL, ORTHOGONAL, lambda_g=1.0, lambda_t=0.1, reduction="mean"
+    )
+    assert terms["d_g"].item() == pytest.approx(D_ORTH_VS_IDENT / 4, abs=1e-6)
+    assert terms["d_g"].item() == pytest.approx(1.0 - 1.0 / math.sqrt(2.0), abs=1e-6)
+    assert terms["loss_t"].item() == pytest.approx(-0.1 * D_ORTH_VS_IDENT / 4, abs=1e-6)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        relation_consistency(ORTHOGONAL, IDENTICAL, ORTHOGONAL, lambda_g=1, lambda_t=1,
+                             reduction="max")  # fmt: skip
+
+
 def test_relations_are_scale_invariant_and_zero_for_equal_structure() -> None:
     # R normalises the Gram rows, so scaling features by 3 does not change it: d = 0.
     terms = relation_consistency(
@@ -66,6 +78,13 @@ def test_module_applies_rampup_from_config() -> None:
     assert loss(ORTHOGONAL, IDENTICAL, IDENTICAL, step=10)["loss_g"].item() == pytest.approx(
         2.0 * D_ORTH_VS_IDENT, abs=1e-6
     )
+    mean = RelationConsistencyLoss.from_config(
+        TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="mean")
+    )
+    assert mean.reduction == "mean"
+    assert mean(ORTHOGONAL, IDENTICAL, IDENTICAL, step=0)["loss_g"].item() == pytest.approx(
+        2.0 * D_ORTH_VS_IDENT / 4, abs=1e-6
+    )
 
 
 def test_loss_t_gradient_reaches_t_features_only() -> None:
@@ -77,3 +96,12 @@ def test_loss_t_gradient_reaches_t_features_only() -> None:
     for unused in (g_n, g_c):
         assert unused.grad is None or torch.count_nonzero(unused.grad) == 0
     assert t_c.grad is not None and t_c.grad.abs().sum() > 0
+
+
+def test_config_relation_reduction_is_validated() -> None:
+    from rdcl.config import ConfigError
+
+    assert TrainConfig().relation_reduction == "sum"
+    TrainConfig(relation_reduction="mean").validate()
+    with pytest.raises(ConfigError, match=r"train\.relation_reduction must be one of"):
+        TrainConfig(relation_reduction="Sum").validate()
