@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from rdcl import __version__
-from rdcl.cli import data, predict, train
+from rdcl.cli import data, export, predict, train
 from rdcl.cli.common import Command
 
 logger = logging.getLogger("rdcl.cli")
@@ -33,6 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     *data.COMMANDS,
     *train.COMMANDS[1:],
     *predict.COMMANDS,
+    *export.COMMANDS,
 )
 """Subcommands in the order ``rdcl --help`` lists them."""
 

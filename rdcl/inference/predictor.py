@@ -14,7 +14,7 @@ visible in an image viewer; readers of rdcl masks treat any non-zero value as le
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +24,16 @@ from torch import nn
 from rdcl.config import Config
 from rdcl.data.io import Geometry, is_image_file, read_image, strip_suffix, write_image
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
+from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
 
 logger = logging.getLogger(__name__)
 
 PNG_FOREGROUND = 255
 """Value of lesion pixels in written PNG masks (other formats use 1)."""
+
+MaskCallback = Callable[[Path, np.ndarray, np.ndarray, Geometry], None]
+"""``on_mask(input path, image, mask uint8 0/1, geometry)``, called after each prediction."""
 
 CHANNEL_SUFFIX = "_0000"
 """nnU-Net's channel suffix, dropped from output names (``case_0000.nii.gz`` -> ``case.nii.gz``)."""
@@ -146,6 +150,21 @@ class Predictor:
         options.setdefault("window", meta.get("window"))
         return cls(network, config=config, intensity=intensity, device=device, **options)
 
+    def with_network(self, network: nn.Module) -> Predictor:
+        """A predictor with the same settings around another network (e.g. a compiled one)."""
+        return Predictor(
+            network,
+            config=self.config,
+            intensity=self.intensity,
+            device=self.device,
+            step=self.step,
+            tile_batch=self.tile_batch,
+            mirror=self.mirror,
+            amp=self.amp,
+            normalization=self.normalization,
+            window=self.window,
+        )
+
     @property
     def dim(self) -> int:
         """Spatial dimensionality of the network (2 or 3)."""
@@ -171,7 +190,17 @@ class Predictor:
         if bad:
             raise ValueError(f"image has {bad} NaN/inf voxels; expected finite intensities")
 
-    def _probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    @property
+    def training_window(self) -> tuple[float, float]:
+        """(low, high) of the training data's intensity convention (raw units, e.g. HU)."""
+        lo, hi = self.window if self.window is not None else self.config.data.window
+        return float(lo), float(hi)
+
+    def _probabilities(
+        self, image: np.ndarray, geometry: Geometry, window: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        if window is not None:
+            image = map_window(image, window, self.training_window)
         data, _, props = preprocess_case(
             image,
             geometry,
@@ -200,29 +229,53 @@ class Predictor:
         )
         return torch.sigmoid(logits[0]).cpu().numpy()
 
-    def predict_probabilities(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    def predict_probabilities(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        *,
+        window: tuple[float, float] | None = None,
+    ) -> np.ndarray:
         """Lesion probability per voxel, float32 in [0, 1], the shape of ``image``.
 
         ``image`` is (z, y, x) or (y, x) in the input's native units (HU for CT); ``geometry``
-        its :class:`~rdcl.data.io.Geometry`. Raises ValueError for 4D, empty, non-finite or
-        rank-mismatched input.
+        its :class:`~rdcl.data.io.Geometry`. ``window`` (low, high) overrides the intensity
+        convention: the input's ``low..high`` correspond to :attr:`training_window` and are
+        mapped linearly onto it before the training normalisation (e.g. ``(0, 255)`` for a
+        radiopaedia volume of COVID-19-CT-Seg with a HU-trained model). Raises ValueError for
+        4D, empty, non-finite or rank-mismatched input and a window without low < high.
         """
         image = np.asarray(image)
         self._validate(image, geometry)
-        return self._probabilities(image, geometry)
+        return self._probabilities(image, geometry, window)
 
-    def predict_array(self, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    def predict_array(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        *,
+        window: tuple[float, float] | None = None,
+    ) -> np.ndarray:
         """Binary lesion mask (uint8 0/1, the shape of ``image``): probability > 0.5."""
-        return (self.predict_probabilities(image, geometry) > 0.5).astype(np.uint8)
+        return (self.predict_probabilities(image, geometry, window=window) > 0.5).astype(np.uint8)
 
     def predict_file(
-        self, in_path: str | Path, out_path: str | Path, *, overwrite: bool = False
+        self,
+        in_path: str | Path,
+        out_path: str | Path,
+        *,
+        overwrite: bool = False,
+        window: tuple[float, float] | None = None,
+        on_mask: MaskCallback | None = None,
     ) -> Path:
         """Predict one image file (or DICOM series folder) and write its mask atomically.
 
         The mask gets the input's geometry; its format follows ``out_path``'s suffix (PNG masks
-        are 0/255, others 0/1). Raises FileExistsError before any work when ``out_path`` exists
-        and ``overwrite`` is False; ValueError for an unsupported suffix or a 3D mask to PNG.
+        are 0/255, others 0/1). ``window`` overrides the intensity convention (see
+        :meth:`predict_probabilities`). ``on_mask(in_path, image, mask 0/1, geometry)`` is called
+        with each predicted mask (for quantification). Raises FileExistsError before any work
+        when ``out_path`` exists and ``overwrite`` is False; ValueError for an unsupported suffix
+        or a 3D mask to PNG.
         """
         out_path = Path(out_path)
         if not is_image_file(out_path):
@@ -240,9 +293,11 @@ class Predictor:
         if is_png and image.ndim != 2:
             raise ValueError(f"cannot write a {image.ndim}D mask as PNG: {out_path}")
         try:
-            mask = self.predict_array(image, geometry)
+            mask = self.predict_array(image, geometry, window=window)
         except ValueError as exc:
             raise ValueError(f"{in_path}: {exc}") from exc
+        if on_mask is not None:
+            on_mask(Path(in_path), image, mask, geometry)
         if is_png:
             mask = mask * np.uint8(PNG_FOREGROUND)
         write_image(mask, geometry, out_path, overwrite=overwrite)
@@ -257,8 +312,16 @@ class Predictor:
         overwrite: bool = False,
         suffix: str | None = None,
         progress: bool = True,
+        window: tuple[float, float] | None = None,
+        on_mask: MaskCallback | None = None,
     ) -> list[Path]:
         """Predict every image file in ``in_dir`` into ``out_dir``; returns the written paths.
+
+        Intensity conventions: ``window`` (low, high) applies to every case when given; else a
+        case named in a published layout gets its own convention
+        (:func:`rdcl.inference.conventions.case_window`: COVID-19-CT-Seg's coronacases are HU,
+        its radiopaedia volumes 0-255), and any other case the training convention.
+        ``on_mask`` is passed to :meth:`predict_file`.
 
         Output names drop nnU-Net's ``_0000`` channel suffix when every input has it (an
         nnU-Net ``imagesTs`` folder; elsewhere it is part of the name) and keep the input
@@ -291,7 +354,10 @@ class Predictor:
         try:
             for src, dst in bar:
                 existed = dst.exists()
-                self.predict_file(src, dst, overwrite=overwrite)
+                case_window = window if window is not None else published_window(src)
+                self.predict_file(
+                    src, dst, overwrite=overwrite, window=case_window, on_mask=on_mask
+                )
                 if not existed:
                     created.append(dst)
         except BaseException:

@@ -1,0 +1,22 @@
+"""``rdcl export``: a trained model as one self-contained predictor file (``docs/export.md``).
+
+- :mod:`rdcl.export.module`: the scriptable predictor (preprocessing, sliding window, network).
+- :mod:`rdcl.export.torchscript`: trace the network, script the module, save with metadata.
+- :mod:`rdcl.export.aoti`: the network through ``torch.export`` + AOTInductor (``.pt2``).
+- :mod:`rdcl.export.metadata`: ``rdcl.json`` / ``config.json``.
+- :mod:`rdcl.export.check`: exported vs eager predictor before success.
+- :mod:`rdcl.export.api`: :func:`export_model`, atomic and checked.
+"""
+
+from __future__ import annotations
+
+from rdcl.export.api import ExportCheckError, ExportResult, export_model, export_predictor
+from rdcl.export.metadata import read_torchscript_metadata
+
+__all__ = [
+    "ExportCheckError",
+    "ExportResult",
+    "export_model",
+    "export_predictor",
+    "read_torchscript_metadata",
+]

@@ -1,0 +1,103 @@
+"""The metadata an exported predictor carries (``rdcl.json`` and ``config.json``).
+
+Both are JSON, stored as TorchScript ``_extra_files`` (the archive's ``extra/`` folder) or as
+AOTInductor package metadata, so that any reader (C++, Python without rdcl, a zip tool) finds the
+training configuration, spacing and intensity convention. Keys: ``docs/export.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+FORMAT = "rdcl-export/1"
+"""The ``format`` tag of ``rdcl.json``."""
+
+META_FILE = "rdcl.json"
+CONFIG_FILE = "config.json"
+METHODS = ("forward", "probabilities", "forward_window", "probabilities_window")
+THRESHOLD = 0.5
+
+
+def intensity_convention(normalization: str, window: tuple[float, float]) -> str:
+    """One sentence describing what the input intensities must be."""
+    lo, hi = window
+    units = "HU" if lo < -100 else "raw units"
+    if normalization == "window":
+        return f"{units}; window {lo:g}..{hi:g} mapped to [0, 1]"
+    if normalization == "ct":
+        return (
+            f"{units}; clipped to the training foreground 0.5/99.5 percentiles and z-scored with "
+            f"the training foreground mean/std (training window {lo:g}..{hi:g})"
+        )
+    return f"any linear scale; each image z-scored by itself (training window {lo:g}..{hi:g})"
+
+
+def build_metadata(predictor: Any, *, kind: str, method: str | None) -> dict[str, Any]:
+    """``rdcl.json`` for an :class:`rdcl.inference.Predictor` (settings as exported)."""
+    from rdcl import __version__
+
+    cfg = predictor.config
+    norm = predictor.normalization or cfg.data.normalization
+    window = predictor.training_window
+    stats = predictor.intensity
+    return {
+        "format": FORMAT,
+        "rdcl_version": __version__,
+        "torch_version": torch.__version__,
+        "dim": cfg.model.dim,
+        "kind": kind,
+        "method": method,
+        "patch_size": list(cfg.data.patch_size),
+        "target_spacing": list(cfg.data.target_spacing) if cfg.data.target_spacing else None,
+        "normalization": norm,
+        "training_window": list(window),
+        "intensity": stats.to_dict() if stats is not None else None,
+        "intensity_convention": intensity_convention(norm, window),
+        "step": predictor.step,
+        "tile_batch": predictor.tile_batch,
+        "mirror": predictor.mirror,
+        "threshold": THRESHOLD,
+        "methods": list(METHODS),
+        "network": "traced",
+    }
+
+
+def extra_files(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    """The ``_extra_files`` mapping written into the TorchScript archive."""
+    return {
+        META_FILE: json.dumps(meta, indent=2, sort_keys=True),
+        CONFIG_FILE: json.dumps(config, indent=2, sort_keys=True),
+    }
+
+
+def read_torchscript_metadata(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rdcl.json, config.json)`` of an exported ``.ts`` file (weights are not kept).
+
+    Raises ValueError when the file is not a TorchScript archive or lacks the rdcl metadata.
+    """
+    files = {META_FILE: "", CONFIG_FILE: ""}
+    try:
+        torch.jit.load(path, map_location="cpu", _extra_files=files)
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a TorchScript file ({first})") from None
+    return parse_metadata(path, files[META_FILE], files[CONFIG_FILE])
+
+
+def parse_metadata(where: str, meta_text: str, config_text: str) -> tuple[dict, dict]:
+    """Parse and check the two JSON texts (ValueError naming ``where`` when they are not rdcl's)."""
+    try:
+        meta = json.loads(meta_text) if meta_text else {}
+        config = json.loads(config_text) if config_text else {}
+    except ValueError as exc:
+        raise ValueError(f"{where}: unreadable rdcl export metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(
+            f"{where}: expected an rdcl export ({META_FILE} with format {FORMAT!r}), "
+            f"found {found!r}"
+        )
+    return meta, config

@@ -1,0 +1,62 @@
+"""Build the TorchScript predictor of ``rdcl export`` from an eager :class:`Predictor`.
+
+The network is traced (``torch.jit.trace``, eval mode, one batch of tiles) and placed inside a
+scripted :class:`rdcl.export.module.PredictorModule` that carries the preprocessing constants;
+the result is one ScriptModule with standard ATen ops only (see ``docs/export.md``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rdcl.export.metadata import extra_files
+from rdcl.export.module import PredictorModule, stats_tuple
+from rdcl.inference.sliding_window import gaussian_importance_map
+
+
+def trace_network(predictor: Any) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` of the predictor's network on a zero batch (tile_batch, C, *patch)."""
+    cfg = predictor.config
+    if cfg.model.in_channels != 1:
+        raise ValueError(
+            f"export supports single-channel networks, found in_channels={cfg.model.in_channels}"
+        )
+    net = predictor.network.eval()
+    example = torch.zeros((predictor.tile_batch, 1, *cfg.data.patch_size), device=predictor.device)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(net, example, strict=False, check_trace=False)
+
+
+def build_scripted(predictor: Any) -> torch.jit.ScriptModule:
+    """The scripted :class:`PredictorModule` for an :class:`rdcl.inference.Predictor`."""
+    cfg = predictor.config
+    module = PredictorModule(
+        trace_network(predictor),
+        dim=cfg.model.dim,
+        patch=tuple(cfg.data.patch_size),
+        target_spacing=tuple(cfg.data.target_spacing) if cfg.data.target_spacing else None,
+        normalization=predictor.normalization or cfg.data.normalization,
+        training_window=predictor.training_window,
+        stats=stats_tuple(predictor.intensity),
+        step=predictor.step,
+        tile_batch=predictor.tile_batch,
+        mirror=predictor.mirror,
+        gaussian=gaussian_importance_map(cfg.data.patch_size, device=predictor.device),
+    ).eval()
+    return torch.jit.script(module)
+
+
+def save_scripted(
+    module: torch.jit.ScriptModule,
+    path: str | Path,
+    meta: dict[str, Any],
+    config: dict[str, Any],
+) -> None:
+    """``torch.jit.save`` with ``rdcl.json`` and ``config.json`` as extra files (not atomic:
+    the caller writes to a temp path and renames)."""
+    torch.jit.save(module, str(path), _extra_files=extra_files(meta, config))
