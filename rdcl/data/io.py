@@ -13,20 +13,34 @@ from __future__ import annotations
 
 import contextlib
 import locale
+import logging
+import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+from rdcl.data.lib_messages import captured_stderr
+from rdcl.data.nifti_check import NiftiCheckError, check_nifti, is_nifti_name
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png")
 
 
 class ImageReadError(ValueError):
     """An image file is missing, unreadable, corrupt or of an unsupported kind."""
+
+
+class ImageWriteError(ValueError):
+    """SimpleITK could not write an image (unwritable path, pixel type the format cannot hold)."""
 
 
 @dataclass(frozen=True)
@@ -144,66 +158,120 @@ def _from_sitk(img) -> tuple[np.ndarray, Geometry]:
     return arr, geom
 
 
+def _sitk_reason(exc: BaseException) -> str:
+    """The informative part of a SimpleITK exception: source locations, object addresses and
+    nrrd's "trouble" chain dropped; at most the last two lines, joined."""
+    keep = []
+    for line in str(exc).strip().splitlines():
+        line = line.strip()
+        if line.startswith("Exception thrown in SimpleITK"):
+            continue
+        line = re.sub(r"^(ITK ERROR: )?\w+\(0x[0-9a-f]+\): ", "", line)
+        line = re.sub(r"^sitk::ERROR: ", "", line)
+        if not line or line.endswith(":") or "trouble" in line:
+            continue
+        if line.startswith("Reason: No such file or directory"):
+            continue  # a stale errno reported after a failed read of an existing file
+        keep.append(line)
+    return "; ".join(keep[-2:])
+
+
+def _sitk_call(
+    call: Callable[[], T], path: Path, what: str, error: type[ValueError] = ImageReadError
+) -> T:
+    """Run a SimpleITK ``call`` on ``path`` with its stderr messages captured and the locale kept.
+
+    A RuntimeError becomes one ``error`` line ``cannot <what> <path>: <reason>``
+    that includes what the libraries printed; messages of a call that succeeded are logged as one
+    rdcl warning line."""
+    with captured_stderr() as msgs, preserve_locale():
+        try:
+            return_value, failure = call(), None
+        except RuntimeError as exc:
+            return_value, failure = None, exc
+    said = msgs.summary()
+    if failure is not None:
+        reason = "; ".join(r for r in (_sitk_reason(failure), said) if r)
+        raise error(f"cannot {what} {path}: {reason}") from failure
+    if said:
+        log.warning("%s: SimpleITK says: %s", path, said)
+    return return_value  # type: ignore[return-value]
+
+
+def _check_nifti(path: Path, *, payload: bool) -> None:
+    if path.is_file() and is_nifti_name(path):
+        try:
+            check_nifti(path, payload=payload)
+        except NiftiCheckError as exc:
+            raise ImageReadError(f"{path}: {exc}") from exc
+
+
+def _check_geometry(path: Path, geom: Geometry) -> None:
+    if not all(math.isfinite(s) and s > 0 for s in geom.spacing):
+        raise ImageReadError(f"{path}: expected voxel sizes > 0 mm, found spacing {geom.spacing}")
+
+
 def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
     """Read a 2D/3D image file or a DICOM series folder.
 
     Returns ``(array, geometry)`` with the array in (z, y, x) / (y, x) order and its native dtype.
-    A 3D file with a single slice stays 3D. Raises :class:`ImageReadError` with the path and reason
-    for missing, unreadable, corrupt, multi-channel or 4D inputs, and for folders holding more
-    than one DICOM series.
+    A 3D file with a single slice stays 3D. Raises :class:`ImageReadError` (one line with the path
+    and reason, including what SimpleITK's libraries printed) for missing, unreadable, corrupt,
+    truncated (NIfTI: fewer voxel bytes than the header announces), multi-channel or 4D inputs,
+    NaN/inf voxels, voxel sizes that are not > 0 mm, and folders holding more than one DICOM
+    series.
     """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"image not found: {path}")
     sitk = _sitk()
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = _sitk_call(lambda: reader.GetGDCMSeriesIDs(str(path)), path, "read DICOM folder")
+        if len(series) > 1:
+            raise ImageReadError(
+                f"expected one DICOM series in folder {path}, found {len(series)} "
+                f"(series UIDs {', '.join(series[:3])}); give each series its own folder"
+            )
+        files = _sitk_call(
+            lambda: reader.GetGDCMSeriesFileNames(str(path)), path, "read DICOM folder"
+        )
+        if not files:
+            raise ImageReadError(f"no DICOM series found in folder {path}")
+        reader.SetFileNames(files)
+        img = _sitk_call(reader.Execute, path, "read image")
+    else:
+        if not path.is_file():
+            raise ImageReadError(f"expected an image file or a DICOM folder, found {path}")
+        _check_nifti(path, payload=True)
+        img = _sitk_call(lambda: sitk.ReadImage(str(path)), path, "read image")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if len(series) > 1:
-                raise ImageReadError(
-                    f"expected one DICOM series in folder {path}, found {len(series)} "
-                    f"(series UIDs {', '.join(series[:3])}); give each series its own folder"
-                )
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                raise ImageReadError(f"no DICOM series found in folder {path}")
-            reader.SetFileNames(files)
-            with preserve_locale():
-                img = reader.Execute()
-        else:
-            with preserve_locale():
-                img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        reason = next((ln for ln in first if "rror" in ln), first[-1] if first else "")
-        raise ImageReadError(f"cannot read image {path}: {reason.strip()}") from exc
-    try:
-        return _from_sitk(img)
+        arr, geom = _from_sitk(img)
     except ImageReadError as exc:
         raise ImageReadError(f"{path}: {exc}") from exc
+    _check_geometry(path, geom)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ImageReadError(f"{path}: {bad} NaN/inf voxels; expected finite intensities")
+    return arr, geom
 
 
 def read_info(path: str | Path) -> tuple[tuple[int, ...], Geometry]:
     """Read only the header of an image file: ``(shape, geometry)`` in array order.
 
     Cheap (no voxel data is loaded). Raises :class:`ImageReadError` for missing or unreadable
-    files and for images that are not 2D or 3D.
+    files, images that are not 2D or 3D and voxel sizes that are not > 0 mm.
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"image not found: {path}")
+        raise ImageReadError(
+            f"image not found: {path}" if not path.exists() else f"expected a file, found {path}"
+        )
     sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
-        with preserve_locale():
-            reader.ReadImageInformation()
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ImageReadError(
-            f"cannot read image header {path}: {lines[-1] if lines else ''}"
-        ) from exc
+    _check_nifti(path, payload=False)
+    _sitk_call(reader.ReadImageInformation, path, "read image header")
     dim = reader.GetDimension()
     if dim not in (2, 3):
         raise ImageReadError(f"{path}: expected a 2D or 3D image, found {dim}D")
@@ -213,6 +281,7 @@ def read_info(path: str | Path) -> tuple[tuple[int, ...], Geometry]:
         origin=tuple(float(o) for o in reader.GetOrigin()),
         direction=tuple(float(d) for d in reader.GetDirection()),
     )
+    _check_geometry(path, geom)
     return shape, geom
 
 
@@ -245,8 +314,14 @@ def write_image(
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        with preserve_locale():
-            sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        _sitk_call(
+            lambda: sitk.WriteImage(
+                img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha")
+            ),
+            path,
+            "write image",
+            ImageWriteError,
+        )
         new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -265,8 +340,12 @@ def _write_header_and_data(img, path: Path) -> None:
     sitk = _sitk()
     tmp_dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
     try:
-        with preserve_locale():
-            sitk.WriteImage(img, str(tmp_dir / path.name))
+        _sitk_call(
+            lambda: sitk.WriteImage(img, str(tmp_dir / path.name)),
+            path,
+            "write image",
+            ImageWriteError,
+        )
         header = tmp_dir / path.name
         for f in sorted(tmp_dir.iterdir()):
             if f != header:

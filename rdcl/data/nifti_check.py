@@ -1,0 +1,180 @@
+"""Checks SimpleITK's NIfTI reader leaves out: truncated files, non-finite voxels, bad pixdim.
+
+SimpleITK (ITK's NiftiImageIO on niftilib) reads the voxels; this module only verifies, from the
+header and the byte count of the payload, that what it returns is the file's content:
+
+- a truncated ``.nii``/``.nii.gz`` is read without an error, the missing voxels filled with zeros;
+- niftilib's ``nifti_read_buffer`` silently sets every NaN/inf of a float image to 0, so the
+  finiteness check after the read cannot see them (the payload is scanned for them here);
+- a pixdim of 0, NaN, inf or < 0 on a spatial axis is replaced by 1.0 mm (with ITK warnings).
+
+Nothing here builds an image: the header fields read are the sizes (``dim``, ``bitpix``,
+``vox_offset``), ``datatype`` and ``pixdim``. NIfTI-1 (348-byte) and NIfTI-2 (540-byte) single-file
+headers in either byte order are checked; anything else (e.g. an ``.hdr``/``.img`` pair, a file
+that is not NIfTI at all) is left to SimpleITK.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_FLOAT_TYPES = {16: "f4", 32: "f4", 64: "f8", 1792: "f8", 1536: "f16", 2048: "f16"}
+"""NIfTI datatype code -> numpy float kind of its components (float32/64/128, complex64/128/256)."""
+
+_CHUNK = 1 << 22
+
+
+class NiftiCheckError(ValueError):
+    """The NIfTI file is truncated, holds non-finite voxels or has invalid voxel sizes."""
+
+
+@dataclass(frozen=True)
+class NiftiHeader:
+    """The header fields this module checks.
+
+    shape: ``dim[1..dim[0]]`` in NIfTI (x, y, z, ...) order; ``pixdim`` the matching voxel sizes;
+    ``vox_offset`` the byte offset of the voxels; ``bitpix`` bits per voxel; ``endian`` ``<``/``>``.
+    """
+
+    shape: tuple[int, ...]
+    pixdim: tuple[float, ...]
+    datatype: int
+    bitpix: int
+    vox_offset: int
+    endian: str
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of voxel data the header announces."""
+        return math.prod(self.shape) * self.bitpix // 8
+
+
+def is_nifti_name(path: str | Path) -> bool:
+    """True for ``.nii`` and ``.nii.gz`` names (the single-file NIfTI kinds checked here)."""
+    name = Path(path).name.lower()
+    return name.endswith((".nii", ".nii.gz"))
+
+
+def _open(path: Path):
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def parse_header(raw: bytes) -> NiftiHeader | None:
+    """The checked fields of a NIfTI-1/-2 single-file header, or None when ``raw`` is not one."""
+    for endian in "<>":
+        if len(raw) >= 4 and struct.unpack(endian + "i", raw[:4])[0] == 348 and len(raw) >= 348:
+            if raw[344:348] not in (b"n+1\x00",):
+                return None
+            dims = struct.unpack(endian + "8h", raw[40:56])
+            datatype, bitpix = struct.unpack(endian + "2h", raw[70:74])
+            pixdim = struct.unpack(endian + "8f", raw[76:108])
+            vox_offset = struct.unpack(endian + "f", raw[108:112])[0]
+        elif len(raw) >= 540 and struct.unpack(endian + "i", raw[:4])[0] == 540:
+            if raw[4:8] != b"n+2\x00":
+                return None
+            datatype, bitpix = struct.unpack(endian + "2h", raw[12:16])
+            dims = struct.unpack(endian + "8q", raw[16:80])
+            pixdim = struct.unpack(endian + "8d", raw[104:168])
+            vox_offset = struct.unpack(endian + "q", raw[168:176])[0]
+        else:
+            continue
+        ndim = dims[0]
+        if not 1 <= ndim <= 7 or not math.isfinite(vox_offset) or vox_offset < 0:
+            return None  # SimpleITK reports these itself
+        shape = tuple(int(d) for d in dims[1 : ndim + 1])
+        if any(d < 1 for d in shape) or bitpix <= 0:
+            return None
+        return NiftiHeader(
+            shape=shape,
+            pixdim=tuple(float(p) for p in pixdim[1 : ndim + 1]),
+            datatype=int(datatype),
+            bitpix=int(bitpix),
+            vox_offset=int(vox_offset),
+            endian=endian,
+        )
+    return None
+
+
+def check_nifti(path: str | Path, *, payload: bool = True) -> None:
+    """Raise :class:`NiftiCheckError` (one line, no path) when the NIfTI file at ``path`` has a
+    spatial pixdim that is not a finite size > 0 mm or, with ``payload``, is truncated or holds a
+    non-finite voxel (float types). ``payload`` reads the whole file once (decompressing
+    ``.nii.gz``); without it only the header is read. A file that is not a single-file NIfTI
+    passes unchecked (SimpleITK reports what is wrong with it)."""
+    path = Path(path)
+    try:
+        with _open(path) as fh:
+            raw = fh.read(540)
+            header = parse_header(raw)
+            if header is None:
+                return
+            spatial = header.pixdim[:3]
+            if not all(math.isfinite(p) and p > 0 for p in spatial):
+                raise NiftiCheckError(
+                    f"expected voxel sizes (pixdim) > 0 mm, found "
+                    f"{tuple(round(p, 6) if math.isfinite(p) else p for p in spatial)} (x, y, z); "
+                    "SimpleITK would substitute 1.0 mm"
+                )
+            if not payload:
+                return
+            have, nonfinite = _scan_payload(fh, raw, header)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, NiftiCheckError):
+            raise
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise NiftiCheckError(f"truncated or corrupt file ({reason})") from exc
+    need = header.payload_bytes
+    if have < need:
+        raise NiftiCheckError(
+            f"truncated file: the header announces {'x'.join(map(str, header.shape))} voxels "
+            f"({need} bytes of voxel data), found {have} bytes ({100.0 * have / need:.0f}%)"
+        )
+    if nonfinite:
+        raise NiftiCheckError(f"{nonfinite} NaN/inf voxels; expected finite intensities")
+
+
+def _scan_payload(fh, raw: bytes, header: NiftiHeader) -> tuple[int, int]:
+    """Read the rest of ``fh`` (``raw`` already read): (payload bytes present, non-finite count).
+
+    Non-finite values are counted only for float/complex datatypes, only inside the announced
+    payload."""
+    need = header.payload_bytes
+    kind = _FLOAT_TYPES.get(header.datatype)
+    dtype = np.dtype(header.endian + kind) if kind and kind != "f16" else None
+    pending = raw[header.vox_offset :] if len(raw) > header.vox_offset else b""
+    skip = max(0, header.vox_offset - len(raw))
+    have = nonfinite = 0
+    tail = b""
+    while True:
+        if skip:
+            block = fh.read(min(skip, _CHUNK))
+            if not block:
+                break
+            skip -= len(block)
+            continue
+        block = pending or fh.read(_CHUNK)
+        pending = b""
+        if not block:
+            break
+        block = block[: max(0, need - have)]
+        have += len(block)
+        if dtype is not None and block:
+            data = tail + block
+            usable = len(data) - len(data) % dtype.itemsize
+            values = np.frombuffer(data[:usable], dtype=dtype)
+            nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
+            tail = data[usable:]
+        if have >= need:
+            while fh.read(_CHUNK):  # reach the end of a gzip stream: its CRC trailer is verified
+                pass
+            break
+    return have, nonfinite
