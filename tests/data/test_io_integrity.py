@@ -260,9 +260,7 @@ def test_predict_refuses_a_truncated_input(tmp_path, capfd):
     shutil.copy(_dataset(tmp_path / "data") / "imagesTr" / "c0_0000.nii.gz", src / "a.nii.gz")
     _truncate(tmp_path / "data")
     shutil.copy(tmp_path / "data" / "imagesTr" / "c1_0000.nii.gz", src / "b.nii.gz")
-    out = tmp_path / "masks"
-    _one_line_error(
-        capfd, ["predict", "-i", str(src / "b.nii.gz"), "-o", str(out / "b.nii.gz"), "-m", str(ckpt)],
-        "truncated",
-    )  # fmt: skip
-    assert not (out / "b.nii.gz").exists()
+    out = tmp_path / "masks" / "b.nii.gz"
+    argv = ["predict", "-i", str(src / "b.nii.gz"), "-o", str(out), "-m", str(ckpt)]
+    _one_line_error(capfd, argv, "truncated")
+    assert not out.exists()
