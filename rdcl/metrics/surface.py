@@ -119,13 +119,18 @@ def _percentile(distances: np.ndarray, areas: np.ndarray, percentile: float) -> 
     return float(distances[min(idx, len(distances) - 1)])
 
 
-def _resolve_device(pred: Any, gt: Any, device: str | None) -> str:
+def _resolve_device(pred: Any, gt: Any, device: Any) -> str:
+    """ "cpu", or the CUDA device to run on ("cuda" or "cuda:N")."""
     if device is None:
-        return "cuda" if is_cuda(pred) or is_cuda(gt) else "cpu"
-    kind = str(device).split(":")[0]
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"expected device 'cpu', 'cuda' or None, found {device!r}")
-    return kind
+        for x in (pred, gt):
+            if is_cuda(x):
+                return str(x.device)
+        return "cpu"
+    name = str(device)
+    kind, sep, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (sep and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"expected device 'cpu', 'cuda', 'cuda:N' or None, found {device!r}")
+    return name
 
 
 def surface_distances(
@@ -141,20 +146,25 @@ def surface_distances(
     """The one expensive pass: sorted distances and surfel areas in both directions.
 
     pred, gt: (z, y, x) or (y, x) numpy arrays or torch tensors (CPU or CUDA), bool, 0/1, or label
-    maps with ``label``. spacing: mm per array axis. boundary: "corner" (surface-distance) or
-    "voxel" (MONAI). device: None (CUDA when an input is a CUDA tensor), "cpu" or "cuda"; CUDA
-    inputs stay on the GPU and only the surface arrays come back. threads: CPU threads (None: all).
-    Raises ValueError for bad inputs, ImportError for device="cuda" without a CUDA build.
+    maps with ``label``. spacing: mm per array axis (a number is broadcast). boundary: "corner"
+    (surface-distance) or "voxel" (MONAI). device: None (CUDA when an input is a CUDA tensor),
+    "cpu", "cuda" or "cuda:N"; CUDA inputs stay on the GPU and only the surface arrays come back.
+    threads: CPU threads (None: all). Raises ValueError for bad inputs, ImportError for a CUDA
+    device that cannot run (no CUDA build, a CPU-only torch, no GPU; the message says which).
     """
     if boundary not in _BOUNDARIES:
         raise ValueError(f"expected boundary in {_BOUNDARIES}, found {boundary!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
+    ):
+        raise ValueError(f"expected threads to be None or an integer >= 1, found {threads!r}")
     dev = _resolve_device(pred, gt, device)
     p = as_mask(pred, label=label, name="pred")
     g = as_mask(gt, label=label, name="gt")
     check_pair(p, g)
     sp = as_spacing(spacing, p.ndim)
-    if dev == "cuda":
-        return _cuda(p, g, sp, boundary)
+    if dev != "cpu":
+        return _cuda(p, g, sp, boundary, dev)
     if is_torch(p):
         p, g = p.cpu().numpy(), g.cpu().numpy()
     ext = _engine.extension()
@@ -167,13 +177,13 @@ def surface_distances(
     return SurfaceDistances(*arrays)
 
 
-def _cuda(p: Any, g: Any, sp: tuple[float, ...], boundary: str) -> SurfaceDistances:
-    ext = _engine.require_cuda()
+def _cuda(p: Any, g: Any, sp: tuple[float, ...], boundary: str, device: str) -> SurfaceDistances:
+    ext = _engine.require_cuda(device)
     import torch
 
     if not is_torch(p):
         p, g = torch.from_numpy(p), torch.from_numpy(g)
-    p = p.to(device="cuda", dtype=torch.uint8).contiguous()
+    p = p.to(device=device, dtype=torch.uint8).contiguous()
     g = g.to(device=p.device, dtype=torch.uint8).contiguous()
     stream = torch.cuda.current_stream(p.device).cuda_stream
     with torch.cuda.device(p.device):

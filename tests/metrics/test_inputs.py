@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -45,11 +47,88 @@ def test_validation_errors():
         hausdorff(pred, gt, 1.0, percentile=101)
 
 
-@pytest.mark.skipif(CUDA_BUILT, reason="this build has CUDA")
-def test_cuda_request_without_build_raises():
+def test_cuda_request_without_cuda_build_raises(monkeypatch):
+    # Simulates a build without CUDA (the module's cuda_built() is False) so that the check runs
+    # wherever nvcc exists too; without any compiled module the message says so.
     pred, gt = _pair()
-    with pytest.raises(ImportError, match=r"without CUDA|compiled"):
+    monkeypatch.setattr(_engine, "_ext", types.SimpleNamespace(cuda_built=lambda: False))
+    with pytest.raises(ImportError, match="built without CUDA"):
         surface_distances(pred, gt, 1.0, device="cuda")
+    monkeypatch.setattr(_engine, "_ext", None)
+    with pytest.raises(ImportError, match=r"needs the compiled rdcl\._surface"):
+        surface_distances(pred, gt, 1.0, device="cuda")
+    assert _engine.engine("cuda") == "unavailable"
+
+
+def test_cuda_request_with_cpu_only_torch_raises(monkeypatch):
+    pred, gt = _pair()
+    monkeypatch.setattr(_engine, "_ext", types.SimpleNamespace(cuda_built=lambda: True))
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)
+    with pytest.raises(ImportError, match="torch built with CUDA"):
+        surface_distances(pred, gt, 1.0, device="cuda")
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ImportError, match="visible CUDA GPU"):
+        surface_distances(pred, gt, 1.0, device="cuda:0")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:1", "cuda:"])
+def test_bad_device_names(device):
+    pred, gt = _pair()
+    with pytest.raises(ValueError, match="expected device"):
+        surface_distances(pred, gt, 1.0, device=device)
+
+
+@pytest.mark.parametrize(
+    "spacing", [np.float32(2.0), np.int64(2), np.array(2.0), np.float64(2.0), torch.tensor(2.0)]
+)
+def test_spacing_scalars_broadcast(spacing):
+    pred, gt = _pair()
+    ref = surface_distances(pred, gt, (2.0, 2.0, 2.0))
+    ours = surface_distances(pred, gt, spacing)
+    np.testing.assert_array_equal(ours.distances_gt_to_pred, ref.distances_gt_to_pred)
+    np.testing.assert_array_equal(ours.surfel_areas_pred, ref.surfel_areas_pred)
+
+
+def test_spacing_arrays_and_bad_spacings():
+    pred, gt = _pair()
+    ref = surface_distances(pred, gt, (2.0, 1.0, 0.5))
+    for sp in (np.array([2.0, 1.0, 0.5], np.float32), torch.tensor([2.0, 1.0, 0.5])):
+        np.testing.assert_array_equal(
+            surface_distances(pred, gt, sp).surfel_areas_gt, ref.surfel_areas_gt
+        )
+    for bad, match in (
+        ("1.0", "numbers in mm"),
+        (np.ones((3, 1)), "found shape"),
+        ([1.0, None, 1.0], "finite positive|numbers in mm"),
+        ([1.0, -1.0, 1.0], "finite positive"),
+        (np.array([1.0, np.inf, 1.0]), "finite positive"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            surface_distances(pred, gt, bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.int16])
+def test_torch_cpu_dtypes(dtype):
+    pred, gt = _pair()
+    ref = surface_distances(pred, gt, (2.0, 1.0, 1.0))
+    ours = surface_distances(
+        torch.from_numpy(pred).to(dtype), torch.from_numpy(gt).to(dtype), (2.0, 1.0, 1.0)
+    )
+    np.testing.assert_array_equal(ours.distances_pred_to_gt, ref.distances_pred_to_gt)
+    np.testing.assert_array_equal(ours.surfel_areas_pred, ref.surfel_areas_pred)
+    assert dice(torch.from_numpy(pred).to(dtype), gt) == dice(pred, gt)
+
+
+def test_non_numeric_masks_and_threads_refused():
+    pred, gt = _pair()
+    with pytest.raises(ValueError, match="dtype <U"):
+        surface_distances(pred.astype(str), gt, 1.0)
+    with pytest.raises(ValueError, match="real-valued"):
+        surface_distances(pred.astype(complex), gt, 1.0)
+    for threads in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            surface_distances(pred, gt, 1.0, threads=threads)
 
 
 @pytest.mark.cuda
