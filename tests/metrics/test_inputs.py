@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from rdcl.metrics import CUDA_BUILT, _engine, dice, hausdorff, surface_dice, surface_distances
+from rdcl.metrics import (
+    CUDA_BUILT,
+    _engine,
+    dice,
+    engine,
+    hausdorff,
+    surface_dice,
+    surface_distances,
+)
 
 
 def _pair():
@@ -143,6 +151,21 @@ def test_cuda_matches_cpu(boundary):
         b = surface_distances(
             torch.from_numpy(pred).cuda(), torch.from_numpy(gt).cuda(), sp, boundary=boundary
         )
+        assert engine("cuda") == "cuda"
         for key in ("distances_gt_to_pred", "distances_pred_to_gt"):
-            np.testing.assert_allclose(getattr(b, key), getattr(a, key), atol=1e-9)
-    assert _engine.CUDA_BUILT
+            np.testing.assert_allclose(getattr(b, key), getattr(a, key), rtol=0, atol=1e-12)
+        # areas: the same per surface point (multiset per direction); where both engines give
+        # bit-equal distances, the same order too (both sort by (distance, area))
+        for dkey, akey in (
+            ("distances_gt_to_pred", "surfel_areas_gt"),
+            ("distances_pred_to_gt", "surfel_areas_pred"),
+        ):
+            assert getattr(b, akey).shape == getattr(a, akey).shape
+            np.testing.assert_array_equal(np.sort(getattr(b, akey)), np.sort(getattr(a, akey)))
+            if np.array_equal(getattr(b, dkey), getattr(a, dkey)):
+                np.testing.assert_array_equal(getattr(b, akey), getattr(a, akey))
+        for tau in (0.0, 1.0, 2.0):
+            assert b.surface_dice(tau) == pytest.approx(a.surface_dice(tau), abs=1e-12)
+        for pct in (50, 95, 100):
+            assert b.hausdorff(pct) == pytest.approx(a.hausdorff(pct), abs=1e-12)
+        assert b.assd() == pytest.approx(a.assd(), rel=1e-12)
