@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rdcl.config_types import ConfigValueError, check_section, coerce_section
+
 METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl")
 """Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
 
@@ -66,6 +68,15 @@ class ModelConfig:
         """Raise :class:`ConfigError` when the stage lists are inconsistent."""
         if self.dim not in (2, 3):
             raise ConfigError(f"model.dim must be 2 or 3, found {self.dim}")
+        for name in ("in_channels", "num_classes", "convs_per_stage"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, found {getattr(self, name)}")
+        for name in ("features", "kernels", "strides"):
+            if not getattr(self, name) or min(_flat(getattr(self, name)), default=0) < 1:
+                raise ConfigError(
+                    f"model.{name} must be a non-empty list of values >= 1, found "
+                    f"{getattr(self, name)}"
+                )
         n = len(self.features)
         if len(self.kernels) != n or len(self.strides) != n:
             raise ConfigError(
@@ -171,8 +182,8 @@ class TrainConfig:
         for name in ("pretrain_steps", "steps", "rampup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, found {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a finite number > 0, found {self.lr}")
         if not self.grad_clip > 0:
             raise ConfigError(f"train.grad_clip must be > 0, found {self.grad_clip}")
         for name in ("lambda_g", "lambda_t", "weight_decay", "poly_exponent"):
@@ -198,7 +209,13 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> Config:
-        """Check every section and cross-section constraint; returns ``self``."""
+        """Check every section's field types (:mod:`rdcl.config_types`), values and the
+        cross-section constraints; returns ``self``."""
+        try:
+            for name in ("model", "data", "train"):
+                check_section(getattr(self, name), name)
+        except ConfigValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.model.validate()
         self.data.validate()
         self.train.validate()
@@ -206,6 +223,12 @@ class Config:
             raise ConfigError(
                 f"data.patch_size must have {self.model.dim} entries (model.dim), found "
                 f"{self.data.patch_size}"
+            )
+        spacing = self.data.target_spacing
+        if spacing is not None and len(spacing) != self.model.dim:
+            raise ConfigError(
+                f"data.target_spacing must have {self.model.dim} entries (model.dim) or be null, "
+                f"found {spacing}"
             )
         total = self.model.total_stride()
         bad = [p for p, s in zip(self.data.patch_size, total, strict=True) if p % s]
@@ -240,7 +263,9 @@ class Config:
 
     def override(self, items: list[str] | tuple[str, ...]) -> Config:
         """Apply ``section.key=value`` overrides (values parsed as YAML, e.g. ``train.lr=0.1``,
-        ``data.patch_size=[32,64,64]``)."""
+        ``data.patch_size=[32,64,64]``) and coerce each to its field's type (``train.lr=1e-3``
+        is a float although YAML reads it as a string). Raises :class:`ConfigError` (one line
+        naming the key, the expected type and the value) for unknown keys and bad values."""
         import yaml
 
         d = self.to_dict()
@@ -248,10 +273,15 @@ class Config:
             if "=" not in item or "." not in item.split("=", 1)[0]:
                 raise ConfigError(f"override must look like section.key=value, found {item!r}")
             key, raw = item.split("=", 1)
-            section, name = key.split(".", 1)
-            if section not in d or name not in d[section]:
+            section, name = key.strip().split(".", 1)
+            if section not in d or not isinstance(d[section], dict) or name not in d[section]:
                 raise ConfigError(f"unknown config key {key!r}")
-            d[section][name] = yaml.safe_load(raw)
+            try:
+                d[section][name] = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(
+                    f"config key {key}: cannot parse the value {raw!r} ({_yaml_problem(exc)})"
+                ) from None
         return Config.from_dict(d)
 
     def save(self, path: str | Path) -> None:
@@ -265,20 +295,33 @@ class Config:
             path.write_text(json.dumps(self.to_dict(), indent=2))
 
 
-def _tupleize(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tupleize(v) for v in value)
-    return value
+def _flat(value: Any) -> list[Any]:
+    """The leaves of nested tuples/lists: ``((1, 2), (3,))`` -> ``[1, 2, 3]``."""
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _flat(v)]
+    return [value]
 
 
 def _section_from_dict(klass: type, name: str, d: dict[str, Any]) -> Any:
     if not isinstance(d, dict):
         raise ConfigError(f"config section {name!r} must be a mapping, found {type(d).__name__}")
     known = {f.name for f in fields(klass)}
-    unknown = set(d) - known
-    if unknown:
+    unknown = set(map(str, d)) - known
+    if unknown or not all(isinstance(k, str) for k in d):
         raise ConfigError(f"unknown keys in config section {name!r}: {sorted(unknown)}")
-    return klass(**{k: _tupleize(v) for k, v in d.items()})
+    try:
+        values = coerce_section(klass, name, d)  # lists become tuples where declared
+    except ConfigValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return klass(**values)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line from a PyYAML error: its problem and where (line and column, 1-based)."""
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def load_config(path: str | Path) -> Config:
@@ -286,16 +329,19 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    import yaml
 
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
             d = yaml.safe_load(text) or {}
         else:
             d = json.loads(text)
-    except (ValueError, ImportError) as exc:
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse config file {path}: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # JSON, or bytes that are not UTF-8
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"cannot parse config file {path}: {reason}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"config file {path} must hold a mapping, found {type(d).__name__}")
     return Config.from_dict(d)
