@@ -16,10 +16,11 @@ from typing import Any
 
 from rdcl.config import Config
 
-from .datasets import as_list
-from .loop import RunExistsError, existing_run_files
+from .datasets import as_cached, as_list
+from .loop import RunExistsError, existing_run_files, reset_run
 from .methods import get_method
-from .stages import pretrain_general, train
+from .runlock import exit_on_sigterm, run_lock
+from .stages import load_pretrained, pretrain_general, train
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,15 @@ def run_training(
     Returns:
         Path of the stage-2 ``final.ckpt``.
 
+    Order: every input is validated (config, ``pretrained``, and every case of every dataset,
+    by preprocessing it) before an existing run is touched, so ``overwrite`` with bad inputs
+    keeps the old run. The run folder's lock (:mod:`rdcl.training.runlock`) is held from
+    preprocessing to the end; on ``resume`` the data must be those the run was trained on.
+
     Raises:
         RunExistsError: ``out_dir`` holds checkpoints and neither ``resume`` nor ``overwrite``
             is set (checked before anything is written).
+        RunInUseError: another process is running in ``out_dir``.
         ValueError: the method needs non-COVID data and none was given; bad config values.
         rdcl.data.DatasetError, TrainingDivergedError, CheckpointError.
     """
@@ -85,26 +92,38 @@ def run_training(
                 "(--resume) to continue it or overwrite=True (--overwrite) to start again"
             )
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
-    if run_stage1:
-        logger.info("stage 1: pre-training G on %d non-COVID dataset(s)", len(generals))
-        pretrained = pretrain_general(
+    if cache.exists() and not cache.is_dir():
+        raise NotADirectoryError(f"the preprocessing cache must be a folder, found a file: {cache}")
+    if method.needs_pretrained and pretrained is not None:
+        load_pretrained(pretrained, cfg)  # a wrong checkpoint is refused before any writing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir), exit_on_sigterm():
+        covid = as_cached(covid, cfg.data, cache)  # reads and checks every case
+        if run_stage1 or method.needs_general_batches:
+            generals = [as_cached(g, cfg.data, cache) for g in generals]
+        reset_run(out_dir, resume=resume, overwrite=overwrite)
+        if run_stage1 and (out_dir / PRETRAIN_DIR).is_dir():
+            reset_run(out_dir / PRETRAIN_DIR, resume=resume, overwrite=overwrite)
+        if run_stage1:
+            logger.info("stage 1: pre-training G on %d non-COVID dataset(s)", len(generals))
+            pretrained = pretrain_general(
+                cfg,
+                generals,
+                out_dir / PRETRAIN_DIR,
+                resume=resume,
+                overwrite=overwrite,
+                cache_dir=cache,
+                progress=progress,
+            )
+        logger.info("stage 2: training %s", method.name)
+        return train(
             cfg,
+            covid,
             generals,
-            out_dir / PRETRAIN_DIR,
+            out_dir,
+            pretrained=pretrained if method.needs_pretrained else None,
             resume=resume,
             overwrite=overwrite,
             cache_dir=cache,
             progress=progress,
         )
-    logger.info("stage 2: training %s", method.name)
-    return train(
-        cfg,
-        covid,
-        generals,
-        out_dir,
-        pretrained=pretrained if method.needs_pretrained else None,
-        resume=resume,
-        overwrite=overwrite,
-        cache_dir=cache,
-        progress=progress,
-    )

@@ -8,14 +8,22 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
      "dataset": {"name": str, "dim": int}}
 
 ``step`` counts completed optimiser steps. Writes are atomic: the payload goes to a temporary file
-in the destination folder, is fsync'ed, then ``os.replace``'d over the target, so a crash at any
-point leaves either the previous checkpoint or the new one, never a half-written file.
+``.<name>.<random>.tmp`` in the destination folder, is fsync'ed, then ``os.replace``'d over the
+target, so a crash at any point leaves either the previous checkpoint or the new one, never a
+half-written file; :func:`remove_stale_temps` deletes the temporary files a killed run left.
+
+Everything but tensors is plain data (dicts, lists, str, int, float, bool, None; the RNG states
+included), so reads use ``torch.load(weights_only=True)``: a checkpoint cannot run code when it
+is opened, and one that tries is refused with a :class:`CheckpointError`. A checkpoint whose
+weights hold NaN/inf is never written (:func:`save_checkpoint` refuses it).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +48,30 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not an rdcl checkpoint of a known format."""
 
 
+_NP_CORE = getattr(np, "_core", None) or np.core
+_LEGACY_SAFE_GLOBALS = [
+    _NP_CORE.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+]
+"""numpy's plain-array types, allowed so that checkpoints written before the RNG state became
+plain data (they hold numpy's MT19937 key as an array) still load; they carry data, not code."""
+
+
+def nonfinite_weights(state: dict[str, Any]) -> tuple[int, str | None]:
+    """Number of NaN/inf values in the floating-point tensors of a state dict, and the name of
+    the first tensor holding one (``(0, None)`` when all are finite)."""
+    count, first = 0, None
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value.detach())).sum())
+            if bad and first is None:
+                first = name
+            count += bad
+    return count, first
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` with ``torch.save`` atomically (temp file + fsync + ``os.replace``).
 
@@ -50,11 +82,21 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     Returns:
         The destination path. On any error the temporary file is removed and an existing
         checkpoint at ``path`` is left untouched.
+
+    Raises:
+        CheckpointError: no format tag, or non-finite values in ``payload["model"]`` (nothing is
+            written).
     """
     path = Path(path)
     if payload.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint payload must carry format {FORMAT!r}, found {payload.get('format')!r}"
+        )
+    bad, where = nonfinite_weights(payload.get("model") or {})
+    if bad:
+        raise CheckpointError(
+            f"refusing to write checkpoint {path}: the weights hold {bad} NaN/inf values "
+            f"(first in {where!r}); expected finite weights"
         )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -93,18 +135,52 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.ckpt.<random>.tmp`` files that a run killed inside
+    :func:`save_checkpoint` left in ``folder``; returns the removed paths.
+
+    Call it only while no other process writes checkpoints into ``folder`` (the training loop
+    holds the run folder's lock, see :mod:`rdcl.training.runlock`).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(folder.glob(".*.ckpt.*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
     """Read and validate a checkpoint written by :func:`save_checkpoint`.
 
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, so a
+    crafted file cannot run code; one that references any other object is refused.
+
     Raises:
         CheckpointError: one line naming the file and what was wrong: missing file, not a
-            checkpoint (unreadable or not a dict with the required keys), or another format.
+            checkpoint (unreadable, unsafe or not a dict with the required keys), another format.
+        PermissionError: the file (or a folder on its path) is not readable.
     """
+    from rdcl.paths import require_file
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        require_file(path, "checkpoint")
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise CheckpointError(str(exc)) from None
+    try:
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"not a safe rdcl checkpoint: {path} references a Python object{what} that could "
+            "run code when loaded; expected tensors and plain data only (not loaded)"
+        ) from None
+    except PermissionError:
+        raise
     except Exception as exc:
         raise CheckpointError(
             f"not an rdcl checkpoint: {path} (torch.load failed: {type(exc).__name__})"
@@ -126,10 +202,14 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
 
 def rng_state() -> dict[str, Any]:
-    """Snapshot of the torch (CPU and CUDA), numpy and Python global random generators."""
+    """Snapshot of the torch (CPU and CUDA), numpy and Python global random generators.
+
+    Plain data and tensors only (numpy's MT19937 key as a list of ints), so that the checkpoint
+    loads with ``weights_only=True``."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (saved on purpose)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global generator is saved on purpose)
+        "numpy": [str(kind), [int(k) for k in key], int(pos), int(has_gauss), float(gauss)],
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -140,7 +220,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore a snapshot taken by :func:`rng_state` (CUDA states only where CUDA exists)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np_state = (kind, np.asarray(key, dtype=np.uint32), int(pos), int(has_gauss), float(gauss))
+    np.random.set_state(np_state)  # noqa: NPY002
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -39,7 +39,9 @@ def as_cached(dataset: Any, data_cfg: DataConfig, cache_dir: Path) -> Any:
         return dataset
     root = str(Path(dataset.root).resolve())
     key = hashlib.sha1(root.encode()).hexdigest()[:8]
-    return preprocess_dataset(dataset, data_cfg, Path(cache_dir) / f"{dataset.name}-{key}")
+    cached = preprocess_dataset(dataset, data_cfg, Path(cache_dir) / f"{dataset.name}-{key}")
+    cached.info[IDENTITY_KEY] = source_identity(dataset)
+    return cached
 
 
 class MixedSampler:
@@ -79,11 +81,77 @@ def batch_stream(sampler: Any, start: int, stop: int, num_workers: int) -> Itera
     return make_loader(sampler, start, stop, num_workers)
 
 
-def dataset_meta(dataset: Any) -> dict[str, Any]:
-    """Checkpoint entries ``intensity`` and ``dataset`` of a cached dataset (the first of a list):
-    what the predictor needs to preprocess new images the same way."""
-    ds = as_list(dataset)[0]
+IDENTITY_KEY = "identity"
+"""Key of a cached dataset's ``info`` under which :func:`as_cached` records its source files."""
+
+
+def source_identity(spec: Any) -> dict[str, Any]:
+    """What identifies a dataset's inputs: name, resolved root, and per case its name and each
+    file's resolved path, size (bytes) and mtime (ns). Plain data (stored in checkpoints)."""
+    cases = []
+    for case in spec.cases:
+        stamps = []
+        for p in (case.image, case.label):
+            if p is not None:
+                st = Path(p).stat()
+                stamps.append([str(Path(p).resolve()), int(st.st_size), int(st.st_mtime_ns)])
+        cases.append([str(case.name), stamps])
+    return {"name": str(spec.name), "root": str(Path(spec.root).resolve()), "cases": cases}
+
+
+def identity_of(dataset: Any) -> dict[str, Any]:
+    """The recorded :func:`source_identity` of a cached dataset; for a cache given directly
+    (no source record) its folder and case names."""
+    info = getattr(dataset, "info", None) or {}
+    if IDENTITY_KEY in info:
+        return info[IDENTITY_KEY]
+    cache = getattr(dataset, "cache_dir", None)
     return {
+        "name": str(info.get("dataset", {}).get("name", "")),
+        "root": str(Path(cache).resolve()) if cache is not None else None,
+        "cases": [[str(n), []] for n in getattr(dataset, "names", [])],
+    }
+
+
+def data_differences(saved: list[dict], current: list[dict], *, limit: int = 3) -> list[str]:
+    """Human-readable differences between two lists of :func:`source_identity` records
+    (empty when they are the same data)."""
+    if len(saved) != len(current):
+        return [f"{len(saved)} dataset(s) in the run, {len(current)} given"]
+    out: list[str] = []
+    for i, (old, new) in enumerate(zip(saved, current, strict=True)):
+        tag = f"dataset {i + 1} ({new.get('name')})"
+        if old.get("root") != new.get("root"):
+            out.append(f"{tag}: folder {old.get('root')} in the run, {new.get('root')} given")
+            continue
+        old_cases = {c[0]: c[1] for c in old.get("cases", [])}
+        new_cases = {c[0]: c[1] for c in new.get("cases", [])}
+        missing = sorted(set(old_cases) - set(new_cases))
+        added = sorted(set(new_cases) - set(old_cases))
+        if missing:
+            out.append(f"{tag}: cases {missing[:limit]} of the run are gone")
+        if added:
+            out.append(f"{tag}: cases {added[:limit]} are new")
+        for name in sorted(set(old_cases) & set(new_cases)):
+            if old_cases[name] != new_cases[name]:
+                old_f = {s[0]: s[1:] for s in old_cases[name]}
+                changed = [p for p, st in ((s[0], s[1:]) for s in new_cases[name])
+                           if old_f.get(p) != st] or [name]  # fmt: skip
+                out.append(f"{tag}: case {name!r} changed ({changed[0]}: size or mtime differs)")
+                if len(out) >= limit:
+                    break
+    return out[:limit]
+
+
+def dataset_meta(dataset: Any, extra: Sequence[Any] = ()) -> dict[str, Any]:
+    """Checkpoint entries ``intensity`` and ``dataset`` of a cached dataset (the first of a list):
+    what the predictor needs to preprocess new images the same way; and ``data``, the
+    :func:`identity_of` every dataset the stage reads (``dataset`` and ``extra``), which a
+    resume must match."""
+    datasets = [*as_list(dataset), *extra]
+    ds = datasets[0]
+    return {
+        "data": [identity_of(d) for d in datasets],
         "intensity": ds.stats.to_dict(),
         "dataset": {
             "name": str(ds.info["dataset"]["name"]),

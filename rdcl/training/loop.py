@@ -31,11 +31,14 @@ from .checkpoint import (
     FORMAT,
     LAST,
     load_checkpoint,
+    nonfinite_weights,
+    remove_stale_temps,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from .metrics_log import LOG_NAME, JsonlLog, check_finite
+from .datasets import data_differences
+from .metrics_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
 from .schedule import clip_gradients, poly_lr, set_lr
 
 logger = logging.getLogger(__name__)
@@ -91,6 +94,9 @@ def existing_run_files(out_dir: Path) -> list[Path]:
 def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Create ``out_dir``; refuse to touch an existing run unless ``resume`` or ``overwrite``.
 
+    Nothing is removed here: an overwritten run's files go in :func:`reset_run`, once the new
+    run's inputs are validated and its lock is held.
+
     Raises:
         RunExistsError: checkpoints exist and neither flag is set (nothing is changed).
     """
@@ -102,9 +108,18 @@ def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
             "(--resume) to continue it or overwrite=True (--overwrite) to start again"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def reset_run(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Make ``out_dir`` ready for the run that starts now (call it holding the folder's lock):
+    remove the temporary files of checkpoint writes a killed run left, and for ``overwrite``
+    (without ``resume``) the old run's checkpoints and log."""
+    out_dir = Path(out_dir)
+    for p in remove_stale_temps(out_dir):
+        logger.info("removed %s, left by a run killed while writing a checkpoint", p)
     if overwrite and not resume:
-        for p in found:
-            p.unlink()
+        for p in existing_run_files(out_dir):
+            p.unlink(missing_ok=True)
 
 
 def write_config(cfg: Config, out_dir: Path) -> None:
@@ -134,6 +149,32 @@ def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         raise ValueError(
             f"cannot resume {path}: the config differs from the checkpoint's in {diff}; "
             "resume with the same config or start a new run"
+        )
+
+
+def _check_same_data(ckpt: dict[str, Any], stage: Stage, path: Path) -> None:
+    """Refuse to resume on other data than the checkpoint's (its ``data`` record; checkpoints
+    written before rdcl recorded it are not checked)."""
+    saved, current = ckpt.get("data"), stage.meta.get("data")
+    if saved is None or current is None:
+        return
+    diff = data_differences(saved, current)
+    if diff:
+        raise ValueError(
+            f"cannot resume {path}: the data differ from the run's: {'; '.join(diff)}; resume "
+            "with the run's data (--data/--general) or start a new run"
+        )
+
+
+def _check_finite_weights(stage: Stage, step: int, good: Path | None) -> None:
+    """Raise :class:`TrainingDivergedError` when the network's weights hold NaN/inf (e.g. from a
+    non-finite learning rate), before such weights reach a checkpoint."""
+    bad, where = nonfinite_weights(stage.net.state_dict())
+    if bad:
+        last = f"last good checkpoint: {good}" if good else "no checkpoint written"
+        raise TrainingDivergedError(
+            f"training diverged at step {step} ({stage.name}): the weights hold {bad} NaN/inf "
+            f"values (first in {where!r}); expected finite weights; not saved ({last})"
         )
 
 
@@ -168,12 +209,15 @@ def run_stage(
     final, last = out / FINAL, out / LAST
     start = 0
     if resume and final.is_file():
-        _check_same_config(load_checkpoint(final)["config"], stage.cfg, final)
+        ckpt = load_checkpoint(final)
+        _check_same_config(ckpt["config"], stage.cfg, final)
+        _check_same_data(ckpt, stage, final)
         logger.info("%s: %s exists, stage already complete", stage.name, final)
         return final
     if resume and last.is_file():
         ckpt = load_checkpoint(last)
         _check_same_config(ckpt["config"], stage.cfg, last)
+        _check_same_data(ckpt, stage, last)
         stage.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -212,7 +256,9 @@ def run_stage(
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
             if done % tcfg.checkpoint_every == 0:
+                _check_finite_weights(stage, done, good)
                 save_checkpoint(last, _payload(stage, done, optimizer))
+    _check_finite_weights(stage, done, last if last.is_file() else None)
     if done != stage.total_steps:
         raise RuntimeError(
             f"{stage.name}: the batch source ran out after step {done}; expected "

@@ -34,8 +34,9 @@ from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import as_cached, as_list, batch_stream, dataset_meta, make_sampler
-from .loop import Stage, prepare_out_dir, resolve_device, run_stage
+from .loop import Stage, prepare_out_dir, reset_run, resolve_device, run_stage
 from .methods import Method, build_for_method, get_method
+from .runlock import exit_on_sigterm, run_lock
 from .schedule import make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ def pretrain_general(
         batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, cfg.data.num_workers),
         meta=dataset_meta(list(general_datasets)),
     )
-    return run_stage(stage, optimizer, resume=resume, progress=progress)
+    with run_lock(out_dir), exit_on_sigterm():
+        reset_run(out_dir, resume=resume, overwrite=overwrite)
+        return run_stage(stage, optimizer, resume=resume, progress=progress)
 
 
 def load_pretrained(path: str | Path, cfg: Config) -> dict[str, torch.Tensor]:
@@ -275,6 +278,8 @@ def train(
         total_steps=total,
         compute=compute,
         batches=batches,
-        meta=dataset_meta(covid),
+        meta=dataset_meta(covid, generals if method.needs_general_batches else ()),
     )
-    return run_stage(stage, optimizer, resume=resume, progress=progress)
+    with run_lock(out_dir), exit_on_sigterm():
+        reset_run(out_dir, resume=resume, overwrite=overwrite)
+        return run_stage(stage, optimizer, resume=resume, progress=progress)
