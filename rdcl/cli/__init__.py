@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from rdcl import __version__
-from rdcl.cli import data, export, predict, train
+from rdcl.cli import cv, data, download, export, predict, train
 from rdcl.cli.common import Command
 
 logger = logging.getLogger("rdcl.cli")
@@ -34,6 +34,8 @@ COMMANDS: tuple[Command, ...] = (
     *train.COMMANDS[1:],
     *predict.COMMANDS,
     *export.COMMANDS,
+    *cv.COMMANDS,
+    *download.COMMANDS,
 )
 """Subcommands in the order ``rdcl --help`` lists them."""
 

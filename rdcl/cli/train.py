@@ -64,6 +64,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache", type=Path, metavar="DIR", help="preprocessing cache (default RUN_DIR/cache)"
     )
+    p.add_argument(
+        "--cases", type=Path, metavar="FILE",
+        help="train on these --data cases only (names one per line, or a JSON list), e.g. one "
+        "cross-validation fold",
+    )  # fmt: skip
+    p.add_argument(
+        "--pretrain-only", action="store_true",
+        help="run stage 1 only (G on --general) into RUN_DIR, e.g. to share it between runs",
+    )  # fmt: skip
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue a stopped run in RUN_DIR")
     run.add_argument("--overwrite", action="store_true", help="start RUN_DIR's run again")
@@ -73,6 +82,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from rdcl.data.layout import load_dataset
 
     covid = load_dataset(require_dir(args.data, "--data folder"))
+    if args.cases is not None:
+        from rdcl.data.subset import select_cases
+        from rdcl.study.splits import read_case_list
+
+        covid = select_cases(covid, read_case_list(args.cases))
     general = [load_dataset(require_dir(g, "--general folder")) for g in args.general]
     for g in general:
         if g.dim != covid.dim:
@@ -97,7 +111,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     before = set(args.out.iterdir()) if args.out.is_dir() else None
     try:
-        final = run_training(
+        final = (_pretrain_only if args.pretrain_only else run_training)(
             cfg,
             covid,
             general,
@@ -113,6 +127,15 @@ def _run_train(args: argparse.Namespace) -> int:
         raise
     logger.info("trained model: %s", final)
     return 0
+
+
+def _pretrain_only(cfg, covid, general, out: Path, *, pretrained, **options) -> Path:
+    """Stage 1 alone (``--pretrain-only``): G with a decoder on the non-COVID sets."""
+    from rdcl.training import pretrain_general
+
+    if pretrained is not None:
+        raise ValueError("--pretrain-only trains stage 1 itself; expected no --pretrained")
+    return pretrain_general(cfg, general, out, **options)
 
 
 USER_ERROR_TYPES = (ValueError, FileNotFoundError, FileExistsError)

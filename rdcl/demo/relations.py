@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from rdcl.data.dataset import DatasetSpec
 from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
 
 if TYPE_CHECKING:
@@ -26,15 +27,17 @@ def crop_around(x: np.ndarray, centre: np.ndarray, patch: tuple[int, ...]) -> np
     return x[(slice(None), *(slice(a, a + p) for a, p in zip(start, patch, strict=True)))]
 
 
-def lesion_batch(root: Path, predictor: Predictor, n: int) -> torch.Tensor:
-    """A (n, 1, *patch) batch of the first ``n`` training cases of ``root``, each patch centred on
-    its lesion and preprocessed as ``predictor``'s training data was."""
+def lesion_batch(root: Path | DatasetSpec, predictor: Predictor, n: int) -> torch.Tensor:
+    """A (n, 1, *patch) batch of the first ``n`` training cases of ``root`` (a dataset folder or
+    a loaded ``DatasetSpec``), each patch centred on its lesion and preprocessed as
+    ``predictor``'s training data was (a case's own intensity window first, as in training)."""
     from rdcl.data.layout import load_case, load_dataset
     from rdcl.data.preprocess import preprocess_case
 
     data_cfg = predictor.config.data
+    spec = root if isinstance(root, DatasetSpec) else load_dataset(root)
     patches = []
-    for case in load_dataset(root).cases[:n]:
+    for case in spec.cases[:n]:
         image, label, geometry = load_case(case)
         if label is None:
             raise ValueError(f"case {case.name} of {root} has no label; expected a labelled case")
@@ -45,7 +48,7 @@ def lesion_batch(root: Path, predictor: Predictor, n: int) -> torch.Tensor:
             predictor.intensity,
             label,
             normalization=predictor.normalization,
-            window=predictor.window,
+            window=case.window if case.window is not None else predictor.window,
         )
         fg = np.argwhere(y > 0)
         centre = fg.mean(axis=0) if fg.size else np.asarray(y.shape) / 2

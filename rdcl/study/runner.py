@@ -1,0 +1,234 @@
+"""``rdcl cv``: every method of the paper's Tables II/III over the folds of a split, each training
+run its own ``python -m rdcl train`` process, resumable per method and fold.
+
+Study folder layout::
+
+    CV_DIR/study.json                     the data, sets, rows and config options of the study
+    CV_DIR/split.json                     the split used (a copy of --split, or the seeded one)
+    CV_DIR/folds/fold_K/{train,test}.txt  case names of fold K (K from 1)
+    CV_DIR/pretrain/<group>/              stage 1 (G + decoder on non-COVID sets), shared by folds
+    CV_DIR/runs/<row>/fold_K/             rdcl train run folder; predictions/, scores.csv
+    CV_DIR/cache/                         preprocessing cache shared by all runs
+    CV_DIR/results.{md,csv,json}, comparison.csv, cases.csv, figures/
+
+A (row, fold) is finished when its ``scores.csv`` exists (written last, atomically): it is
+skipped. A run with ``last.ckpt`` but no ``final.ckpt`` resumes (``rdcl train --resume``); a
+trained run without scores is only scored. ``--fold K`` and ``--methods`` select part of the work,
+so folds can go to different machines or job-array tasks sharing ``CV_DIR`` (docs/study.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdcl.report._files import write_text_atomic
+
+from .methods import StudyRow, group_sets
+from .scoring import read_scores, score_run
+from .splits import Split, check_split, make_split, read_split, write_case_list, write_split
+
+logger = logging.getLogger(__name__)
+
+
+class StudyRunError(RuntimeError):
+    """A training run of the study failed (its last error line is in the message)."""
+
+
+class StudyMismatchError(ValueError):
+    """``CV_DIR`` holds a study with other data, sets or configuration (pass overwrite)."""
+
+
+@dataclass
+class StudyPlan:
+    """What ``rdcl cv`` runs.
+
+    ``config_args`` are ``rdcl train`` configuration options passed to every run (``--preset``/
+    ``--config``/``--set``); ``folds`` the 0-based folds to run (None: all); ``device`` the
+    training/prediction device.
+    """
+
+    data: Path
+    general: list[Path]
+    out: Path
+    rows: list[StudyRow]
+    split: Split
+    config_args: list[str] = field(default_factory=list)
+    folds: list[int] | None = None
+    device: str = "cpu"
+    tolerance_mm: float = 3.0
+    quiet: bool = True
+
+    def run_dir(self, row: str, fold: int) -> Path:
+        """The ``rdcl train`` run folder of ``row`` on 0-based ``fold``."""
+        return self.out / "runs" / row / f"fold_{fold + 1}"
+
+    def fold_dir(self, fold: int) -> Path:
+        """Where fold ``fold``'s case lists live."""
+        return self.out / "folds" / f"fold_{fold + 1}"
+
+
+def resolve_split(
+    data_names: Sequence[str],
+    out: Path,
+    *,
+    split_file: Path | None,
+    folds: int | None,
+    train_per_fold: int | None,
+    seed: int,
+) -> Split:
+    """The study's split: ``split_file``; else ``out/split.json`` of an earlier call; else a
+    seeded split of ``folds`` x ``train_per_fold``. Checked against the dataset's case names."""
+    saved = out / "split.json"
+    if split_file is not None:
+        split = read_split(split_file)
+        if saved.is_file() and read_split(saved) != split:
+            raise StudyMismatchError(
+                f"{out} was run with another split ({saved}); expected the same --split or a "
+                "new --out (or --overwrite)"
+            )
+    elif saved.is_file():
+        split = read_split(saved)
+    elif folds is not None and train_per_fold is not None:
+        split = make_split(data_names, folds, train_per_fold, seed=seed)
+    else:
+        raise ValueError(
+            "expected --split FILE or --folds K --train-per-fold N (no split.json in --out yet)"
+        )
+    check_split(split, data_names, str(split_file or saved))
+    return split
+
+
+def _study_record(plan: StudyPlan) -> dict:
+    return {
+        "data": str(plan.data.resolve()),
+        "general": [str(g.resolve()) for g in plan.general],
+        "config_args": list(plan.config_args),
+        "tolerance_mm": plan.tolerance_mm,
+    }
+
+
+def prepare_study(plan: StudyPlan, *, overwrite: bool = False) -> None:
+    """Create ``CV_DIR`` with ``study.json``, ``split.json`` and the fold case lists.
+
+    An existing study must have the same data, sets, config options and tolerance (those change
+    what every run computes); raises :class:`StudyMismatchError` otherwise, unless ``overwrite``
+    (then the record is replaced and runs with changed settings must be removed by the user:
+    ``rdcl train`` refuses to resume a run whose config changed).
+    """
+    record = _study_record(plan)
+    path = plan.out / "study.json"
+    if path.is_file() and not overwrite:
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if old != record:
+            raise StudyMismatchError(
+                f"{plan.out} holds a study with other settings ({path}); expected the same "
+                "--data, --general, configuration and --tolerance, a new --out, or --overwrite"
+            )
+    plan.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    write_split(plan.split, plan.out / "split.json")
+    for k, fold in enumerate(plan.split.folds):
+        write_case_list(fold.train, plan.fold_dir(k) / "train.txt")
+        write_case_list(fold.test, plan.fold_dir(k) / "test.txt")
+
+
+def _train_command(plan: StudyPlan, out: Path, extra: Sequence[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "rdcl", "train", "--data", str(plan.data), "--out", str(out)]
+    cmd += ["--cache", str(plan.out / "cache"), "--device", plan.device, *plan.config_args]
+    if plan.quiet:
+        cmd.insert(4, "-q")
+    return [*cmd, *extra]
+
+
+def _resume_flags(run: Path) -> list[str]:
+    if (run / "last.ckpt").is_file():
+        return ["--resume"]
+    if (run / "log.jsonl").is_file():
+        return ["--overwrite"]
+    return []
+
+
+def _run(cmd: list[str], what: str) -> None:
+    logger.info("%s: %s", what, " ".join(cmd))
+    env = dict(os.environ)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise StudyRunError(f"{what} failed (exit {result.returncode}): {tail[0]}")
+
+
+def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
+    """Stage 1 of ``group`` (``rdcl train --pretrain-only``), run once and shared by all folds."""
+    run = plan.out / "pretrain" / group
+    final = run / "final.ckpt"
+    if final.is_file():
+        return final
+    extra = ["--pretrain-only", *_resume_flags(run), "--general"]
+    extra += [str(g) for g in group_sets(group, plan.general)]
+    _run(_train_command(plan, run, extra), f"stage 1 ({group})")
+    return final
+
+
+def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec) -> list[dict]:
+    """Train (or resume) and score ``row`` on 0-based ``fold``; skipped when already scored.
+
+    Returns the fold's score rows ``{"case", "dsc", "nsd"}``.
+    """
+    run = plan.run_dir(row.name, fold)
+    scores = run / "scores.csv"
+    if scores.is_file():
+        logger.info("%s fold %d: done, skipped", row.name, fold + 1)
+        return read_scores(scores)
+    if not (run / "final.ckpt").is_file():
+        extra = ["--method", row.method, "--cases", str(plan.fold_dir(fold) / "train.txt")]
+        if row.pretrain_group is not None:
+            extra += ["--pretrained", str(pretrain_checkpoint(plan, row.pretrain_group))]
+        if row.general_batches:
+            extra += ["--general", *(str(g) for g in plan.general)]
+        extra += _resume_flags(run)
+        _run(_train_command(plan, run, extra), f"{row.name} fold {fold + 1}")
+    n_test = len(plan.split.folds[fold].test)
+    logger.info("%s fold %d: scoring %d test cases", row.name, fold + 1, n_test)
+    return score_run(
+        run / "final.ckpt",
+        spec,
+        plan.split.folds[fold].test,
+        run / "predictions",
+        scores,
+        tolerance_mm=plan.tolerance_mm,
+        device=plan.device,
+    )
+
+
+def collect_scores(plan: StudyPlan) -> tuple[list[dict], list[tuple[str, int]]]:
+    """Per-case rows ``{"method", "fold", "case", "dsc", "nsd"}`` of every scored (row, fold) of
+    the study (all folds, not only ``plan.folds``), and the (row, fold) pairs not scored yet."""
+    rows, missing = [], []
+    for row in plan.rows:
+        for k in range(len(plan.split.folds)):
+            path = plan.run_dir(row.name, k) / "scores.csv"
+            if not path.is_file():
+                missing.append((row.name, k))
+                continue
+            rows += [{"method": row.name, "fold": k, **r} for r in read_scores(path)]
+    return rows, missing
+
+
+def run_study(plan: StudyPlan, spec) -> tuple[list[dict], list[tuple[str, int]]]:
+    """Run every selected (row, fold) in order (folds outer, rows inner); returns
+    :func:`collect_scores`. ``spec`` is the COVID dataset (``rdcl.data.load_dataset(data)``)."""
+    folds = plan.folds if plan.folds is not None else range(len(plan.split.folds))
+    for k in folds:
+        for row in plan.rows:
+            run_unit(plan, row, k, spec)
+    return collect_scores(plan)
