@@ -1,0 +1,145 @@
+"""``rdcl download`` (fetch, verify and prepare a public data set) and ``rdcl prepare`` (convert a
+published layout already on disk into rdcl's native layout)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rdcl.cli.common import Command, add_overwrite
+
+logger = logging.getLogger(__name__)
+
+DATA_SETS = ("covid19-ct-seg", "msd-lung", "nsclc-effusion")
+"""The names ``rdcl download``/``rdcl prepare`` know (``rdcl.data.download.SOURCES``,
+``rdcl.data.prepare.PREPARERS``; listed here so that ``rdcl --help`` imports nothing heavy)."""
+
+PREPARED = "prepared"
+"""Sub-folder of ``--out`` that receives the native-layout data set."""
+
+
+def _checksum(text: str) -> tuple[str, str]:
+    name, sep, hexsum = text.partition("=")
+    if not sep or not name or not hexsum:
+        raise argparse.ArgumentTypeError(f"expected FILE=HEX, found {text!r}")
+    return name, hexsum
+
+
+def _add_download(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help=f"data set: {', '.join(DATA_SETS)}")
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR",
+        help="download folder: DIR/archives (kept), DIR/raw (unpacked), DIR/prepared (native)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sha256", action="append", default=[], type=_checksum, metavar="FILE=HEX",
+        help="expected SHA-256 of an archive (overrides the built-in table; repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mirror", metavar="URL",
+        help="fetch the archives from URL/<file name> instead of the publisher's address",
+    )  # fmt: skip
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation")
+    add_overwrite(p, "the prepared data set")
+
+
+def _progress(name: str, quiet: bool):
+    state = {"last": -1}
+
+    def report(done: int, total: int | None) -> None:
+        if quiet:
+            return
+        mib = done >> 20
+        if mib != state["last"]:
+            state["last"] = mib
+            of = f" of {total >> 20} MiB" if total else " MiB"
+            print(f"\r{name}: {mib}{of}", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    from rdcl.data.download import download_file, expected_digest, get_source
+    from rdcl.data.prepare import extract_archive, prepare
+
+    source = get_source(args.name)
+    if not source.files:
+        raise ValueError(f"{source.name} cannot be downloaded by rdcl: {source.note}")
+    overrides = dict(args.sha256)
+    unknown = sorted(set(overrides) - {f.filename for f in source.files})
+    if unknown:
+        raise ValueError(
+            f"--sha256 names {unknown[0]!r}; expected one of {[f.filename for f in source.files]}"
+        )
+    if args.out.exists() and not args.out.is_dir():
+        raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
+    digests = [expected_digest(f, overrides.get(f.filename)) for f in source.files]
+    prepared = args.out / PREPARED
+    if prepared.is_dir() and any(prepared.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"prepared data set exists (pass --overwrite): {prepared}")
+    raw = args.out / "raw"
+    for remote, digest in zip(source.files, digests, strict=True):
+        url = f"{args.mirror.rstrip('/')}/{remote.filename}" if args.mirror else remote.url
+        archive = download_file(
+            url,
+            args.out / "archives" / remote.filename,
+            digest=digest,
+            timeout=args.timeout,
+            progress=_progress(remote.filename, args.quiet),
+        )
+        if not args.quiet:
+            print(file=sys.stderr)
+        logger.info("verified %s (%s %s)", archive, *digest)
+        stem = remote.filename.split(".")[0]
+        done = raw / f".{stem}.complete"
+        if not done.is_file():
+            extract_archive(archive, raw / stem)
+            done.write_text("")
+    spec = prepare(source.layout, raw, prepared, overwrite=args.overwrite)
+    logger.info("prepared %d cases in %s", len(spec.cases), prepared)
+    return 0
+
+
+def _add_prepare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("layout", metavar="LAYOUT", help=f"published layout: {', '.join(DATA_SETS)}")
+    p.add_argument("--src", required=True, type=Path, metavar="DIR", help="the unpacked data")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="native-layout folder")
+    add_overwrite(p, "a non-empty output folder")
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from rdcl.data.prepare import prepare
+
+    src, out = args.src.resolve(), args.out.resolve()
+    if out == src or out in src.parents or src in out.parents:
+        raise ValueError(f"--out {args.out} must lie outside --src {args.src}")
+    spec = prepare(args.layout, args.src, args.out, overwrite=args.overwrite)
+    logger.info("prepared %d cases in %s", len(spec.cases), args.out)
+    return 0
+
+
+COMMANDS = (
+    Command(
+        "download",
+        "download, verify and prepare a public data set of the paper",
+        _add_download,
+        _run_download,
+        description=(
+            "Download the archives of NAME (resuming interrupted downloads), verify their\n"
+            "SHA-256 (or published MD5), unpack them and convert them into rdcl's native\n"
+            "layout in DIR/prepared. Archives without a known checksum need --sha256."
+        ),
+    ),
+    Command(
+        "prepare",
+        "convert a published data set layout into rdcl's native layout",
+        _add_prepare,
+        _run_prepare,
+        description=(
+            "Convert COVID-19-CT-Seg, MSD Task06_Lung or NSCLC pleural effusion data already on\n"
+            "disk into the nnU-Net raw layout with 0/1 labels and one intensity convention."
+        ),
+    ),
+)

@@ -1,0 +1,253 @@
+"""Convert the paper's data sets from their published layouts into rdcl's native layout
+(nnU-Net v2 raw: ``dataset.json``, ``imagesTr/CASE_0000.nii.gz``, ``labelsTr/CASE.nii.gz`` 0/1),
+and unpack downloaded archives safely.
+
+- ``covid19-ct-seg`` (Zenodo 3757476): images ``coronacases_org_001.nii.gz`` /
+  ``radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii.gz``, masks in ``Infection_Mask/``
+  (1 = infection) or ``Lung_and_Infection_Mask/`` (3 = infection, 1/2 = lungs -> 0), read with
+  :func:`rdcl.data.published.covid_dataset`. Cases are named by their masks
+  (``coronacases_001``, ``radiopaedia_4_85506_1``: the names of the official Task-1 split). The two
+  intensity conventions are made one: the 10 radiopaedia volumes, already windowed to
+  [-1250, 250] HU and scaled to [0, 255], are mapped back to that HU range
+  (``v / 255 * 1500 - 1250``), so every case is HU with the window (-1250, 250).
+- ``msd-lung`` (MSD Task06_Lung): ``dataset.json`` + ``imagesTr/lung_001.nii.gz`` (the tar's
+  ``._*`` resource-fork files are ignored: only ``dataset.json``'s list is read); HU images with
+  ``ct`` normalisation, labels 0/1.
+- ``nsclc-effusion`` (PleThora effusion masks on NSCLC-Radiomics CT): masks
+  ``<patient>*effusion*.nii.gz`` anywhere under the source (several reviewers: the first by
+  name), images ``<patient>.nii.gz`` (or ``.nii``/``.nrrd``/``.mha``) or a DICOM series folder
+  named ``<patient>``; patients are ``LUNG1-NNN``. Masks 0/1 or 0/255; patients without an image
+  are skipped with a warning. (This layout is our reading of the TCIA release; adjust
+  :data:`NSCLC_PATIENT` if your copy differs.)
+
+Images and labels are written through :mod:`rdcl.data.io`, so spacing, origin and direction are
+kept; the output folder appears only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rdcl.data import io, published
+from rdcl.data.dataset import Case, DatasetError, DatasetSpec
+from rdcl.data.layout import load_case, load_dataset
+
+logger = logging.getLogger(__name__)
+
+HU_WINDOW = published.CORONACASES_WINDOW
+"""The COVID-19-CT-Seg window (-1250, 250) HU; radiopaedia's [0, 255] maps onto it."""
+
+NSCLC_PATIENT = re.compile(r"(LUNG1-\d{3})", re.IGNORECASE)
+"""Patient identifier in NSCLC-Radiomics / PleThora file names."""
+
+NSCLC_LABEL_MAP = {0: 0, 1: 1, 255: 1}
+"""Effusion mask values -> 0/1."""
+
+
+def radiopaedia_to_hu(image: np.ndarray) -> np.ndarray:
+    """Map a radiopaedia volume of COVID-19-CT-Seg ([0, 255] = the window [-1250, 250] HU) back to
+    HU: ``v / 255 * (250 + 1250) - 1250``; float32, same shape."""
+    lo, hi = HU_WINDOW
+    return (np.asarray(image, dtype=np.float32) / 255.0 * (hi - lo) + lo).astype(np.float32)
+
+
+def _as_int16(image: np.ndarray) -> np.ndarray:
+    """HU as int16 (rounded) when it fits, else float32."""
+    rounded = np.rint(image)
+    if rounded.size and (rounded.min() < -32768 or rounded.max() > 32767):
+        return image.astype(np.float32)
+    return rounded.astype(np.int16)
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a ``.zip`` or ``.tar[.gz]`` into ``dest`` (created); refuses members that would land
+    outside ``dest`` (absolute paths, ``..``, links). If the archive holds one top folder named
+    like ``dest``, its content is moved up. Returns ``dest``."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+
+    def check(name: str) -> None:
+        target = (root / name).resolve()
+        if target != root and root not in target.parents:
+            raise DatasetError(f"{archive}: member {name!r} would be written outside {dest}")
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                check(name)
+            zf.extractall(dest)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for m in tf.getmembers():
+                check(m.name)
+                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
+                    raise DatasetError(f"{archive}: member {m.name!r} is not a plain file")
+            tf.extractall(dest, filter="data")
+    else:
+        raise DatasetError(f"{archive}: expected a .zip or .tar archive")
+    inner = dest / dest.name
+    if inner.is_dir() and [p.name for p in dest.iterdir()] == [dest.name]:
+        for p in list(inner.iterdir()):
+            p.rename(dest / p.name)
+        inner.rmdir()
+    return dest
+
+
+def _dataset_json(name: str, n: int, lesion: str, normalization: str, window) -> dict:
+    extra: dict = {"lesion": lesion, "normalization": normalization}
+    if window is not None:
+        extra["window"] = [float(window[0]), float(window[1])]
+    return {
+        "name": name,
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, lesion: 1},
+        "numTraining": n,
+        "file_ending": ".nii.gz",
+        "rdcl": extra,
+    }
+
+
+def _write_native(
+    out: Path,
+    cases: list[Case],
+    meta: dict,
+    convert: Callable[[Case, np.ndarray], np.ndarray],
+    *,
+    overwrite: bool,
+) -> DatasetSpec:
+    """Write ``cases`` (validated by :func:`load_case`) in the native layout into ``out``."""
+    if not cases:
+        raise DatasetError("no cases found to prepare")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    io.new_dir_mode(tmp)
+    try:
+        for case in cases:
+            image, label, geometry = load_case(case)
+            if label is None:
+                raise DatasetError(f"{case.image}: no label; expected a labelled case")
+            image = convert(case, image)
+            io.write_image(image, geometry, tmp / "imagesTr" / f"{case.name}_0000.nii.gz")
+            label_path = tmp / "labelsTr" / f"{case.name}.nii.gz"
+            io.write_image(label.astype(np.uint8), geometry, label_path)
+            logger.info("prepared %s", case.name)
+        meta = {**meta, "numTraining": len(cases)}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+    return load_dataset(out)
+
+
+def prepare_covid19_ct_seg(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """COVID-19-CT-Seg -> native layout (module docstring); returns the prepared dataset."""
+    src = Path(src)
+    if not ((src / "Infection_Mask").is_dir() or (src / "Lung_and_Infection_Mask").is_dir()):
+        raise DatasetError(
+            f"{src}: expected Infection_Mask/ or Lung_and_Infection_Mask/ beside the images"
+        )
+    cases = list(published.covid_dataset(src).cases)
+
+    def convert(case: Case, image: np.ndarray) -> np.ndarray:
+        return _as_int16(radiopaedia_to_hu(image) if case.name.startswith("radiopaedia") else image)
+
+    meta = _dataset_json("COVID-19-CT-Seg", len(cases), "covid", "window", HU_WINDOW)
+    return _write_native(Path(out), cases, meta, convert, overwrite=overwrite)
+
+
+def _msd_root(src: Path) -> Path:
+    if (src / "dataset.json").is_file():
+        return src
+    inner = src / "Task06_Lung"
+    if (inner / "dataset.json").is_file():
+        return inner
+    raise DatasetError(f"{src}: expected Task06_Lung's dataset.json (in it or in Task06_Lung/)")
+
+
+def prepare_msd_lung(src: str | Path, out: str | Path, *, overwrite: bool = False) -> DatasetSpec:
+    """MSD Task06_Lung -> native layout (HU, ``ct`` normalisation); returns the dataset."""
+    spec = load_dataset(_msd_root(Path(src)))
+    meta = _dataset_json("Task06_Lung", len(spec.cases), "tumour", "ct", None)
+    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+
+
+def _nsclc_image(src: Path, patient: str) -> Path | None:
+    for p in sorted(src.rglob("*")):
+        if "effusion" in p.name.lower():
+            continue
+        stem = io.strip_suffix(p) if p.is_file() else p.name
+        if stem.upper() != patient.upper():
+            continue
+        if (p.is_file() and io.is_image_file(p)) or p.is_dir():
+            return p
+    return None
+
+
+def nsclc_cases(src: str | Path) -> list[Case]:
+    """The NSCLC pleural-effusion cases under ``src`` (module docstring), one per patient."""
+    src = Path(src)
+    masks: dict[str, Path] = {}
+    for m in sorted(src.rglob("*effusion*")):
+        hit = NSCLC_PATIENT.search(m.name)
+        if hit and m.is_file() and io.is_image_file(m):
+            masks.setdefault(hit.group(1).upper(), m)
+    cases = []
+    for patient, mask in sorted(masks.items()):
+        image = _nsclc_image(src, patient)
+        if image is None:
+            logger.warning("skipping %s: no image named %s under %s", mask, patient, src)
+            continue
+        cases.append(Case(patient, image, mask, NSCLC_LABEL_MAP))
+    if not cases:
+        raise DatasetError(
+            f"{src}: expected effusion masks named <LUNG1-NNN>*effusion*.nii.gz with their CT "
+            "images, found none"
+        )
+    return cases
+
+
+def prepare_nsclc_effusion(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """NSCLC pleural effusion -> native layout (HU, ``ct`` normalisation); returns the dataset."""
+    cases = nsclc_cases(src)
+    meta = _dataset_json("NSCLC_effusion", len(cases), "effusion", "ct", None)
+    return _write_native(Path(out), cases, meta, lambda c, x: _as_int16(x), overwrite=overwrite)
+
+
+PREPARERS: dict[str, Callable[..., DatasetSpec]] = {
+    "covid19-ct-seg": prepare_covid19_ct_seg,
+    "msd-lung": prepare_msd_lung,
+    "nsclc-effusion": prepare_nsclc_effusion,
+}
+"""Layout name -> converter ``(src, out, *, overwrite) -> DatasetSpec``."""
+
+
+def prepare(
+    layout: str, src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """Convert ``src`` (layout ``layout``) into the native layout at ``out``."""
+    if layout not in PREPARERS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(PREPARERS)}")
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"source folder not found: {src}")
+    return PREPARERS[layout](src, out, overwrite=overwrite)
