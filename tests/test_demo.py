@@ -79,3 +79,15 @@ def test_fast_demo_end_to_end(tmp_path):
     assert len(rows) == FAST.n_test
     mean_dsc = np.mean([float(r["dsc"]) for r in rows])
     assert f"| rdcl | {FAST.n_test} | {mean_dsc:.3f} ± " in text
+    # the exported predictor of the rdcl run, named with its C++ command, reproduces the mask
+    import torch
+
+    model = out / "model" / "rdcl.ts"
+    assert "`rdcl_predict model/rdcl.ts INPUT.nii.gz OUTPUT.nii.gz`" in text
+    assert "masks equal" in text or "Dice" in text
+    module = torch.jit.load(str(model))
+    got = module(
+        torch.from_numpy(image.astype(np.float32)),
+        torch.tensor(geometry.spacing, dtype=torch.float64),
+    ).numpy()
+    np.testing.assert_array_equal(got, mask)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
+from rdcl.paths import require_dir, require_file, require_path
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "-m", "--model", required=True, type=Path, metavar="MODEL",
-        help="a checkpoint (.ckpt) or a finished training run folder (uses its final.ckpt)",
+        help="a checkpoint (.ckpt), a finished training run folder (uses its final.ckpt), or "
+        "a file written by rdcl export (.ts TorchScript predictor, .pt2 AOTInductor network)",
     )  # fmt: skip
     add_overwrite(p, "output masks")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -42,11 +44,32 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--suffix", metavar=".EXT", help="output suffix for folder input (default: the input's)"
     )
+    p.add_argument(
+        "--window", nargs=2, type=float, metavar=("LOW", "HIGH"),
+        help="intensity convention of the input: LOW..HIGH corresponds to the training window "
+        "(e.g. 0 255 for a radiopaedia volume of COVID-19-CT-Seg with a HU model); default: the "
+        "training convention, or each case's own for published names (coronacases_org_*, "
+        "radiopaedia_org_*)",
+    )  # fmt: skip
+    p.add_argument(
+        "--report", type=Path, metavar="QUANT.csv",
+        help="write per-case infection volume (mL), lesion count and, with --lung-mask, lung "
+        "volume and %% infected, as CSV and as JSON beside it (QUANT.json)",
+    )  # fmt: skip
+    p.add_argument(
+        "--lung-mask", metavar="FILE_OR_DIR|auto",
+        help="lung mask(s) for --report: a file (single input), a folder of masks named like "
+        "the inputs, or 'auto' for an approximate HU-threshold lung mask (< -400 HU)",
+    )  # fmt: skip
 
 
 def resolve_model(path: Path) -> Path:
-    """The checkpoint behind ``-m``: the file itself, or :data:`RUN_CHECKPOINT` in a run folder."""
+    """The checkpoint behind ``-m``: the file itself, or :data:`RUN_CHECKPOINT` in a run folder.
+
+    A path that cannot be read is a PermissionError ("permission denied"), not "not found"."""
+    require_path(path, "model")
     if path.is_dir():
+        require_dir(path, "model run folder")
         final = path / RUN_CHECKPOINT
         if final.is_file():
             return final
@@ -56,9 +79,7 @@ def resolve_model(path: Path) -> Path:
             f"no checkpoint in run folder {path}: expected {RUN_CHECKPOINT}"
             + (hint if last.is_file() else "")
         )
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    return path
+    return require_file(path, "model")
 
 
 def _is_series_dir(path: Path) -> bool:
@@ -72,11 +93,12 @@ def _is_series_dir(path: Path) -> bool:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from rdcl.data.io import is_image_file
-    from rdcl.inference import Predictor, output_name
+    from rdcl.inference import output_name
+    from rdcl.inference.conventions import check_window, published_window
 
     src, dst = args.input, args.output
-    if not src.exists():
-        raise FileNotFoundError(f"input not found: {src}")
+    require_path(src, "input")
+    require_dir(src, "input folder") if src.is_dir() else require_file(src, "input")
     folder = src.is_dir() and not _is_series_dir(src)
     if folder and dst.exists() and not dst.is_dir():
         raise NotADirectoryError(f"-o must be a folder when -i is a folder, found a file: {dst}")
@@ -87,7 +109,50 @@ def _run_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"-o {dst} must end with an image suffix (.nii.gz, .nrrd, .png, ...)")
         if dst.exists() and not args.overwrite:
             raise FileExistsError(f"output exists (pass --overwrite to replace it): {dst}")
-    predictor = Predictor.from_checkpoint(
+    window = check_window(args.window) if args.window is not None else None
+    quant = _Quantifier(args, folder=folder) if args.report is not None else None
+    if args.lung_mask is not None and quant is None:
+        raise ValueError("--lung-mask needs --report QUANT.csv")
+    predictor = _load_predictor(args)
+    on_mask = quant.add if quant is not None else None
+    if folder:
+        written = predictor.predict_folder(
+            src,
+            dst,
+            overwrite=args.overwrite,
+            suffix=args.suffix,
+            progress=not args.quiet,
+            window=window,
+            on_mask=on_mask,
+        )
+        logger.info("wrote %d masks to %s", len(written), dst)
+    else:
+        if window is None:
+            window = published_window(src)
+        predictor.predict_file(src, dst, overwrite=args.overwrite, window=window, on_mask=on_mask)
+        logger.info("wrote %s", dst)
+    if quant is not None:
+        csv_path, json_path = quant.write()
+        logger.info("wrote %s and %s", csv_path, json_path)
+    return 0
+
+
+def _load_predictor(args: argparse.Namespace):
+    """The predictor behind ``-m``: an exported file, or a checkpoint / run folder."""
+    from rdcl.inference import Predictor
+    from rdcl.inference.exported import is_exported, load_exported
+
+    if is_exported(args.model):
+        fixed = {"--step": args.step != 0.5, "--tile-batch": args.tile_batch != 4}
+        fixed.update({"--mirror": args.mirror, "--amp": args.amp is not None})
+        given = [k for k, v in fixed.items() if v]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: the sliding-window settings of an exported model are fixed "
+                f"at export (rdcl export {given[0]} ...); expected none with -m {args.model}"
+            )
+        return load_exported(args.model, device=args.device)
+    return Predictor.from_checkpoint(
         resolve_model(args.model),
         device=args.device,
         step=args.step,
@@ -95,15 +160,78 @@ def _run_predict(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         amp=args.amp,
     )
-    if folder:
-        written = predictor.predict_folder(
-            src, dst, overwrite=args.overwrite, suffix=args.suffix, progress=not args.quiet
-        )
-        logger.info("wrote %d masks to %s", len(written), dst)
-    else:
-        predictor.predict_file(src, dst, overwrite=args.overwrite)
-        logger.info("wrote %s", dst)
-    return 0
+
+
+class _Quantifier:
+    """Collects :mod:`rdcl.inference.quantify` rows from predicted masks (``on_mask``)."""
+
+    def __init__(self, args: argparse.Namespace, *, folder: bool) -> None:
+        self.path: Path = args.report
+        self.lung = args.lung_mask
+        if self.path.is_dir():
+            raise IsADirectoryError(f"--report must be a file path, found a folder: {self.path}")
+        if self.path.suffix.lower() != ".csv":
+            raise ValueError(f"--report expected a .csv path, found {self.path}")
+        for p in (self.path, self.path.with_suffix(".json")):
+            if p.exists() and not args.overwrite:
+                raise FileExistsError(f"report exists (pass --overwrite to replace it): {p}")
+        if self.lung not in (None, "auto"):
+            lung = Path(self.lung)
+            if not lung.exists():
+                raise FileNotFoundError(f"--lung-mask not found: {lung}")
+            if folder and not lung.is_dir():
+                raise NotADirectoryError(
+                    f"--lung-mask must be a folder (or auto) for folder input, found {lung}"
+                )
+        self.rows: list = []
+
+    def _lung_for(self, src: Path, shape: tuple[int, ...], geometry) -> tuple:
+        from rdcl.data.io import read_image
+
+        if self.lung is None:
+            return None, None
+        if self.lung == "auto":
+            return None, "auto (approximate)"
+        lung_path = Path(self.lung)
+        if lung_path.is_dir():
+            lung_path = _match_lung(lung_path, src)
+        lung, lung_geom = read_image(lung_path)
+        if lung.shape != shape:
+            raise ValueError(
+                f"lung mask {lung_path} has shape {lung.shape}, expected the image's {shape}"
+            )
+        if not lung_geom.matches(geometry, atol=1e-3):
+            raise ValueError(f"lung mask {lung_path} does not overlay {src} (geometry differs)")
+        return lung, str(lung_path)
+
+    def add(self, src: Path, image, mask, geometry) -> None:
+        from rdcl.data.io import strip_suffix
+        from rdcl.inference.quantify import auto_lung_mask, quantify
+
+        lung, source = self._lung_for(src, mask.shape, geometry)
+        if self.lung == "auto":
+            lung = auto_lung_mask(image, geometry.spacing)
+        case = strip_suffix(src)
+        self.rows.append(quantify(case, mask, geometry.spacing, lung, source))
+
+    def write(self) -> tuple[Path, Path]:
+        from rdcl.inference.quantify import write_report
+
+        return write_report(self.rows, self.path)
+
+
+def _match_lung(folder: Path, src: Path) -> Path:
+    """The lung mask in ``folder`` for input ``src``: same name, or same name without the
+    ``_0000`` channel suffix, with any image suffix."""
+    from rdcl.data.io import is_image_file, strip_suffix
+    from rdcl.inference.predictor import CHANNEL_SUFFIX
+
+    stem = strip_suffix(src)
+    stems = {stem, stem[: -len(CHANNEL_SUFFIX)] if stem.endswith(CHANNEL_SUFFIX) else stem}
+    hits = [p for p in sorted(folder.iterdir()) if is_image_file(p) and strip_suffix(p) in stems]
+    if not hits:
+        raise FileNotFoundError(f"no lung mask for {src.name} in {folder} (expected {stem}.*)")
+    return hits[0]
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -124,8 +252,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from rdcl.metrics.evaluate import evaluate_folders, summarize
 
     for path, flag in ((args.pred, "--pred"), (args.gt, "--gt")):
-        if not path.exists():
-            raise FileNotFoundError(f"{flag} not found: {path}")
+        require_path(path, flag)
+        require_dir(path, flag) if path.is_dir() else require_file(path, flag)
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ValueError(f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}")
     if args.csv is not None and args.csv.is_dir():

@@ -8,7 +8,9 @@ Steps (each timed, the timings go into the report):
 4. predict the held-out cases (NIfTI masks with the inputs' geometry) and score DSC and NSD@3mm;
 5. relation matrices R_G(X_n), R_G(X_c), R_T(X_c) of the trained rdcl network on a non-COVID and a
    COVID batch (paper Fig. 4 and 5);
-6. figures and ``report.md``.
+6. export the trained rdcl model with ``rdcl export`` (checked against the eager predictor) to
+   ``OUT/model/rdcl.ts``, the file the C++ app ``rdcl_predict`` runs;
+7. figures and ``report.md``.
 
 Output folder layout::
 
@@ -16,6 +18,7 @@ Output folder layout::
     OUT/data/{covid,noncovid}/   (nnU-Net raw layout)
     OUT/runs/{pretrain,baseline,rdcl}/   (config.json, log.jsonl, checkpoints)
     OUT/predictions/{baseline,rdcl}/CASE.nii.gz
+    OUT/model/rdcl.ts   (the exported TorchScript predictor of the rdcl run)
     OUT/cache/   (preprocessed arrays shared by the runs)
 """
 
@@ -47,7 +50,10 @@ logger = logging.getLogger(__name__)
 METHODS = ("baseline", "rdcl")
 """The methods the demo trains and compares."""
 
-OWNED = ("report.md", "scores", "figures", "data", "runs", "cache", "predictions")
+MODEL_DIR = "model"
+"""Sub-folder of the report folder that holds the exported predictor ``rdcl.ts``."""
+
+OWNED = ("report.md", "scores", "figures", "data", "runs", "cache", "predictions", "model")
 """The entries of the output folder that the demo writes (and replaces with ``overwrite``)."""
 
 
@@ -184,8 +190,15 @@ def _figures(
     return out
 
 
-def _notes(settings: DemoSettings, seed: int, diffs: dict[str, np.ndarray], pred: Path) -> list:
+def _notes(
+    settings: DemoSettings,
+    seed: int,
+    diffs: dict[str, np.ndarray],
+    pred: Path,
+    exported: tuple[Path, str],
+) -> list:
     z, y, x = settings.shape
+    model, check = exported
     diff_text = ", ".join(f"mean {name} = {d.mean():.4f}" for name, d in diffs.items())
     return [
         f"Synthetic 3D CT phantoms (`rdcl.data.synth`, seed {seed}): a COVID set of "
@@ -199,6 +212,10 @@ def _notes(settings: DemoSettings, seed: int, diffs: dict[str, np.ndarray], pred
         f"Relation matrices of the trained rdcl network on a non-COVID and a COVID batch: "
         f"{diff_text}.",
         f"Example prediction (NIfTI, the input's geometry): `{pred.as_posix()}`.",
+        f"Exported predictor (`rdcl export`, TorchScript, docs/export.md): `{model.as_posix()}`; "
+        f"{check.removeprefix('check: ')}. Run it from C++ with "
+        f"`rdcl_predict {model.as_posix()} INPUT.nii.gz OUTPUT.nii.gz` (from this folder), or "
+        f"from Python with `rdcl predict -m {model.as_posix()} -i INPUT.nii.gz -o OUTPUT.nii.gz`.",
         "These are tiny networks trained for a few CPU minutes on synthetic data: the numbers "
         "show that the pipeline works end to end, not the paper's result.",
     ]
@@ -285,12 +302,24 @@ def run_demo(
         matrices = relation_matrices(
             checkpoints["rdcl"], pretrained, covid, general, configs["rdcl"].data.batch_size
         )
+    with timer.stage("export rdcl model"):
+        from rdcl.export import export_model
+
+        model_dir = out_dir / MODEL_DIR
+        model_dir.mkdir(parents=True, exist_ok=True)
+        exported = export_model(checkpoints["rdcl"], model_dir / "rdcl.ts", overwrite=True)
     with timer.stage("figures + report"):
         logs = {"G pre-training": runs / "pretrain" / "log.jsonl"}
         logs.update({m: c.parent / "log.jsonl" for m, c in checkpoints.items()})
         figures = _figures(out_dir, covid, logs, matrices)
         example = next(iter(sorted((out_dir / "predictions" / "rdcl").iterdir())))
-        notes = _notes(settings, seed, relation_differences(matrices), example.relative_to(out_dir))
+        notes = _notes(
+            settings,
+            seed,
+            relation_differences(matrices),
+            example.relative_to(out_dir),
+            (exported.path.relative_to(out_dir), exported.check.message),
+        )
         write_summary(
             out_dir,
             scores=scores,

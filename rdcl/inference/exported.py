@@ -1,0 +1,111 @@
+"""Predictors around exported files: a TorchScript predictor (``.ts``) or an AOTInductor
+network (``.pt2``), both written by ``rdcl export`` (see ``docs/export.md``).
+
+They offer the :class:`~rdcl.inference.predictor.Predictor` interface (``predict_array``,
+``predict_file``, ``predict_folder``), so ``rdcl predict -m MODEL.ts`` works like a checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rdcl.config import Config
+from rdcl.data.intensity import IntensityStats
+from rdcl.data.io import Geometry
+from rdcl.inference.predictor import Predictor, resolve_device
+
+TORCHSCRIPT_SUFFIXES = (".ts", ".pt")
+AOTI_SUFFIXES = (".pt2",)
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether ``path`` names an exported predictor file (by suffix)."""
+    p = Path(path)
+    return p.is_file() and p.suffix.lower() in TORCHSCRIPT_SUFFIXES + AOTI_SUFFIXES
+
+
+class ScriptedPredictor(Predictor):
+    """The exported TorchScript predictor of a ``.ts`` file run from Python.
+
+    Preprocessing, sliding window and threshold run inside the file (settings fixed at export);
+    ``meta`` is its ``rdcl.json``. Raises ValueError for a file that is not an rdcl export.
+    """
+
+    def __init__(self, path: str | Path, *, device: str | torch.device = "auto") -> None:
+        from rdcl.export.metadata import CONFIG_FILE, META_FILE, parse_metadata
+
+        dev = resolve_device(device)
+        files = {META_FILE: "", CONFIG_FILE: ""}
+        try:
+            module = torch.jit.load(str(path), map_location=dev, _extra_files=files)
+        except (RuntimeError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a TorchScript file ({first})") from None
+        meta, config = parse_metadata(str(path), files[META_FILE], files[CONFIG_FILE])
+        self.meta = meta
+        self.path = Path(path)
+        super().__init__(
+            module,
+            config=Config.from_dict(config),
+            intensity=_stats(meta),
+            device=dev,
+            step=float(meta["step"]),
+            tile_batch=int(meta["tile_batch"]),
+            mirror=bool(meta["mirror"]),
+            normalization=meta["normalization"],
+            window=tuple(meta["training_window"]),
+        )
+
+    def _probabilities(
+        self, image: np.ndarray, geometry: Geometry, window: tuple[float, float] | None = None
+    ) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        sp = torch.tensor(geometry.spacing, dtype=torch.float64)
+        with torch.no_grad():
+            if window is None:
+                prob = self.network.probabilities(x, sp)
+            else:
+                w = torch.tensor([float(window[0]), float(window[1])], dtype=torch.float64)
+                prob = self.network.probabilities_window(x, sp, w)
+        return prob.cpu().numpy()
+
+
+def _stats(meta: dict[str, Any]) -> IntensityStats | None:
+    stats = meta.get("intensity")
+    return IntensityStats.from_dict(stats) if stats else None
+
+
+def aoti_predictor(path: str | Path, *, device: str | torch.device = "auto") -> Predictor:
+    """The eager predictor around the compiled network of an ``rdcl export --format aoti``
+    package (settings from its metadata)."""
+    from rdcl.export.aoti import CompiledNetwork, load_package
+
+    dev = resolve_device(device)
+    runner, meta, config = load_package(path, dev)
+    predictor = Predictor(
+        CompiledNetwork(runner, int(meta["tile_batch"])),
+        config=Config.from_dict(config),
+        intensity=_stats(meta),
+        device=dev,
+        step=float(meta["step"]),
+        tile_batch=int(meta["tile_batch"]),
+        mirror=bool(meta["mirror"]),
+        normalization=meta["normalization"],
+        window=tuple(meta["training_window"]),
+    )
+    predictor.meta = meta  # type: ignore[attr-defined]
+    return predictor
+
+
+def load_exported(path: str | Path, *, device: str | torch.device = "auto") -> Predictor:
+    """A predictor for an exported ``.ts`` or ``.pt2`` file (ValueError for other suffixes)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return ScriptedPredictor(path, device=device)
+    if suffix in AOTI_SUFFIXES:
+        return aoti_predictor(path, device=device)
+    raise ValueError(f"expected an exported .ts or .pt2 file, found {path}")
