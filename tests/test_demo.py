@@ -61,6 +61,7 @@ def test_fast_demo_end_to_end(tmp_path):
         assert row, f"no score row for {method} in report.md"
         assert int(row.group(1)) == FAST.n_test
     assert "| method | cases | DSC | NSD@3mm |" in text
+    assert re.search(r"\|L_G\| / L_seg = [0-9.e+-]+ and \|L_T\| / L_seg = [0-9.e+-]+", text)
     assert (out / "keep.txt").read_text() == "not the demo's"
     for name in ("overlay_baseline", "overlay_rdcl", "loss_curves", "relation_matrices"):
         png = out / "figures" / f"{name}.png"
@@ -91,3 +92,22 @@ def test_fast_demo_end_to_end(tmp_path):
         torch.tensor(geometry.spacing, dtype=torch.float64),
     ).numpy()
     np.testing.assert_array_equal(got, mask)
+
+
+def test_relation_scale_line_reads_the_rdcl_log(tmp_path):
+    import json
+
+    from rdcl.config import TrainConfig
+    from rdcl.demo.pipeline import relation_scale
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": i, "seg": 2.0, "loss_g": 0.2 * i, "loss_t": -0.02 * i} for i in range(20)]
+    rows.insert(5, {"step": 5, "seg": 1.0, "loss_g": None, "loss_t": None})  # skipped
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    train = TrainConfig(lambda_g=0.5, lambda_t=0.05, rampup_steps=7, relation_reduction="mean")
+    line = relation_scale(log, train)
+    # the last 2 of 20 rows: |L_G| / L_seg = mean(0.1 * 18, 0.1 * 19) = 1.85, |L_T| one tenth
+    assert "lambda_G = 0.5, lambda_T = 0.05, reduction `mean`" in line and "/ C^2" in line
+    assert "last 2 logged steps |L_G| / L_seg = 1.85 and |L_T| / L_seg = 0.185" in line
+    log.write_text(json.dumps({"step": 0, "seg": 1.0}) + "\n")
+    assert relation_scale(log, TrainConfig()).endswith("no relation terms were logged.")

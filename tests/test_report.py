@@ -102,7 +102,7 @@ def test_plot_loss_curves(tmp_path):
     )
     out = plot_loss_curves({"baseline": base, "rdcl": rd}, tmp_path / "curves.png")
     png = mpimg.imread(out)
-    assert png.shape == (700, 1100, 4)
+    assert png.shape == (700, 1500, 4)
     assert png[..., :3].std() > 0.05
     assert len(read_log(rd)) == 40
 

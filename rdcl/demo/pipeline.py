@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rdcl.config import Config, preset
+from rdcl.config import Config, TrainConfig, preset
 from rdcl.report import (
     plot_loss_curves,
     plot_overlays,
     plot_relation_matrices,
+    read_log,
     relation_differences,
     write_summary,
 )
@@ -190,6 +191,31 @@ def _figures(
     return out
 
 
+def relation_scale(log: Path, train: TrainConfig) -> str:
+    """One report line on the relation terms' scale in an rdcl run's ``log.jsonl``: the weights,
+    the reduction and the mean |L_G| / L_seg and |L_T| / L_seg over the last tenth of the steps."""
+    rows = [
+        r for r in read_log(log)
+        if all(isinstance(r.get(k), int | float) for k in ("seg", "loss_g", "loss_t"))
+        and r["seg"] > 0
+    ]  # fmt: skip
+    head = (
+        f"Relation losses (rdcl): lambda_G = {train.lambda_g:g}, lambda_T = {train.lambda_t:g}, "
+        f"reduction `{train.relation_reduction}` (squared Frobenius norm of Eq. 4-5"
+        f"{'' if train.relation_reduction == 'sum' else ' / C^2'}), ramped up over "
+        f"{train.rampup_steps} steps"
+    )
+    if not rows:
+        return head + "; no relation terms were logged."
+    tail = rows[-max(1, len(rows) // 10) :]
+    g = float(np.mean([abs(r["loss_g"]) / r["seg"] for r in tail]))
+    t = float(np.mean([abs(r["loss_t"]) / r["seg"] for r in tail]))
+    return (
+        f"{head}. Over the last {len(tail)} logged steps |L_G| / L_seg = {g:.3g} and "
+        f"|L_T| / L_seg = {t:.3g} (figure: training curves)."
+    )
+
+
 def _notes(
     settings: DemoSettings,
     seed: int,
@@ -320,6 +346,7 @@ def run_demo(
             example.relative_to(out_dir),
             (exported.path.relative_to(out_dir), exported.check.message),
         )
+        notes.insert(2, relation_scale(logs["rdcl"], configs["rdcl"].train))
         write_summary(
             out_dir,
             scores=scores,

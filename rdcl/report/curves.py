@@ -13,12 +13,33 @@ from matplotlib.figure import Figure
 from ._files import save_figure_atomic
 
 PANELS = (
-    ("seg", "segmentation loss (Dice + BCE)"),
-    ("loss_g", "L_G = lambda_G ramp d_G"),
-    ("loss_t", "L_T = -lambda_T ramp d_T"),
-    ("lr", "learning rate"),
-)
-"""(record key, panel title) for the four panels."""
+    ("segmentation loss L_seg (Dice + BCE)", (("seg", ""),), False),
+    ("L_G = lambda_G ramp d_G", (("loss_g", ""),), False),
+    ("L_T = -lambda_T ramp d_T", (("loss_t", ""),), False),
+    ("relation terms next to L_seg: |L_G| / L_seg, |L_T| / L_seg (log)",
+     (("ratio_g", "|L_G|/L_seg"), ("ratio_t", "|L_T|/L_seg")), True),
+    ("d_G, d_T (squared Frobenius norms, at most 4 C)", (("d_g", "d_G"), ("d_t", "d_T")), False),
+    ("learning rate", (("lr", ""),), False),
+)  # fmt: skip
+"""(panel title, ((record key, series suffix), ...), log y-axis) for the six panels. ``ratio_g``
+and ``ratio_t`` are derived per record: |loss_g| / seg and |loss_t| / seg."""
+
+_STYLES = ("-", "--")
+
+
+def _with_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records with ``ratio_g`` / ``ratio_t`` = |loss_g| / seg and |loss_t| / seg where both are
+    numbers and seg > 0."""
+    out = []
+    for r in records:
+        r = dict(r)
+        seg = r.get("seg")
+        for term, key in (("loss_g", "ratio_g"), ("loss_t", "ratio_t")):
+            value = r.get(term)
+            if isinstance(seg, int | float) and seg > 0 and isinstance(value, int | float):
+                r[key] = abs(float(value)) / float(seg)
+        out.append(r)
+    return out
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
@@ -69,7 +90,8 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path:
-    """Four panels over the step: segmentation loss, L_G, L_T and the learning rate.
+    """Six panels over the step: L_seg, L_G, L_T, the relation terms relative to L_seg (log
+    scale, so their scale next to the segmentation loss shows), d_G and d_T, the learning rate.
 
     Args:
         log_jsonl_paths: run label -> ``log.jsonl`` whose records carry ``step``, ``stage``,
@@ -91,25 +113,34 @@ def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path
             name = label if len(stages) == 1 or not stage else f"{label} ({stage})"
             runs[name] = [r for r in records if str(r.get("stage", "")) == stage]
 
-    fig = Figure(figsize=(11.0, 7.0), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
+    fig = Figure(figsize=(15.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
     colors = [f"C{i % 10}" for i in range(len(runs))]
-    for ax, (key, title) in zip(axes, PANELS, strict=True):
+    for ax, (title, keys, log_y) in zip(axes, PANELS, strict=True):
         drawn = False
         for color, (name, records) in zip(colors, runs.items(), strict=True):
-            steps, values = _series(records, key)
-            if steps.size == 0:
-                continue
-            drawn = True
-            if key == "lr":
-                ax.plot(steps, values, color=color, label=name)
-                continue
-            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
-            window = max(1, steps.size // 20)
-            ax.plot(steps, moving_average(values, window), color=color, label=name)
-        ax.set_title(title)
+            records = _with_ratios(records)
+            for style, (key, suffix) in zip(_STYLES, keys, strict=False):
+                steps, values = _series(records, key)
+                if log_y:
+                    keep = values > 0
+                    steps, values = steps[keep], values[keep]
+                if steps.size == 0:
+                    continue
+                drawn = True
+                label = f"{name} {suffix}".strip()
+                if key == "lr":
+                    ax.plot(steps, values, color=color, label=label)
+                    continue
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8, linestyle=style)
+                window = max(1, steps.size // 20)
+                ax.plot(steps, moving_average(values, window), color=color, label=label,
+                        linestyle=style)  # fmt: skip
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         if drawn:
+            if log_y:
+                ax.set_yscale("log")
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
