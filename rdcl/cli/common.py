@@ -72,12 +72,11 @@ def resolve_config(args: argparse.Namespace, *, dim: int | None) -> Config:
 
 
 def require_dir(path: Path, what: str) -> Path:
-    """``path`` if it is an existing folder, else FileNotFoundError/NotADirectoryError."""
-    if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if not path.is_dir():
-        raise NotADirectoryError(f"{what} must be a folder, found a file: {path}")
-    return path
+    """``path`` if it is a readable folder, else FileNotFoundError, NotADirectoryError or
+    PermissionError ("permission denied", never "not found"; see :mod:`rdcl.paths`)."""
+    from rdcl.paths import require_dir as _require_dir
+
+    return _require_dir(path, what)
 
 
 def check_out_dir(path: Path, *, overwrite: bool, what: str = "output folder") -> None:

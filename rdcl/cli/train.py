@@ -105,9 +105,12 @@ def _run_train(args: argparse.Namespace) -> int:
     resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
     if args.out.exists() and not args.out.is_dir():
         raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
-    if args.pretrained is not None and not args.pretrained.is_file():
-        raise FileNotFoundError(f"--pretrained checkpoint not found: {args.pretrained}")
+    if args.pretrained is not None:
+        from rdcl.paths import require_file
+
+        require_file(args.pretrained, "--pretrained checkpoint")
     from rdcl.training import run_training
+    from rdcl.training.runlock import RunInUseError
 
     before = set(args.out.iterdir()) if args.out.is_dir() else None
     try:
@@ -122,7 +125,9 @@ def _run_train(args: argparse.Namespace) -> int:
             pretrained=args.pretrained,
             progress=not args.quiet,
         )
-    except USER_ERROR_TYPES:
+    except RunInUseError:  # the folder is another run's: touch nothing
+        raise
+    except BaseException:  # any failure before a checkpoint: the fresh folder goes again
         _undo_fresh_run(args.out, before)
         raise
     logger.info("trained model: %s", final)
@@ -136,11 +141,6 @@ def _pretrain_only(cfg, covid, general, out: Path, *, pretrained, **options) -> 
     if pretrained is not None:
         raise ValueError("--pretrain-only trains stage 1 itself; expected no --pretrained")
     return pretrain_general(cfg, general, out, **options)
-
-
-USER_ERROR_TYPES = (ValueError, FileNotFoundError, FileExistsError)
-"""Input errors that can surface while a run is being prepared (e.g. a corrupt case found while
-preprocessing); a fresh run folder is then removed again."""
 
 
 def _undo_fresh_run(out: Path, before: set[Path] | None) -> None:

@@ -13,7 +13,11 @@ visible in an image viewer; readers of rdcl masks treat any non-zero value as le
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,7 +26,14 @@ import torch
 from torch import nn
 
 from rdcl.config import Config
-from rdcl.data.io import Geometry, is_image_file, read_image, strip_suffix, write_image
+from rdcl.data.io import (
+    Geometry,
+    is_image_file,
+    new_dir_mode,
+    read_image,
+    strip_suffix,
+    write_image,
+)
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
 from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
@@ -327,8 +338,10 @@ class Predictor:
         nnU-Net ``imagesTs`` folder; elsewhere it is part of the name) and keep the input
         suffix unless ``suffix`` (e.g. ``".nii.gz"``) is given. Entries that are not image files
         are logged as skipped, never dropped silently. Every output name is checked before any
-        work: an existing one without ``overwrite`` raises FileExistsError. When a case fails, the
-        masks this call created are removed again and the error names the failing input.
+        work: an existing one without ``overwrite`` raises FileExistsError. Masks are written to
+        a hidden staging folder beside ``out_dir`` and moved into place only when every case has
+        succeeded: when a case fails, the error names the failing input and ``out_dir`` is left
+        exactly as it was (earlier masks are not replaced, no folder is created).
         """
         from tqdm import tqdm
 
@@ -349,22 +362,43 @@ class Predictor:
             out_dir / (output_name(p, suffix) if nnunet else _keep_name(p, suffix)) for p in inputs
         ]
         _check_outputs(inputs, outputs, overwrite=overwrite)
-        created: list[Path] = []
+        staging, made = _staging_dir(out_dir)
         bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="predict", disable=not progress)
         try:
             for src, dst in bar:
-                existed = dst.exists()
+                dst = staging / dst.name  # moved to out_dir once every case succeeded
                 case_window = window if window is not None else published_window(src)
                 self.predict_file(
                     src, dst, overwrite=overwrite, window=case_window, on_mask=on_mask
                 )
-                if not existed:
-                    created.append(dst)
         except BaseException:
-            for p in created:
-                p.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in made:  # parents this call created, deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
+        _publish(staging, out_dir)
         return outputs
+
+
+def _staging_dir(out_dir: Path) -> tuple[Path, list[Path]]:
+    """A fresh hidden folder beside ``out_dir`` and the missing parents created for it."""
+    made = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.predict-", dir=out_dir.parent))
+    new_dir_mode(staging)
+    return staging, made
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move every file of ``staging`` into ``out_dir`` (renaming the folder when ``out_dir`` does
+    not exist yet), each with an atomic ``os.replace``; ``staging`` is removed."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    for p in sorted(staging.iterdir()):
+        os.replace(p, out_dir / p.name)
+    staging.rmdir()
 
 
 def _keep_name(in_path: Path, suffix: str | None) -> str:

@@ -174,9 +174,13 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
+        if not found:  # not a pickle rdcl could read at all (e.g. an image file)
+            raise CheckpointError(
+                f"not an rdcl checkpoint: {path} (torch.load failed: {type(exc).__name__})"
+            ) from exc
         raise CheckpointError(
-            f"not a safe rdcl checkpoint: {path} references a Python object{what} that could "
+            f"not a safe rdcl checkpoint: {path} references a Python object "
+            f"({found.group(1)}) that could "
             "run code when loaded; expected tensors and plain data only (not loaded)"
         ) from None
     except PermissionError:

@@ -227,3 +227,21 @@ def test_cache_that_is_a_file_creates_nothing(tmp_path, synth_data):
     with pytest.raises(NotADirectoryError, match="cache must be a folder"):
         run_training(_cfg(), synth_data, None, run, cache_dir=cache, progress=False)
     assert not run.exists()
+
+
+def test_cli_train_failing_in_preprocessing_leaves_no_folder(tmp_path, monkeypatch, synth_data):
+    """Whatever stops a fresh run before its first checkpoint (here an OSError such as a symlink
+    loop met while preprocessing), the run folder it created is removed again."""
+    from rdcl.cli import main
+    from rdcl.training import api
+
+    def loop(*a, **k):
+        raise OSError(40, "Too many levels of symbolic links")
+
+    monkeypatch.setattr(api, "as_cached", loop)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(synth_data), "--out", str(run), "--preset", "tiny2d",
+            "--method", "baseline", "--device", "cpu", "-q"]  # fmt: skip
+    with pytest.raises(OSError, match="symbolic links"):
+        main(argv)
+    assert not run.exists()
