@@ -22,6 +22,14 @@ METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl"
 """Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
 
 
+AUTOCAST_MODES = ("none", "bf16")
+"""Values of ``train.autocast``: fp32 everywhere, or bf16 autocast of the forward pass."""
+
+RUN_RECORD = "run"
+"""Top-level entry of a run's ``config.json`` recording how it ran (world size, per-rank batch);
+not a setting: :meth:`Config.from_dict` ignores it."""
+
+
 RELATION_REDUCTIONS = ("sum", "mean")
 """Values of ``train.relation_reduction``: Eq. 4-5's squared Frobenius norm (a sum over the C x C
 relation entries), or that sum / C^2."""
@@ -174,6 +182,17 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 1
     device: str = "auto"
+    # Speed switches (what each does and its measured effect: docs/architecture.md, "Training
+    # speed", and bench/RESULTS.md). None changes the method; the defaults are the measured best
+    # or, where not yet measured on a GPU, the conservative choice.
+    batched_general: bool = True
+    cudnn_benchmark: bool = False
+    channels_last: bool = False
+    tf32: bool = True
+    autocast: str = "none"
+    fused_sgd: bool = False
+    compile: bool = False
+    dist_timeout_s: float = 1800.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on impossible values."""
@@ -198,6 +217,12 @@ class TrainConfig:
             raise ConfigError(f"train.momentum must be in [0, 1), found {self.momentum}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ConfigError(
+                f"train.autocast must be one of {AUTOCAST_MODES}, found {self.autocast!r}"
+            )
+        if not self.dist_timeout_s > 0:
+            raise ConfigError(f"train.dist_timeout_s must be > 0, found {self.dist_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -247,7 +272,7 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> Config:
         """Build from a nested dict; unknown keys raise :class:`ConfigError`."""
         sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-        unknown = set(d) - set(sections)
+        unknown = set(d) - set(sections) - {RUN_RECORD}
         if unknown:
             raise ConfigError(
                 f"unknown config sections {sorted(unknown)}; expected {list(sections)}"

@@ -143,9 +143,17 @@ class PatchSampler:
             img = augment_intensity(img, rng, self.params)
         return img, lab, i
 
-    def batch(self, step: int) -> dict[str, Any]:
-        """Batch ``step`` (a pure function of ``(seed, step)``); see the class docstring."""
-        samples = [self.sample(step, b) for b in range(self.batch_size)]
+    def batch(self, step: int, indices: Sequence[int] | None = None) -> dict[str, Any]:
+        """Batch ``step`` (a pure function of ``(seed, step)``); see the class docstring.
+
+        ``indices`` selects samples of that batch (default all ``range(batch_size)``): a DDP
+        rank r of W draws ``range(r * B / W, (r + 1) * B / W)``, so the W ranks together hold
+        exactly the batch one process would draw (``rdcl.training.distributed``).
+        """
+        indices = range(self.batch_size) if indices is None else indices
+        if any(not 0 <= b < self.batch_size for b in indices):
+            raise ValueError(f"sample indices must be in [0, {self.batch_size}), found {indices}")
+        samples = [self.sample(step, b) for b in indices]
         image = np.stack([s[0] for s in samples]).astype(np.float32, copy=False)
         label = np.stack([s[1] for s in samples])[:, None].astype(np.float32)
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -22,12 +23,43 @@ def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable SUM all-reduce: forward and backward are both a SUM over the ranks.
+
+    Gradient convention (as ``rdcl.kernels.distributed``): every rank computes the same loss of the
+    global sums, so the backward all-reduce hands each rank W times the gradient of that one loss;
+    DDP's average over the W ranks then yields exactly the gradient of the global-batch loss.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group: dist.ProcessGroup | None) -> torch.Tensor:
+        ctx.group = group
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+def global_sum(tensor: torch.Tensor, group: dist.ProcessGroup | None = None) -> torch.Tensor:
+    """Sum of ``tensor`` over the ranks of ``group`` (identity without torch.distributed or with
+    one rank); differentiable, see :class:`_AllReduceSum`. Collective: every rank must call it."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1):
+        return tensor
+    return _AllReduceSum.apply(tensor, group)
+
+
 def soft_dice_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
     smooth: float = DICE_SMOOTH,
     batch_dice: bool = True,
+    sync: bool = False,
 ) -> torch.Tensor:
     """Soft Dice loss on sigmoid probabilities.
 
@@ -43,6 +75,11 @@ def soft_dice_loss(
         smooth: numerator/denominator smoothing; an empty target with an all-negative prediction
             gives dice ~ 1 and loss ~ 0.
         batch_dice: sum over the batch axis too.
+        sync: with ``batch_dice`` under ``torch.distributed`` (DDP), sum the per-channel
+            intersection and denominator over every rank before the ratio, so the batch is the
+            GLOBAL batch: the loss and (after DDP's gradient average) the gradients equal a single
+            process on the concatenated batch. Batch Dice is a ratio of batch sums, not a mean of
+            per-rank values, so it cannot be averaged afterwards. Collective (every rank calls).
 
     Returns:
         A scalar tensor.
@@ -56,6 +93,9 @@ def soft_dice_loss(
     axes = [0, *range(2, p.dim())] if batch_dice else list(range(2, p.dim()))
     intersection = (p * y).sum(dim=axes)
     denominator = p.sum(dim=axes) + y.sum(dim=axes)
+    if sync and batch_dice:
+        both = global_sum(torch.stack([intersection, denominator]))
+        intersection, denominator = both[0], both[1]
     dice = (2.0 * intersection + smooth) / (denominator + smooth).clamp_min(1e-8)
     return 1.0 - dice.mean()
 
@@ -66,7 +106,9 @@ class DiceBCELoss(nn.Module):
 
     The BCE term is the MEAN over all B * C * voxels; the Dice term is :func:`soft_dice_loss`
     (batch Dice by default). Inputs: logits (B, C, *spatial) and a {0, 1} target of the same shape.
-    Returns a scalar.
+    Returns a scalar. ``sync=True`` (DDP training) makes the batch Dice global over the ranks (see
+    :func:`soft_dice_loss`); the BCE mean needs no sync when every rank holds the same batch size,
+    since DDP averages the per-rank gradients.
     """
 
     def __init__(
@@ -76,8 +118,10 @@ class DiceBCELoss(nn.Module):
         weight_bce: float = 1.0,
         smooth: float = DICE_SMOOTH,
         batch_dice: bool = True,
+        sync: bool = False,
     ) -> None:
         super().__init__()
+        self.sync = sync
         self.weight_dice = weight_dice
         self.weight_bce = weight_bce
         self.smooth = smooth
@@ -88,6 +132,8 @@ class DiceBCELoss(nn.Module):
         _check_pair(logits, target)
         logits32 = logits.float()
         y = target.to(logits32.dtype)
-        dice = soft_dice_loss(logits32, y, smooth=self.smooth, batch_dice=self.batch_dice)
+        dice = soft_dice_loss(
+            logits32, y, smooth=self.smooth, batch_dice=self.batch_dice, sync=self.sync
+        )
         bce = F.binary_cross_entropy_with_logits(logits32, y, reduction="mean")
         return self.weight_dice * dice + self.weight_bce * bce

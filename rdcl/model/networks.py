@@ -102,6 +102,29 @@ class DualEncoderUNet(nn.Module):
         fused = torch.cat([g_bottleneck.detach(), t_bottleneck], dim=1)
         return self.decoder(fused, t_features[:-1]), g_bottleneck, t_bottleneck
 
+    def collaborative_forward(
+        self, x_c: torch.Tensor, x_n: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step's network work with G run ONCE on the concatenated batch [X_n, X_c].
+
+        Equal to ``forward_with_features(x_c) + (general_features(x_n),)`` up to floating-point
+        summation order (InstanceNorm normalises each sample alone, so batching changes nothing
+        else); one G call instead of two halves G's kernel launches.
+
+        Args:
+            x_c: COVID batch (B, in_channels, *spatial); x_n: non-COVID batch (B', same *spatial).
+
+        Returns:
+            ``(logits, G(X_c) bottleneck, T(X_c) bottleneck, G(X_n) bottleneck)``, none detached
+            (G's enters D detached, as in :meth:`forward_with_features`).
+        """
+        _check_input(x_c, self.cfg)
+        _check_input(x_n, self.cfg)
+        g_n, g_c = self.general(torch.cat([x_n, x_c]))[-1].split([x_n.shape[0], x_c.shape[0]])
+        t_features = self.target(x_c)
+        fused = torch.cat([g_c.detach(), t_features[-1]], dim=1)
+        return self.decoder(fused, t_features[:-1]), g_c, t_features[-1], g_n
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
         return self.forward_with_features(x)[0]

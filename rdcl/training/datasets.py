@@ -58,9 +58,16 @@ class MixedSampler:
         self.samplers = list(samplers)
         self.seed = int(self.samplers[0].seed)
 
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """The batch of step ``step`` (see ``rdcl.data.PatchSampler.batch``)."""
-        return self.samplers[step % len(self.samplers)].batch(step)
+    def batch(self, step: int, indices: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """The batch of step ``step`` (see ``rdcl.data.PatchSampler.batch``; ``indices`` selects
+        samples of it)."""
+        sampler = self.samplers[step % len(self.samplers)]
+        return sampler.batch(step) if indices is None else sampler.batch(step, indices)
+
+    @property
+    def batch_size(self) -> int:
+        """The (global) batch size of the first sampler."""
+        return int(self.samplers[0].batch_size)
 
 
 def make_sampler(datasets: Any, data_cfg: DataConfig, *, seed: int) -> Any:

@@ -12,6 +12,7 @@ on the CPU N steps + resume + N steps gives bitwise the weights of 2N steps stra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -38,8 +39,9 @@ from .checkpoint import (
     set_rng_state,
 )
 from .datasets import data_differences
+from .distributed import DistContext
 from .metrics_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
-from .schedule import clip_gradients, poly_lr, set_lr
+from .schedule import clip_gradients_tensor, poly_lr, set_lr
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class Stage:
             :data:`TERMS` (scalar tensors or None) and ``ramp`` the relation-loss ramp or None.
         batches: ``batches(start_step)`` yields the batches of steps start_step .. total-1.
         meta: extra checkpoint entries (``intensity``, ``dataset``).
+        dist: the data-parallel context (``rdcl.training.distributed``); with several ranks only
+            rank 0 writes files, logs and draws the progress bar, and the logged terms are the
+            means over the ranks.
     """
 
     name: str
@@ -84,6 +89,11 @@ class Stage:
     compute: Callable[[int, Any], tuple[dict[str, torch.Tensor | None], float | None]]
     batches: Callable[[int], Iterable[Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    dist: DistContext = field(default_factory=DistContext)
+
+    def run_record(self) -> dict[str, Any]:
+        """World size, per-rank and global batch of this run (``config.json`` ``run``)."""
+        return self.dist.record(self.cfg.data.batch_size)
 
 
 def existing_run_files(out_dir: Path) -> list[Path]:
@@ -122,17 +132,31 @@ def reset_run(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
             p.unlink(missing_ok=True)
 
 
-def write_config(cfg: Config, out_dir: Path) -> None:
-    """Write the resolved config as ``out_dir/config.json``."""
+def write_config(cfg: Config, out_dir: Path, run: dict[str, Any] | None = None) -> None:
+    """Write the resolved config as ``out_dir/config.json``, with ``run`` (how this run executes:
+    world size, per-rank batch; ignored by ``Config.from_dict``) as its ``"run"`` entry."""
     tmp = out_dir / ".config.json.tmp"
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+    payload = cfg.to_dict() if run is None else {**cfg.to_dict(), "run": run}
+    tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(out_dir / "config.json")
 
 
 RESUME_FREE_KEYS = frozenset(
-    {"train.device", "train.checkpoint_every", "train.log_every", "data.num_workers"}
+    {
+        "train.device",
+        "train.checkpoint_every",
+        "train.log_every",
+        "data.num_workers",
+        "train.cudnn_benchmark",
+        "train.channels_last",
+        "train.compile",
+        "train.batched_general",
+        "train.dist_timeout_s",
+    }
 )
-"""Config keys that may change on resume: they do not change what the run computes."""
+"""Config keys that may change on resume: they do not change what the run computes (the speed
+switches only change floating-point summation order). The number of ranks is no config key: a
+run may resume with any number of ranks that divides ``data.batch_size``."""
 
 
 def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
@@ -188,6 +212,7 @@ def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -
         "model": {k: v.detach().cpu() for k, v in stage.net.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": rng_state(),
+        "distributed": stage.run_record(),
         **stage.meta,
     }
 
@@ -225,12 +250,27 @@ def run_stage(
         logger.info("%s: resuming from %s at step %d", stage.name, last, start)
     elif resume:
         logger.warning("%s: no %s to resume from; starting at step 0", stage.name, last)
-    write_config(stage.cfg, out)
+    record = stage.run_record()  # raises when the batch does not split over the ranks
+    main = stage.dist.is_main
+    if main:
+        write_config(stage.cfg, out, record)
+        logger.info(
+            "%s: %d rank(s) x batch %d (global batch %d)",
+            stage.name,
+            record["world_size"],
+            record["per_rank_batch"],
+            record["global_batch"],
+        )
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stage.net.train()
     with (
-        JsonlLog(out / LOG_NAME, keep_until=start) as log,
-        tqdm(total=stage.total_steps, initial=start, desc=stage.name, disable=not progress) as bar,
+        JsonlLog(out / LOG_NAME, keep_until=start) if main else contextlib.nullcontext() as log,
+        tqdm(
+            total=stage.total_steps,
+            initial=start,
+            desc=stage.name,
+            disable=not (progress and main),
+        ) as bar,
     ):
         done = start
         for step, batch in zip(range(start, stage.total_steps), stage.batches(start), strict=False):
@@ -239,23 +279,31 @@ def run_stage(
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
             terms, ramp = stage.compute(step, batch)
-            values = {
-                k: (None if terms.get(k) is None else float(terms[k].detach())) for k in TERMS
-            }
+            terms["loss"].backward()
+            grad_norm = clip_gradients_tensor(params, tcfg.grad_clip)
+            # the step's one host synchronisation: every logged value (and the divergence guard)
+            # in one transfer, the terms averaged over the ranks (identical on every rank)
+            names = [k for k in TERMS if terms.get(k) is not None]
+            stacked = torch.stack([terms[k].detach().float() for k in names])
+            stacked = stage.dist.mean(stacked.to(grad_norm.device))
+            numbers = torch.cat([stacked, grad_norm.float().reshape(1)]).tolist()
+            values: dict[str, float | None] = dict.fromkeys(TERMS)
+            values.update(zip(names, numbers[:-1], strict=True))
             good = last if last.is_file() else None
             check_finite(values, step=step + 1, stage=stage.name, last_good=good)
-            terms["loss"].backward()
-            grad_norm = clip_gradients(params, tcfg.grad_clip)
-            check_finite({"grad_norm": grad_norm}, step=step + 1, stage=stage.name, last_good=good)
+            check_finite(
+                {"grad_norm": numbers[-1]}, step=step + 1, stage=stage.name, last_good=good
+            )
             optimizer.step()
             done = step + 1
-            if done % tcfg.log_every == 0 or done == stage.total_steps:
-                record = {"step": done, "stage": stage.name, "lr": lr, "ramp": ramp, **values}
-                record.update(grad_norm=grad_norm, seconds=time.perf_counter() - tic)
-                log.write(record)
+            if main and (done % tcfg.log_every == 0 or done == stage.total_steps):
+                entry = {"step": done, "stage": stage.name, "lr": lr, "ramp": ramp, **values}
+                entry.update(grad_norm=numbers[-1], seconds=time.perf_counter() - tic)
+                entry.update(world_size=record["world_size"], batch=record["per_rank_batch"])
+                log.write(entry)
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
-            if done % tcfg.checkpoint_every == 0:
+            if main and done % tcfg.checkpoint_every == 0:
                 _check_finite_weights(stage, done, good)
                 save_checkpoint(last, _payload(stage, done, optimizer))
     _check_finite_weights(stage, done, last if last.is_file() else None)
@@ -264,6 +312,8 @@ def run_stage(
             f"{stage.name}: the batch source ran out after step {done}; expected "
             f"{stage.total_steps} steps"
         )
-    save_checkpoint(final, _payload(stage, stage.total_steps, None))
-    logger.info("%s: finished %d steps -> %s", stage.name, stage.total_steps, final)
+    if main:
+        save_checkpoint(final, _payload(stage, stage.total_steps, None))
+        logger.info("%s: finished %d steps -> %s", stage.name, stage.total_steps, final)
+    stage.dist.barrier()  # the other ranks may read final.ckpt (stage 2 loads stage 1's)
     return final

@@ -4,10 +4,13 @@ Every step appends one JSON object to ``log.jsonl``::
 
     {"step": int, "stage": "pretrain"|"train", "lr": float, "ramp": float | null,
      "loss": float, "seg": float, "d_g": float | null, "d_t": float | null,
-     "loss_g": float | null, "loss_t": float | null, "grad_norm": float, "seconds": float}
+     "loss_g": float | null, "loss_t": float | null, "grad_norm": float, "seconds": float,
+     "world_size": int, "batch": int}
 
 ``step`` is 1-based (the number of optimiser steps done after this one), ``seconds`` the wall time
-of the step; terms a method does not use are ``null``. A line is flushed as soon as it is written,
+of the step; terms a method does not use are ``null``. ``world_size`` is the number of DDP ranks
+and ``batch`` the per-rank batch (``data.batch_size / world_size``); under DDP the loss terms are
+the means over the ranks, i.e. the global-batch values. A line is flushed as soon as it is written,
 so a killed run keeps its log; on resume, lines past the checkpoint's step are dropped so the log
 of a resumed run equals the log of an uninterrupted one (apart from ``seconds``).
 """
@@ -35,6 +38,8 @@ LOG_KEYS = (
     "loss_t",
     "grad_norm",
     "seconds",
+    "world_size",
+    "batch",
 )
 """The keys of every log record, in order."""
 

@@ -111,8 +111,14 @@ def _acquire(path: Path, folder: Path) -> int:
 @contextmanager
 def exit_on_sigterm() -> Iterator[None]:
     """Within the block, SIGTERM raises ``SystemExit(143)`` in the main thread (elsewhere, or
-    when the process already handles SIGTERM, nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
+    when the process already handles SIGTERM, nothing changes).
+
+    Not under torchrun with several ranks (``WORLD_SIZE`` > 1): torchrun stops the healthy ranks
+    with SIGTERM when one fails, and a rank waiting inside a collective cannot run a Python
+    handler until the collective times out, so the default action (exit at once) is kept; the
+    temporary file of an interrupted checkpoint write is removed when the run is resumed."""
+    distributed = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+    if distributed or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)

@@ -32,7 +32,8 @@ def poly_lr(step: int, total_steps: int, base_lr: float, exponent: float = 0.9) 
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.SGD:
-    """One SGD optimiser over ``params`` with the configured momentum, Nesterov and decay.
+    """One SGD optimiser over ``params`` with the configured momentum, Nesterov and decay
+    (``fused=True`` with ``cfg.fused_sgd``: one kernel for the whole update).
 
     Raises:
         ValueError: when ``params`` is empty (every parameter frozen).
@@ -46,6 +47,7 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
+        fused=True if cfg.fused_sgd else None,
     )
 
 
@@ -65,3 +67,12 @@ def clip_gradients(params: Iterable[torch.nn.Parameter], max_norm: float) -> flo
     if not grads:
         return 0.0
     return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))
+
+
+def clip_gradients_tensor(params: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """:func:`clip_gradients` without a host synchronisation: the norm before clipping as a 0-dim
+    fp32 tensor on the gradients' device (0 on the CPU when no parameter has a gradient)."""
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.clip_grad_norm_(grads, max_norm)

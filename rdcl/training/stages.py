@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,20 @@ from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import as_cached, as_list, batch_stream, dataset_meta, make_sampler
-from .loop import Stage, prepare_out_dir, reset_run, resolve_device, run_stage
+from .distributed import setup_distributed
+from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
 from .runlock import exit_on_sigterm, run_lock
 from .schedule import make_optimizer
+from .step import (
+    StepForward,
+    apply_backend_switches,
+    compile_step,
+    forward_precision,
+    memory_format,
+    prepare_network,
+    to_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +55,9 @@ GENERAL_SEED_OFFSET = 1
 """Stage 2 draws X_n with seed ``train.seed + 1`` so it is independent of the X_c stream."""
 
 
-def _seg_loss() -> DeepSupervisionLoss:
-    return DeepSupervisionLoss(DiceBCELoss())
+def _seg_loss(sync: bool = False) -> DeepSupervisionLoss:
+    """Deep-supervised Dice + BCE; ``sync``: batch Dice over the global DDP batch."""
+    return DeepSupervisionLoss(DiceBCELoss(sync=sync))
 
 
 def pretrain_general(
@@ -81,19 +92,30 @@ def pretrain_general(
         raise ValueError("stage 1 needs at least one non-COVID dataset, found none")
     if cfg.train.pretrain_steps < 1:
         raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
+    ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+    ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
-    general_datasets = [as_cached(d, cfg.data, cache) for d in general_datasets]
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
-    net = build_network(cfg.model, kind="single").to(device)
-    optimizer = make_optimizer(net.parameters(), cfg.train)
-    sampler = make_sampler(list(general_datasets), cfg.data, seed=cfg.train.seed)
-    seg_loss = _seg_loss()
+
+    def prepare() -> list[Any]:
+        if ctx.is_main:
+            prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+        return [as_cached(d, cfg.data, cache) for d in general_datasets]
+
+    general_datasets = ctx.main_first(prepare)  # rank 0 fills the cache, the others reuse it
+    tcfg = cfg.train
+    apply_backend_switches(tcfg, device)
+    fmt = memory_format(tcfg, cfg.model.dim)
+    torch.manual_seed(tcfg.seed)
+    net = prepare_network(build_network(cfg.model, kind="single").to(device), tcfg, cfg.model.dim)
+    optimizer = make_optimizer(net.parameters(), tcfg)
+    sampler = ctx.shard(make_sampler(list(general_datasets), cfg.data, seed=tcfg.seed))
+    seg_loss = _seg_loss(sync=ctx.active)
+    forward = compile_step(ctx.wrap(StepForward(net), device), tcfg)
 
     def compute(step: int, batch: dict) -> tuple[dict, None]:
-        logits = net(batch["image"].to(device, non_blocking=True))
+        with forward_precision(tcfg, device):
+            logits = forward(to_device(batch["image"], device, fmt))[0]
         seg = seg_loss(logits, batch["label"].to(device, non_blocking=True))
         return {"loss": seg, "seg": seg}, None
 
@@ -107,9 +129,11 @@ def pretrain_general(
         compute=compute,
         batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, cfg.data.num_workers),
         meta=dataset_meta(list(general_datasets)),
+        dist=ctx,
     )
     with run_lock(out_dir), exit_on_sigterm():
-        reset_run(out_dir, resume=resume, overwrite=overwrite)
+        if ctx.is_main:  # rank 0 alone touches the run folder
+            reset_run(out_dir, resume=resume, overwrite=overwrite)
         return run_stage(stage, optimizer, resume=resume, progress=progress)
 
 
@@ -145,6 +169,8 @@ def method_terms(
     step: int,
     cfg: TrainConfig,
     seg_loss: DeepSupervisionLoss,
+    forward: Callable[..., tuple] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[dict[str, torch.Tensor | None], float | None]:
     """The loss terms of one stage-2 step (Algorithm 1 for the dual-encoder methods).
 
@@ -153,6 +179,10 @@ def method_terms(
         x_c, y_c: COVID images and {0, 1} labels, (B, 1, *patch).
         x_n: non-COVID images (B', 1, *patch); used when ``method.use_lg``.
         step: 0-based step (drives the ramp).
+        forward: the step's network call, ``forward(x_c, x_n) -> (logits, g_c, t_c, g_n)``
+            (:class:`rdcl.training.step.StepForward`, possibly in DDP and compiled); default
+            ``StepForward(net, batched=cfg.batched_general)``.
+        device: the device type for ``cfg.autocast`` (default: ``x_c``'s).
 
     Returns:
         ``(terms, ramp)``: ``terms`` maps ``loss`` (the sum to back-propagate), ``seg``, and for
@@ -160,17 +190,18 @@ def method_terms(
         rdcl_g as a diagnostic only) to scalar tensors, absent terms to None; ``ramp`` is None
         for methods without relation losses.
     """
-    logits, *bottlenecks = net.forward_with_features(x_c)
+    if method.use_lg and x_n is None:
+        raise ValueError(f"method {method.name!r} needs a non-COVID batch x_n, found None")
+    forward = forward if forward is not None else StepForward(net, batched=cfg.batched_general)
+    with forward_precision(cfg, device if device is not None else x_c.device):
+        logits, g_c, t_c, g_n = forward(x_c, x_n if method.use_lg else None)
     seg = seg_loss(logits, y_c)
     terms: dict[str, torch.Tensor | None] = {"loss": seg, "seg": seg}
     if not method.use_lg:
         return terms, None
-    if x_n is None:
-        raise ValueError(f"method {method.name!r} needs a non-COVID batch x_n, found None")
     ramp = rampup(step, cfg.rampup_steps)
-    g_c, t_c = bottlenecks
     rel = relation_consistency(
-        net.general_features(x_n),
+        g_n,
         g_c,
         t_c,
         lambda_g=cfg.lambda_g,
@@ -230,37 +261,51 @@ def train(
             "pass pretrained=<stage-1 final.ckpt>"
         )
     state = load_pretrained(pretrained, cfg) if method.needs_pretrained else None
+    ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+    ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
-    covid = as_cached(covid, cfg.data, cache)
-    if method.needs_general_batches:
-        generals = [as_cached(d, cfg.data, cache) for d in generals]
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
+
+    def prepare() -> tuple[Any, list[Any]]:
+        if ctx.is_main:
+            prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+        cached = as_cached(covid, cfg.data, cache)
+        if not method.needs_general_batches:
+            return cached, generals
+        return cached, [as_cached(d, cfg.data, cache) for d in generals]
+
+    covid, generals = ctx.main_first(prepare)  # rank 0 fills the cache, the others reuse it
+    tcfg, total, workers = cfg.train, cfg.train.steps, cfg.data.num_workers
+    apply_backend_switches(tcfg, device)
+    fmt = memory_format(tcfg, cfg.model.dim)
+    torch.manual_seed(tcfg.seed)
     net = build_for_method(cfg.model, method, state).to(device)
-    optimizer = make_optimizer(net.parameters(), cfg.train)
-    covid_sampler = make_sampler(covid, cfg.data, seed=cfg.train.seed)
+    net = prepare_network(net, tcfg, cfg.model.dim)
+    optimizer = make_optimizer(net.parameters(), tcfg)
+    covid_sampler = ctx.shard(make_sampler(covid, cfg.data, seed=tcfg.seed))
     general_sampler = (
-        make_sampler(generals, cfg.data, seed=cfg.train.seed + GENERAL_SEED_OFFSET)
+        ctx.shard(make_sampler(generals, cfg.data, seed=tcfg.seed + GENERAL_SEED_OFFSET))
         if method.needs_general_batches
         else None
     )
-    seg_loss = _seg_loss()
-    tcfg, total, workers = cfg.train, cfg.train.steps, cfg.data.num_workers
+    seg_loss = _seg_loss(sync=ctx.active)
+    step_net = StepForward(net, batched=tcfg.batched_general)
+    forward = compile_step(ctx.wrap(step_net, device), tcfg)
 
     def compute(step: int, batch: tuple[dict, dict | None]) -> tuple[dict, float | None]:
         xc_batch, xn_batch = batch
-        x_n = None if xn_batch is None else xn_batch["image"].to(device, non_blocking=True)
+        x_n = None if xn_batch is None else to_device(xn_batch["image"], device, fmt)
         return method_terms(
             net,
             method,
-            x_c=xc_batch["image"].to(device, non_blocking=True),
+            x_c=to_device(xc_batch["image"], device, fmt),
             y_c=xc_batch["label"].to(device, non_blocking=True),
             x_n=x_n,
             step=step,
             cfg=tcfg,
             seg_loss=seg_loss,
+            forward=forward,
+            device=device,
         )
 
     def batches(start: int) -> Iterable[tuple[dict, dict | None]]:
@@ -279,7 +324,9 @@ def train(
         compute=compute,
         batches=batches,
         meta=dataset_meta(covid, generals if method.needs_general_batches else ()),
+        dist=ctx,
     )
     with run_lock(out_dir), exit_on_sigterm():
-        reset_run(out_dir, resume=resume, overwrite=overwrite)
+        if ctx.is_main:  # rank 0 alone touches the run folder
+            reset_run(out_dir, resume=resume, overwrite=overwrite)
         return run_stage(stage, optimizer, resume=resume, progress=progress)
