@@ -85,6 +85,23 @@ PYBIND11_MODULE(_surface, m) {
       "corner_length_table_2d",
       [](const std::array<double, 2>& s) { return rdcl::surface::corner_length_table_2d(s); },
       py::arg("spacing"), "Contour length (mm) of each 2x2 neighbour code (16 values).");
+  m.def(
+      "validate_problem",
+      [](const std::vector<int64_t>& shape, const std::vector<double>& spacing,
+         const std::string& boundary) {
+        rdcl::surface::validate_problem(make_problem(shape, spacing, boundary));
+      },
+      py::arg("shape"), py::arg("spacing"), py::arg("boundary") = "corner",
+      "Raises ValueError unless the C++ engine accepts this problem (one line: expected, found).");
+  m.def(
+      "cuda_grid_bytes",
+      [](const std::array<int64_t, 3>& grid) { return rdcl::surface::cuda_grid_bytes(grid); },
+      py::arg("grid"),
+      "Device bytes of the CUDA engine's grid buffers for a processing grid (z, y, x).");
+  m.def("cuda_point_bytes", &rdcl::surface::cuda_point_bytes, py::arg("count_gt"),
+        py::arg("count_pred"), "Device bytes of the CUDA engine's per-surface-point buffers.");
+  m.def("_run_worker_pool_for_test", &rdcl::surface::run_worker_pool_for_test, py::arg("threads"),
+        py::arg("throwing"), "Test hook: worker `throwing` raises; the pool rethrows it here.");
   m.def("surface_distances_cpu", &surface_distances_cpu, py::arg("pred"), py::arg("gt"),
         py::arg("spacing"), py::arg("boundary") = "corner", py::arg("threads") = 0,
         "Sorted (dist_gt_to_pred, area_gt, dist_pred_to_gt, area_pred) as float64 arrays.");

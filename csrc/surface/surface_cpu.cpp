@@ -8,9 +8,12 @@
 // separable Felzenszwalb-Huttenlocher transform of its plane. Memory is O(plane + surface points).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -152,6 +155,12 @@ const std::array<std::vector<Vec3>, 256>& triangle_table() {
 }
 
 // ------------------------------------------------------------------ helpers
+std::string format_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 struct Bbox {
   std::array<int64_t, 3> lo{0, 0, 0}, hi{-1, -1, -1};  // inclusive voxel bounds
   bool empty() const { return hi[0] < lo[0]; }
@@ -314,15 +323,37 @@ int resolve_threads(int threads, int64_t work) {
   return static_cast<int>(std::min<int64_t>(t, std::max<int64_t>(1, work)));
 }
 
+// Runs fn(0) .. fn(threads - 1) on worker threads. An exception thrown by a worker (or by starting
+// one) is carried to the caller: every started worker is joined, then the first exception is
+// rethrown on the calling thread (an exception escaping a std::thread would std::terminate).
 template <typename F>
 void parallel_for(int threads, F&& fn) {
   if (threads == 1) {
     fn(0);
     return;
   }
+  std::mutex mu;
+  std::exception_ptr first;
+  auto record = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!first) first = e;
+  };
+  auto guarded = [&](int t) {
+    try {
+      fn(t);
+    } catch (...) {
+      record(std::current_exception());
+    }
+  };
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(fn, t);
+  pool.reserve(threads);
+  try {
+    for (int t = 0; t < threads; ++t) pool.emplace_back(guarded, t);
+  } catch (...) {  // e.g. std::system_error: no more threads
+    record(std::current_exception());
+  }
   for (auto& th : pool) th.join();
+  if (first) std::rethrow_exception(first);
 }
 
 Surface extract(const uint8_t* mask, const Problem& pb, const Bbox& box, const Grid& g,
@@ -708,7 +739,9 @@ Direction sorted_direction(const std::vector<double>& d, const std::vector<uint8
   return out;
 }
 
-void validate(const Problem& pb) {
+}  // namespace
+
+void validate_problem(const Problem& pb) {
   if (pb.dim != 2 && pb.dim != 3) {
     throw std::invalid_argument("expected dim 2 or 3, found " + std::to_string(pb.dim));
   }
@@ -716,23 +749,37 @@ void validate(const Problem& pb) {
     throw std::invalid_argument("expected shape (1, H, W) for a 2D problem, found leading size " +
                                 std::to_string(pb.shape[0]));
   }
+  if (pb.boundary != Boundary::kCorner && pb.boundary != Boundary::kVoxel) {
+    throw std::invalid_argument("expected boundary kCorner or kVoxel, found " +
+                                std::to_string(static_cast<int>(pb.boundary)));
+  }
+  int64_t total = 1;
   for (int a = 0; a < 3; ++a) {
-    if (pb.shape[a] < 1) {
-      throw std::invalid_argument("expected positive sizes, found " + std::to_string(pb.shape[a]) +
-                                  " on axis " + std::to_string(a));
+    if (pb.shape[a] < 1 || pb.shape[a] > kMaxAxis) {
+      throw std::invalid_argument("expected sizes in [1, " + std::to_string(kMaxAxis) +
+                                  "], found " + std::to_string(pb.shape[a]) + " on axis " +
+                                  std::to_string(a));
     }
+    if (pb.shape[a] > kMaxVoxels / total) {
+      throw std::invalid_argument("expected at most " + std::to_string(kMaxVoxels) +
+                                  " voxels, found shape (" + std::to_string(pb.shape[0]) + ", " +
+                                  std::to_string(pb.shape[1]) + ", " + std::to_string(pb.shape[2]) +
+                                  ")");
+    }
+    total *= pb.shape[a];
     if (a >= 3 - pb.dim && !(pb.spacing[a] > 0 && std::isfinite(pb.spacing[a]))) {
       throw std::invalid_argument("expected finite positive spacing, found " +
-                                  std::to_string(pb.spacing[a]) + " on axis " + std::to_string(a));
+                                  format_double(pb.spacing[a]) + " on axis " + std::to_string(a));
     }
   }
 }
 
-}  // namespace
-
 Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Problem& pb,
                              int threads) {
-  validate(pb);
+  validate_problem(pb);
+  if (pred == nullptr || gt == nullptr) {
+    throw std::invalid_argument("expected pred and gt buffers, found a null pointer");
+  }
   Result res;
   const Bbox box = bounding_box(pred, gt, pb.shape);
   if (box.empty()) return res;
@@ -761,6 +808,40 @@ Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Probl
   res.gt_to_pred = sorted_direction(d_gt, sg.code, table);
   res.pred_to_gt = sorted_direction(d_pred, sp.code, table);
   return res;
+}
+
+// ------------------------------------------------------------------ CUDA memory plan
+int cuda_fh_blocks(int64_t lines, int64_t length) {
+  const int64_t per_thread = length * static_cast<int64_t>(sizeof(int)) +
+                             (length + 1) * static_cast<int64_t>(sizeof(double));
+  const int64_t cap = std::max<int64_t>(1, kCudaScratchBytes / (per_thread * 256));
+  const int64_t wanted = std::min<int64_t>((lines + 255) / 256, 65535);
+  return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
+}
+
+int64_t cuda_grid_bytes(const std::array<int64_t, 3>& grid) {
+  const int64_t n = grid[0] * grid[1] * grid[2];
+  const int64_t m = std::max(grid[1], grid[2]);
+  const int64_t lines = std::max(grid[0] * grid[2], grid[0] * grid[1]);
+  const int64_t per_thread =
+      m * static_cast<int64_t>(sizeof(int)) + (m + 1) * static_cast<int64_t>(sizeof(double));
+  const int64_t scratch = int64_t{256} * cuda_fh_blocks(lines, m) * per_thread;
+  return n * (2 * static_cast<int64_t>(sizeof(uint8_t)) +
+              2 * static_cast<int64_t>(sizeof(double))) +
+         scratch;
+}
+
+int64_t cuda_point_bytes(int64_t count_gt, int64_t count_pred) {
+  return std::max(count_gt, count_pred) * static_cast<int64_t>(sizeof(int64_t)) +
+         2 * (count_gt + count_pred) * static_cast<int64_t>(sizeof(double));
+}
+
+void run_worker_pool_for_test(int threads, int throwing) {
+  parallel_for(threads, [&](int t) {
+    if (t == throwing) {
+      throw std::runtime_error("worker " + std::to_string(t) + " failed");
+    }
+  });
 }
 
 // ------------------------------------------------------------------ public tables
@@ -820,7 +901,8 @@ void CudaResult::copy_to(uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t) 
   throw std::runtime_error("rdcl was built without CUDA: the CUDA surface engine is unavailable");
 }
 
-void surface_distances_cuda(uintptr_t, uintptr_t, const Problem&, uintptr_t, CudaResult*) {
+void surface_distances_cuda(uintptr_t, uintptr_t, const Problem& pb, uintptr_t, CudaResult*) {
+  validate_problem(pb);
   throw std::runtime_error("rdcl was built without CUDA: the CUDA surface engine is unavailable");
 }
 #endif

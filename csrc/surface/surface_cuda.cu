@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <math_constants.h>
 #include <thrust/copy.h>
+#include <thrust/count.h>
 #include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -70,13 +72,14 @@ __device__ uint8_t voxel(const uint8_t* m, const DevGrid& g, int64_t z, int64_t 
   return m[(z * g.s1n + y) * g.s2n + x] != 0;
 }
 
-// area[i] > 0 (or voxel weight 1) marks a surface point; 0 otherwise.
-__global__ void surface_kernel(const uint8_t* m, DevGrid g, int64_t zmax_vox, double* area) {
+// code[i] != 0 marks a surface point: its neighbour code (3D corner 1..254, 2D corner 1..14) or 1
+// for a voxel boundary; its area is c_table[code[i]]. 0 otherwise.
+__global__ void surface_kernel(const uint8_t* m, DevGrid g, int64_t zmax_vox, uint8_t* code_out) {
   const int64_t total = g.n0 * g.n1 * g.n2;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t z = i / (g.n1 * g.n2), y = i / g.n2 % g.n1, x = i % g.n2;
-    double a = 0;
+    int out = 0;
     if (g.corner) {
       int code;
       if (g.dim == 3) {
@@ -86,36 +89,36 @@ __global__ void surface_kernel(const uint8_t* m, DevGrid g, int64_t zmax_vox, do
         };
         code = (v(0, 0, 0) << 7) | (v(0, 0, 1) << 6) | (v(0, 1, 0) << 5) | (v(0, 1, 1) << 4) |
                (v(1, 0, 0) << 3) | (v(1, 0, 1) << 2) | (v(1, 1, 0) << 1) | v(1, 1, 1);
-        if (code != 0 && code != 255) a = c_table[code];
+        if (code != 0 && code != 255) out = code;
       } else {
         auto v = [&](int64_t dy, int64_t dx) { return voxel(m, g, 0, y - 1 + dy, x - 1 + dx); };
         code = (v(0, 0) << 3) | (v(0, 1) << 2) | (v(1, 0) << 1) | v(1, 1);
-        if (code != 0 && code != 15) a = c_table[code];
+        if (code != 0 && code != 15) out = code;
       }
     } else if (voxel(m, g, z, y, x)) {
       const bool zin = g.dim == 2 || (z > 0 && z < zmax_vox && voxel(m, g, z - 1, y, x) &&
                                       voxel(m, g, z + 1, y, x));
       const bool inner = zin && voxel(m, g, z, y - 1, x) && voxel(m, g, z, y + 1, x) &&
                          voxel(m, g, z, y, x - 1) && voxel(m, g, z, y, x + 1);
-      if (!inner) a = 1.0;
+      if (!inner) out = 1;
     }
-    area[i] = a;
+    code_out[i] = static_cast<uint8_t>(out);
   }
 }
 
-__global__ void z_pass(const double* area, DevGrid g, double* f) {
+__global__ void z_pass(const uint8_t* code, DevGrid g, double* f) {
   const int64_t cols = g.n1 * g.n2;
   const double inf = CUDART_INF;
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols;
        c += int64_t(blockDim.x) * gridDim.x) {
     int64_t last = -1;
     for (int64_t z = 0; z < g.n0; ++z) {
-      if (area[z * cols + c] != 0) last = z;
+      if (code[z * cols + c] != 0) last = z;
       f[z * cols + c] = last < 0 ? -1.0 : static_cast<double>(z - last);
     }
     last = -1;
     for (int64_t z = g.n0 - 1; z >= 0; --z) {
-      if (area[z * cols + c] != 0) last = z;
+      if (code[z * cols + c] != 0) last = z;
       double d = f[z * cols + c];
       if (last >= 0 && (d < 0 || static_cast<double>(last - z) < d)) d = last - z;
       const double dz = d * g.s0;
@@ -124,18 +127,19 @@ __global__ void z_pass(const double* area, DevGrid g, double* f) {
   }
 }
 
-// FH along one axis for every line; line l starts at base(l) with stride `stride`, length n.
+// FH along one axis for every line; line l starts at base(l) with stride `stride`, length n. Each
+// thread owns scratch (n ints, n + 1 doubles) at its global index and reuses it for its lines.
 __global__ void fh_pass(const double* in, double* out, int64_t lines, int64_t n, int64_t stride,
                         int64_t inner, int64_t outer_stride, double s, int* v_buf, double* z_buf) {
   const double inf = CUDART_INF;
   const double c = s * s;
-  for (int64_t l = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; l < lines;
-       l += int64_t(blockDim.x) * gridDim.x) {
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  int* v = v_buf + tid * n;
+  double* zb = z_buf + tid * (n + 1);
+  for (int64_t l = tid; l < lines; l += int64_t(blockDim.x) * gridDim.x) {
     const int64_t base = (l / inner) * outer_stride + (l % inner);
     const double* f = in + base;
     double* o = out + base;
-    int* v = v_buf + l * n;
-    double* zb = z_buf + l * (n + 1);
     int64_t k = -1;
     for (int64_t q = 0; q < n; ++q) {
       const double fq = f[q * stride];
@@ -173,16 +177,15 @@ __global__ void fh_pass(const double* in, double* out, int64_t lines, int64_t n,
   }
 }
 
-struct IsSurface {
-  const double* area;
-  __device__ bool operator()(int64_t i) const { return area[i] != 0; }
+struct NonZero {
+  __host__ __device__ bool operator()(uint8_t c) const { return c != 0; }
 };
 
-__global__ void gather_kernel(const int64_t* idx, int64_t count, const double* area,
+__global__ void gather_kernel(const int64_t* idx, int64_t count, const uint8_t* code,
                               const double* edt, double* dist_out, double* area_out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(blockDim.x) * gridDim.x) {
-    area_out[i] = area[idx[i]];
+    area_out[i] = c_table[code[idx[i]]];
     dist_out[i] = sqrt(edt[idx[i]]);
   }
 }
@@ -196,23 +199,58 @@ T* dev_alloc(int64_t n, cudaStream_t st) {
   return static_cast<T*>(p);
 }
 
-// Exact squared EDT (grid) of the surface points marked in `area`.
-void edt(const double* area, const DevGrid& g, double* buf_a, double* buf_b, cudaStream_t st) {
+// Exact squared EDT (grid) of the surface points marked in `code`, into buf_a (buf_b: scratch).
+// v / zb: Felzenszwalb-Huttenlocher scratch for cuda_fh_blocks(lines, m) blocks of 256 threads.
+void edt(const uint8_t* code, const DevGrid& g, double* buf_a, double* buf_b, int* v, double* zb,
+         cudaStream_t st) {
   const int64_t cols = g.n1 * g.n2;
-  z_pass<<<blocks_for(cols), 256, 0, st>>>(area, g, buf_a);
-  const int64_t m = std::max(g.n1, g.n2);
-  const int64_t lines = std::max(g.n0 * g.n2, g.n0 * g.n1);
-  int* v = dev_alloc<int>(lines * m, st);
-  double* zb = dev_alloc<double>(lines * (m + 1), st);
+  z_pass<<<blocks_for(cols), 256, 0, st>>>(code, g, buf_a);
   // y lines: index l = z * n2 + x; base = z * n1 * n2 + x; stride n2.
-  fh_pass<<<blocks_for(g.n0 * g.n2), 256, 0, st>>>(buf_a, buf_b, g.n0 * g.n2, g.n1, g.n2, g.n2,
-                                                   cols, g.s1, v, zb);
+  fh_pass<<<cuda_fh_blocks(g.n0 * g.n2, g.n1), 256, 0, st>>>(buf_a, buf_b, g.n0 * g.n2, g.n1, g.n2,
+                                                             g.n2, cols, g.s1, v, zb);
   // x lines: index l = z * n1 + y; base = l * n2; stride 1.
-  fh_pass<<<blocks_for(g.n0 * g.n1), 256, 0, st>>>(buf_b, buf_a, g.n0 * g.n1, g.n2, 1, 1, g.n2,
-                                                   g.s2, v, zb);
+  fh_pass<<<cuda_fh_blocks(g.n0 * g.n1, g.n2), 256, 0, st>>>(buf_b, buf_a, g.n0 * g.n1, g.n2, 1, 1,
+                                                             g.n2, g.s2, v, zb);
   check(cudaGetLastError(), "EDT kernels");
-  cudaFreeAsync(v, st);
-  cudaFreeAsync(zb, st);
+}
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  return buf;
+}
+
+// Refuses (before allocating) when `need` bytes exceed the device's free memory.
+void ensure_free(int64_t need, const std::string& what) {
+  size_t free_b = 0, total_b = 0;
+  check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  if (need > static_cast<int64_t>(free_b)) {
+    throw std::runtime_error("the CUDA surface engine needs " + std::to_string(need) + " bytes (" +
+                             gib(need) + ") of GPU memory for " + what + ", found " +
+                             std::to_string(free_b) + " bytes (" + gib(free_b) +
+                             ") free; crop the masks to the region of interest or use "
+                             "device='cpu'");
+  }
+}
+
+// Throws std::invalid_argument unless p is device (or managed) memory.
+void check_device_pointer(uintptr_t ptr, const char* name) {
+  if (ptr == 0) {
+    throw std::invalid_argument(std::string("expected a device pointer for ") + name +
+                                ", found null");
+  }
+  cudaPointerAttributes attr{};
+  const cudaError_t err = cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr));
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // reset the last-error state this call set
+    throw std::invalid_argument(std::string("expected a device pointer for ") + name +
+                                ", found one CUDA cannot describe (" + cudaGetErrorString(err) +
+                                ")");
+  }
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
+    throw std::invalid_argument(std::string("expected device memory for ") + name +
+                                ", found host memory");
+  }
 }
 
 void sort_pairs(double* d, double* a, int64_t n, cudaStream_t st) {
@@ -250,6 +288,10 @@ void CudaResult::copy_to(uintptr_t dist_gt, uintptr_t area_gt, uintptr_t dist_pr
 
 void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uintptr_t stream,
                             CudaResult* out) {
+  validate_problem(pb);
+  if (out == nullptr) throw std::invalid_argument("expected a CudaResult, found null");
+  check_device_pointer(pred, "pred");
+  check_device_pointer(gt, "gt");
   auto st = reinterpret_cast<cudaStream_t>(stream);
   const auto* p = reinterpret_cast<const uint8_t*>(pred);
   const auto* q = reinterpret_cast<const uint8_t*>(gt);
@@ -282,9 +324,16 @@ void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uin
   g.dim = pb.dim;
   g.corner = pb.boundary == Boundary::kCorner;
   const int64_t zmax_vox = static_cast<int64_t>(h_box[3] - h_box[0]);
+  const std::string grid_text = "a " + std::to_string(g.n0) + "x" + std::to_string(g.n1) + "x" +
+                                std::to_string(g.n2) + " processing grid";
+  ensure_free(cuda_grid_bytes({g.n0, g.n1, g.n2}), grid_text);
 
+  // Area of each code: the marching-cubes / marching-squares table, or weight 1 for code 1 of a
+  // voxel boundary.
   double table[256] = {0};
-  if (pb.dim == 3) {
+  if (!g.corner) {
+    table[1] = 1.0;
+  } else if (pb.dim == 3) {
     const auto t = corner_area_table_3d(pb.spacing);
     std::copy(t.begin(), t.end(), table);
   } else {
@@ -295,35 +344,59 @@ void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uin
         "table upload");
 
   const int64_t n = g.n0 * g.n1 * g.n2;
-  double* area_g = dev_alloc<double>(n, st);
-  double* area_p = dev_alloc<double>(n, st);
-  surface_kernel<<<blocks_for(n), 256, 0, st>>>(q, g, zmax_vox, area_g);
-  surface_kernel<<<blocks_for(n), 256, 0, st>>>(p, g, zmax_vox, area_p);
-  check(cudaGetLastError(), "surface kernels");
-
-  int64_t* idx = dev_alloc<int64_t>(n, st);
+  const int64_t m = std::max(g.n1, g.n2);
+  const int64_t fh_threads =
+      int64_t{256} * std::max(cuda_fh_blocks(g.n0 * g.n2, g.n1), cuda_fh_blocks(g.n0 * g.n1, g.n2));
+  uint8_t* code_g = dev_alloc<uint8_t>(n, st);
+  uint8_t* code_p = dev_alloc<uint8_t>(n, st);
   double* buf_a = dev_alloc<double>(n, st);
   double* buf_b = dev_alloc<double>(n, st);
-  auto one_direction = [&](const double* area_q, const double* area_t, double** d_out,
-                           double** a_out, int64_t* count) {
-    auto end = thrust::copy_if(thrust::cuda::par.on(st), thrust::counting_iterator<int64_t>(0),
-                               thrust::counting_iterator<int64_t>(n),
-                               thrust::device_pointer_cast(idx), IsSurface{area_q});
-    *count = end - thrust::device_pointer_cast(idx);
-    check(cudaMalloc(d_out, std::max<int64_t>(*count, 1) * sizeof(double)), "cudaMalloc");
-    check(cudaMalloc(a_out, std::max<int64_t>(*count, 1) * sizeof(double)), "cudaMalloc");
-    if (*count == 0) return;
-    edt(area_t, g, buf_a, buf_b, st);
-    gather_kernel<<<blocks_for(*count), 256, 0, st>>>(idx, *count, area_q, buf_a, *d_out, *a_out);
-    check(cudaGetLastError(), "gather kernel");
-    sort_pairs(*d_out, *a_out, *count, st);
+  int* fh_v = dev_alloc<int>(fh_threads * m, st);
+  double* fh_zb = dev_alloc<double>(fh_threads * (m + 1), st);
+  int64_t* idx = nullptr;
+  auto release = [&] {
+    for (void* ptr :
+         {static_cast<void*>(code_g), static_cast<void*>(code_p), static_cast<void*>(buf_a),
+          static_cast<void*>(buf_b), static_cast<void*>(fh_v), static_cast<void*>(fh_zb),
+          static_cast<void*>(idx)}) {
+      if (ptr != nullptr) cudaFreeAsync(ptr, st);
+    }
   };
-  one_direction(area_g, area_p, &out->d_dist_gt, &out->d_area_gt, &out->count_gt);
-  one_direction(area_p, area_g, &out->d_dist_pred, &out->d_area_pred, &out->count_pred);
-  for (void* ptr : {static_cast<void*>(area_g), static_cast<void*>(area_p), static_cast<void*>(idx),
-                    static_cast<void*>(buf_a), static_cast<void*>(buf_b)}) {
-    cudaFreeAsync(ptr, st);
+  try {
+    surface_kernel<<<blocks_for(n), 256, 0, st>>>(q, g, zmax_vox, code_g);
+    surface_kernel<<<blocks_for(n), 256, 0, st>>>(p, g, zmax_vox, code_p);
+    check(cudaGetLastError(), "surface kernels");
+    auto count = [&](const uint8_t* code) {
+      const auto c = thrust::device_pointer_cast(code);
+      return static_cast<int64_t>(thrust::count_if(thrust::cuda::par.on(st), c, c + n, NonZero{}));
+    };
+    const int64_t count_g = count(code_g), count_p = count(code_p);
+    ensure_free(cuda_point_bytes(count_g, count_p),
+                std::to_string(count_g + count_p) + " surface points");
+    idx = dev_alloc<int64_t>(std::max(count_g, count_p), st);
+    auto one_direction = [&](const uint8_t* code_q, const uint8_t* code_t, int64_t count_q,
+                             double** d_out, double** a_out, int64_t* count_out) {
+      check(cudaMalloc(d_out, std::max<int64_t>(count_q, 1) * sizeof(double)), "cudaMalloc");
+      check(cudaMalloc(a_out, std::max<int64_t>(count_q, 1) * sizeof(double)), "cudaMalloc");
+      *count_out = count_q;
+      if (count_q == 0) return;
+      thrust::copy_if(thrust::cuda::par.on(st), thrust::counting_iterator<int64_t>(0),
+                      thrust::counting_iterator<int64_t>(n), thrust::device_pointer_cast(code_q),
+                      thrust::device_pointer_cast(idx), NonZero{});
+      edt(code_t, g, buf_a, buf_b, fh_v, fh_zb, st);
+      gather_kernel<<<blocks_for(count_q), 256, 0, st>>>(idx, count_q, code_q, buf_a, *d_out,
+                                                         *a_out);
+      check(cudaGetLastError(), "gather kernel");
+      sort_pairs(*d_out, *a_out, count_q, st);
+    };
+    one_direction(code_g, code_p, count_g, &out->d_dist_gt, &out->d_area_gt, &out->count_gt);
+    one_direction(code_p, code_g, count_p, &out->d_dist_pred, &out->d_area_pred, &out->count_pred);
+  } catch (...) {
+    release();
+    cudaStreamSynchronize(st);
+    throw;
   }
+  release();
   check(cudaStreamSynchronize(st), "final sync");
 }
 

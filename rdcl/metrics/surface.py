@@ -187,9 +187,16 @@ def _cuda(p: Any, g: Any, sp: tuple[float, ...], boundary: str, device: str) -> 
     g = g.to(device=p.device, dtype=torch.uint8).contiguous()
     stream = torch.cuda.current_stream(p.device).cuda_stream
     with torch.cuda.device(p.device):
-        res = ext.surface_distances_cuda(
-            p.data_ptr(), g.data_ptr(), list(p.shape), list(sp), boundary, stream
-        )
+        args = (p.data_ptr(), g.data_ptr(), list(p.shape), list(sp), boundary, stream)
+        try:
+            res = ext.surface_distances_cuda(*args)
+        except RuntimeError as exc:
+            # The engine refuses a plan beyond the free memory before allocating; memory torch
+            # caches but does not use counts as taken, so return it and try once more.
+            if not str(exc).startswith("the CUDA surface engine needs"):
+                raise
+            torch.cuda.empty_cache()
+            res = ext.surface_distances_cuda(*args)
         out = [
             torch.empty(n, dtype=torch.float64, device=p.device)
             for n in (res.count_gt, res.count_gt, res.count_pred, res.count_pred)
