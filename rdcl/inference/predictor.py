@@ -37,6 +37,7 @@ from rdcl.data.io import (
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
 from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
+from rdcl.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -343,8 +344,6 @@ class Predictor:
         succeeded: when a case fails, the error names the failing input and ``out_dir`` is left
         exactly as it was (earlier masks are not replaced, no folder is created).
         """
-        from tqdm import tqdm
-
         in_dir, out_dir = Path(in_dir), Path(out_dir)
         if not in_dir.is_dir():
             raise FileNotFoundError(f"input folder not found: {in_dir}")
@@ -363,7 +362,10 @@ class Predictor:
         ]
         _check_outputs(inputs, outputs, overwrite=overwrite)
         staging, made = _staging_dir(out_dir)
-        bar = tqdm(list(zip(inputs, outputs, strict=True)), desc="predict", disable=not progress)
+        bar = progress_bar(
+            list(zip(inputs, outputs, strict=True)), desc="predict", unit="cases",
+            disable=not progress,
+        )  # fmt: skip
         try:
             for src, dst in bar:
                 dst = staging / dst.name  # moved to out_dir once every case succeeded

@@ -146,13 +146,13 @@ def evaluate_folders(
     file raises FileExistsError unless ``overwrite``. Empty-mask values follow rdcl.metrics.
     ``progress=False`` hides the progress bar.
     """
-    from tqdm import tqdm
+    from rdcl.progress import progress_bar
 
     if csv_path is not None and Path(csv_path).exists() and not overwrite:
         raise FileExistsError(f"expected no file at {csv_path} (pass overwrite=True), found one")
     rows = []
     cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file))
-    bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress or len(cases) < 2)
+    bar = progress_bar(cases, desc="evaluate", unit="cases", disable=not progress or len(cases) < 2)
     for case, pf, gf in bar:
         row = {"case": case}
         row.update(evaluate_case(pf, gf, tolerance_mm=tolerance_mm, device=device, threads=threads))

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from rdcl.config import Config
+from rdcl.progress import progress_bar
 
 from .checkpoint import (
     FINAL,
@@ -265,10 +265,11 @@ def run_stage(
     stage.net.train()
     with (
         JsonlLog(out / LOG_NAME, keep_until=start) if main else contextlib.nullcontext() as log,
-        tqdm(
+        progress_bar(
             total=stage.total_steps,
             initial=start,
             desc=stage.name,
+            unit="steps",
             disable=not (progress and main),
         ) as bar,
     ):
