@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,6 +38,15 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fold", type=int, action="append", metavar="K",
         help="run only fold K (1-based, repeatable), e.g. one job-array task per fold",
+    )  # fmt: skip
+    p.add_argument(
+        "--stage1-only", action="store_true",
+        help="only pre-train G (stage 1) for the selected methods, e.g. before a job array",
+    )  # fmt: skip
+    p.add_argument(
+        "--launcher", metavar="CMD",
+        help="command that runs '-m rdcl train ...' (default: this Python), e.g. "
+        "'torchrun --nproc_per_node=4'",
     )  # fmt: skip
     p.add_argument(
         "--report-only", action="store_true",
@@ -74,6 +84,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         StudyRunError,
         prepare_study,
         resolve_split,
+        run_stage1,
         run_study,
     )
 
@@ -121,9 +132,15 @@ def _run_cv(args: argparse.Namespace) -> int:
         tolerance_mm=args.tolerance,
         quiet=True,
     )
+    if args.launcher:
+        plan.launcher = shlex.split(args.launcher)
     prepare_study(plan, overwrite=args.overwrite)
     if not args.report_only:
         try:
+            if args.stage1_only:
+                done = run_stage1(plan)
+                logger.info("stage 1 ready: %s", ", ".join(str(p) for p in done) or "none needed")
+                return 0
             run_study(plan, spec)
         except StudyRunError as exc:
             print(f"rdcl cv: error: {exc} (rerun the same command to resume)", file=sys.stderr)

@@ -103,9 +103,18 @@ def _run_download(args: argparse.Namespace) -> int:
 
 
 def _add_prepare(p: argparse.ArgumentParser) -> None:
-    p.add_argument("layout", metavar="LAYOUT", help=f"published layout: {', '.join(DATA_SETS)}")
+    p.add_argument(
+        "layout", metavar="LAYOUT",
+        help=f"published layout: {', '.join(DATA_SETS)}; or 'slices' (axial 2D lesion slices of "
+        "any labelled 3D data set, for 2D studies)",
+    )  # fmt: skip
     p.add_argument("--src", required=True, type=Path, metavar="DIR", help="the unpacked data")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="native-layout folder")
+    p.add_argument(
+        "--max-per-case", type=int, default=1, metavar="N",
+        help="slices: lesion slices per 3D case, spread over the lesion (default 1, the largest)",
+    )  # fmt: skip
+    p.add_argument("--lesion", default="tumour", help="slices: lesion kind recorded (tumour)")
     add_overwrite(p, "a non-empty output folder")
 
 
@@ -115,7 +124,20 @@ def _run_prepare(args: argparse.Namespace) -> int:
     src, out = args.src.resolve(), args.out.resolve()
     if out == src or out in src.parents or src in out.parents:
         raise ValueError(f"--out {args.out} must lie outside --src {args.src}")
-    spec = prepare(args.layout, args.src, args.out, overwrite=args.overwrite)
+    if args.layout == "slices":
+        from rdcl.data.prepare import prepare_slices
+
+        if not args.src.is_dir():
+            raise FileNotFoundError(f"source folder not found: {args.src}")
+        spec = prepare_slices(
+            args.src,
+            args.out,
+            max_per_case=args.max_per_case,
+            lesion=args.lesion,
+            overwrite=args.overwrite,
+        )
+    else:
+        spec = prepare(args.layout, args.src, args.out, overwrite=args.overwrite)
     logger.info("prepared %d cases in %s", len(spec.cases), args.out)
     return 0
 

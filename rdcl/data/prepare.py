@@ -251,3 +251,105 @@ def prepare(
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
     return PREPARERS[layout](src, out, overwrite=overwrite)
+
+
+SLICE_WINDOW = HU_WINDOW
+"""Window (HU) of the slices :func:`prepare_slices` writes: the COVID-19-CT-Seg lung window."""
+
+
+def _image_label_pairs(src: Path) -> list[Case]:
+    """``<name>_image.<ext>`` + ``<name>_label.<ext>`` files side by side (e.g. lung_tumour_ct)."""
+    cases = []
+    for img in sorted(src.iterdir()):
+        stem = io.strip_suffix(img)
+        if not (io.is_image_file(img) and stem.endswith("_image")):
+            continue
+        name = stem[: -len("_image")]
+        labels = [p for p in src.glob(f"{name}_label.*") if io.is_image_file(p)]
+        if labels:
+            cases.append(Case(name, img, labels[0]))
+    return cases
+
+
+def slice_geometry(geometry: io.Geometry) -> io.Geometry:
+    """The 2D geometry of an axial slice of a 3D image: in-plane spacing (y, x), origin (x, y)
+    and the in-plane block of the direction cosines (SimpleITK order)."""
+    d = geometry.direction
+    return io.Geometry(
+        spacing=tuple(geometry.spacing[1:]),
+        origin=tuple(geometry.origin[:2]),
+        direction=(d[0], d[1], d[3], d[4]),
+    )
+
+
+def lesion_slices(label: np.ndarray, max_slices: int) -> list[int]:
+    """Up to ``max_slices`` axial indices of a (z, y, x) label with lesion, spread evenly over
+    the lesion's extent (the largest slice always included), sorted."""
+    area = label.reshape(label.shape[0], -1).sum(axis=1)
+    zs = np.flatnonzero(area)
+    if zs.size == 0 or max_slices < 1:
+        return []
+    if zs.size <= max_slices:
+        return zs.tolist()
+    picked = {int(zs[i]) for i in np.linspace(0, zs.size - 1, max_slices).round().astype(int)}
+    picked.discard(min(picked, key=lambda z: area[z]))
+    picked.add(int(zs[np.argmax(area[zs])]))
+    return sorted(picked)
+
+
+def prepare_slices(
+    src: str | Path,
+    out: str | Path,
+    *,
+    max_per_case: int = 1,
+    lesion: str = "tumour",
+    overwrite: bool = False,
+) -> DatasetSpec:
+    """Axial 2D slices with lesion from a 3D data set (``rdcl prepare slices``), for 2D studies.
+
+    ``src``: any layout :func:`~rdcl.data.layout.load_dataset` reads (e.g. lidc_nodules'
+    ``images/`` + ``masks/``) or ``<name>_image.*`` + ``<name>_label.*`` files (lung_tumour_ct).
+    Each 3D case gives up to ``max_per_case`` lesion slices (:func:`lesion_slices`) named
+    ``<case>_zNNN``, written as 2D NIfTI in HU with :func:`slice_geometry`; ``dataset.json`` marks
+    ``window`` normalisation with :data:`SLICE_WINDOW`. Returns the prepared dataset.
+    """
+    src = Path(src)
+    try:
+        cases = list(load_dataset(src).cases)
+    except DatasetError:
+        cases = _image_label_pairs(src)
+        if not cases:
+            raise
+    if max_per_case < 1:
+        raise ValueError(f"expected at least 1 slice per case, found {max_per_case}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    io.new_dir_mode(tmp)
+    n = 0
+    try:
+        for case in cases:
+            image, label, geometry = load_case(case)
+            if image.ndim != 3 or label is None:
+                raise DatasetError(f"{case.image}: expected a labelled 3D image")
+            geom2 = slice_geometry(geometry)
+            for z in lesion_slices(label, max_per_case):
+                name = f"{case.name}_z{z:03d}"
+                io.write_image(_as_int16(image[z]), geom2, tmp / "imagesTr" / f"{name}_0000.nii.gz")
+                io.write_image(
+                    label[z].astype(np.uint8), geom2, tmp / "labelsTr" / f"{name}.nii.gz"
+                )
+                n += 1
+        if n == 0:
+            raise DatasetError(f"{src}: no case has a lesion slice")
+        meta = _dataset_json(f"{src.name}_slices", n, lesion, "window", SLICE_WINDOW)
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+    return load_dataset(out)

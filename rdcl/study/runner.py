@@ -51,7 +51,8 @@ class StudyPlan:
 
     ``config_args`` are ``rdcl train`` configuration options passed to every run (``--preset``/
     ``--config``/``--set``); ``folds`` the 0-based folds to run (None: all); ``device`` the
-    training/prediction device.
+    training/prediction device; ``launcher`` the command that runs ``-m rdcl train ...`` (the
+    current Python, or e.g. ``["torchrun", "--nproc_per_node=4"]``).
     """
 
     data: Path
@@ -64,6 +65,7 @@ class StudyPlan:
     device: str = "cpu"
     tolerance_mm: float = 3.0
     quiet: bool = True
+    launcher: list[str] = field(default_factory=lambda: [sys.executable])
 
     def run_dir(self, row: str, fold: int) -> Path:
         """The ``rdcl train`` run folder of ``row`` on 0-based ``fold``."""
@@ -143,11 +145,9 @@ def prepare_study(plan: StudyPlan, *, overwrite: bool = False) -> None:
 
 
 def _train_command(plan: StudyPlan, out: Path, extra: Sequence[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "rdcl", "train", "--data", str(plan.data), "--out", str(out)]
-    cmd += ["--cache", str(plan.out / "cache"), "--device", plan.device, *plan.config_args]
-    if plan.quiet:
-        cmd.insert(4, "-q")
-    return [*cmd, *extra]
+    cmd = [*plan.launcher, "-m", "rdcl", "train", "-q" if plan.quiet else "-v"]
+    cmd += ["--data", str(plan.data), "--out", str(out), "--cache", str(plan.out / "cache")]
+    return [*cmd, "--device", plan.device, *plan.config_args, *extra]
 
 
 def _resume_flags(run: Path) -> list[str]:
@@ -222,6 +222,13 @@ def collect_scores(plan: StudyPlan) -> tuple[list[dict], list[tuple[str, int]]]:
                 continue
             rows += [{"method": row.name, "fold": k, **r} for r in read_scores(path)]
     return rows, missing
+
+
+def run_stage1(plan: StudyPlan) -> list[Path]:
+    """Every stage-1 run the selected rows need (``rdcl cv --stage1-only``): run this once before
+    spreading folds over machines, so that parallel folds do not start the same stage 1."""
+    groups = dict.fromkeys(r.pretrain_group for r in plan.rows if r.pretrain_group is not None)
+    return [pretrain_checkpoint(plan, g) for g in groups]
 
 
 def run_study(plan: StudyPlan, spec) -> tuple[list[dict], list[tuple[str, int]]]:

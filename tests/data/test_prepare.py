@@ -127,3 +127,30 @@ def test_extract_archive_refuses_paths_outside(tmp_path):
         tf.add(tmp_path / "t" / "Task06_Lung", arcname="Task06_Lung")
     dest = extract_archive(good, tmp_path / "raw" / "Task06_Lung")
     assert (dest / "dataset.json").is_file()  # the archive's own top folder is not doubled
+
+
+def test_slices_from_3d_pairs(tmp_path):
+    from rdcl.data.prepare import lesion_slices, slice_geometry
+
+    src = tmp_path / "src"
+    img = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7) - 100
+    lab = np.zeros((5, 6, 7), np.uint8)
+    lab[1, 1:3, 1:3] = 1
+    lab[2, 1:5, 1:5] = 1  # the largest slice
+    lab[3, 2, 2] = 1
+    write_image(img, GEOM, src / "lung1_image.nrrd")
+    write_image(lab, GEOM, src / "lung1_label.nrrd")
+    assert lesion_slices(lab, 1) == [2] and lesion_slices(lab, 5) == [1, 2, 3]
+    assert 2 in lesion_slices(lab, 2)
+    out = tmp_path / "out"
+    argv = ["prepare", "slices", "--src", str(src), "--out", str(out), "--max-per-case", "2"]
+    assert main(argv) == 0
+    spec = load_dataset(out)
+    assert spec.dim == 2 and len(spec.cases) == 2 and "lung1_z002" in {c.name for c in spec.cases}
+    z2 = next(c for c in spec.cases if c.name == "lung1_z002")
+    image, label, geom = load_case(z2)
+    np.testing.assert_array_equal(image, img[2])
+    assert int(label.sum()) == 16
+    assert geom.matches(slice_geometry(GEOM), atol=1e-6), (geom, slice_geometry(GEOM))
+    assert geom.spacing == pytest.approx((0.75, 0.8))
+    assert json.loads((out / "dataset.json").read_text())["rdcl"]["window"] == [-1250.0, 250.0]
