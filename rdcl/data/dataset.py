@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdcl.data import io
+from rdcl.data.io import path_problem
+
+__all__ = ["Case", "DatasetError", "DatasetSpec", "check_case_files", "image_dim", "path_problem"]
 
 
 class DatasetError(ValueError):
@@ -46,7 +49,27 @@ class DatasetSpec:
 
 def image_dim(path: Path) -> int:
     """Spatial dimensions (2 or 3) of an image file, from its header."""
+    problem = io.path_problem(path)
+    if problem is not None:
+        raise DatasetError(f"expected a readable image file at {path}, found {problem}")
     try:
         return len(io.read_info(path)[0])
     except io.ImageReadError as exc:
         raise DatasetError(str(exc)) from exc
+
+
+def check_case_files(cases: tuple[Case, ...] | list[Case]) -> None:
+    """Raise :class:`DatasetError` (one line) when an image or label file of ``cases`` is missing,
+    a folder, a broken link, a symbolic link loop or unreadable."""
+    seen: set[Path] = set()
+    for case in cases:
+        for what, path in (("image", case.image), ("label", case.label)):
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            problem = io.path_problem(path)
+            if problem is not None:
+                raise DatasetError(
+                    f"{what} of case {case.name}: expected a readable file at {path}, "
+                    f"found {problem}"
+                )

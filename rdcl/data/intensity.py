@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,9 +36,22 @@ class IntensityStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IntensityStats:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{k: float(d[k]) for k in ("mean", "std", "lo", "hi")})
+    def from_dict(cls, d: dict[str, Any], where: str = "intensity statistics") -> IntensityStats:
+        """Inverse of :meth:`to_dict`. Raises ValueError (one line starting with ``where``) unless
+        ``d`` holds finite numbers ``mean``, ``std`` >= 0, ``lo`` <= ``hi``."""
+        keys = ("mean", "std", "lo", "hi")
+        values: dict[str, float] = {}
+        if isinstance(d, dict):
+            for k in keys:
+                v = d.get(k)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    values[k] = float(v)
+        if len(values) < len(keys) or values["std"] < 0 or values["lo"] > values["hi"]:
+            found = repr(d) if len(repr(d)) <= 120 else repr(d)[:117] + "..."
+            raise ValueError(
+                f"{where}: expected finite numbers mean, std >= 0, lo <= hi, found {found}"
+            )
+        return cls(**values)
 
 
 def compute_intensity_stats(

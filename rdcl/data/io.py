@@ -12,6 +12,7 @@ metrics) imports on machines without it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import locale
 import logging
 import math
@@ -124,6 +125,37 @@ def new_dir_mode(path: str | Path) -> None:
     os.chmod(path, 0o777 & ~umask)
 
 
+def path_problem(path: str | Path) -> str | None:
+    """What is at ``path`` when it is not a readable file: ``"nothing"``, ``"a broken symbolic
+    link"``, ``"a symbolic link loop"``, ``"a folder"``, ``"a file without read permission"``
+    (or the OS's reason); ``None`` when it is a readable file."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if exc.errno == errno.EACCES:
+            return "a path without search permission"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "a broken symbolic link"
+        return "nothing" if exc.errno in (errno.ENOENT, errno.ENOTDIR) else str(exc.strerror)
+    if os.path.isdir(path):
+        return "a folder"
+    if not os.access(path, os.R_OK):
+        return "a file without read permission"
+    return None
+
+
+def _missing(path: Path) -> str:
+    """The one-line reason for an image path that does not exist (or is a link loop)."""
+    problem = path_problem(path)
+    return (
+        f"image not found: {path}"
+        if problem == "nothing"
+        else (f"expected an image at {path}, found {problem}")
+    )
+
+
 def _sitk():
     import SimpleITK as sitk
 
@@ -223,7 +255,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
     """
     path = Path(path)
     if not path.exists():
-        raise ImageReadError(f"image not found: {path}")
+        raise ImageReadError(_missing(path))
     sitk = _sitk()
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
@@ -265,7 +297,7 @@ def read_info(path: str | Path) -> tuple[tuple[int, ...], Geometry]:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(
-            f"image not found: {path}" if not path.exists() else f"expected a file, found {path}"
+            _missing(path) if not path.exists() else f"expected an image file, found {path}"
         )
     sitk = _sitk()
     reader = sitk.ImageFileReader()

@@ -28,12 +28,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from rdcl.data import io, published
-from rdcl.data.dataset import Case, DatasetError, DatasetSpec, image_dim
+from rdcl.data.dataset import (
+    Case,
+    DatasetError,
+    DatasetSpec,
+    check_case_files,
+    image_dim,
+    path_problem,
+)
+from rdcl.data.dataset_json import check_dataset_json
 
 __all__ = [
     "Case",
@@ -52,13 +61,18 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
 
     ``split`` is ``"train"`` (imagesTr/labelsTr, MSD ``training``) or ``"test"`` (imagesTs with
     optional labelsTs, MSD ``test``); the published 2D/patch/COVID layouts only have ``"train"``.
-    Raises :class:`DatasetError` for a missing root, an unknown layout or an empty dataset.
+    Raises :class:`DatasetError` (one line) for a missing root, an unknown layout, an empty
+    dataset, a ``dataset.json`` field of the wrong type, and a case file that is missing, a
+    folder, a broken link, a symbolic link loop or unreadable.
     """
     root = Path(root)
     if split not in ("train", "test"):
         raise DatasetError(f"split must be 'train' or 'test', found {split!r}")
     if not root.exists():
-        raise DatasetError(f"dataset not found: {root}")
+        problem = path_problem(root)
+        if problem in (None, "nothing"):
+            raise DatasetError(f"dataset not found: {root}")
+        raise DatasetError(f"expected a dataset folder or file at {root}, found {problem}")
     if (root.is_file() and root.suffix == ".npz") or (root.is_dir() and published.npz_files(root)):
         layout, spec = "npz", published.npz_dataset(root, split)
     elif (root / "dataset.json").is_file():
@@ -83,6 +97,7 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
 def _finish(spec: DatasetSpec, root: Path) -> DatasetSpec:
     if not spec.cases:
         raise DatasetError(f"empty dataset: no cases with images found in {root} ({spec.layout})")
+    check_case_files(spec.cases)
     log.info(
         "dataset %s: %d cases, %dD, layout %s", spec.name, len(spec.cases), spec.dim, spec.layout
     )
@@ -91,11 +106,13 @@ def _finish(spec: DatasetSpec, root: Path) -> DatasetSpec:
 
 def _read_json(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot parse {path}: {exc}") from exc
+        reason = " ".join(str(exc).split())
+        raise DatasetError(f"cannot parse {path}: {reason}") from exc
     if not isinstance(meta, dict):
         raise DatasetError(f"{path} must hold a JSON object, found {type(meta).__name__}")
+    check_dataset_json(meta, path)
     return meta
 
 
@@ -119,7 +136,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
     for img in sorted(p for p in img_dir.iterdir() if p.name.endswith(suffix)):
         name = img.name[: -len(suffix)]
         lab = lab_dir / (name + ending)
-        if not lab.is_file():
+        if path_problem(lab) == "nothing":  # a folder, loop or unreadable file is reported later
             if split == "train":
                 raise DatasetError(f"label not found for training image {img}: expected {lab}")
             lab = None
@@ -168,10 +185,9 @@ def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
         )
         if not isinstance(img_rel, str):
             raise DatasetError(f"{root / 'dataset.json'}: bad entry {entry!r}")
-        img = (root / img_rel).resolve()
-        lab = (root / lab_rel).resolve() if lab_rel else None
+        img, lab = _listed(root, img_rel), _listed(root, lab_rel) if lab_rel else None
         for p in (img, lab):
-            if p is not None and not p.is_file():
+            if p is not None and path_problem(p) == "nothing":
                 raise DatasetError(f"file listed in {root / 'dataset.json'} not found: {p}")
         cases.append(Case(io.strip_suffix(img), img, lab))
     modality = str(next(iter(meta.get("modality", {}).values()), "")).upper()
@@ -184,6 +200,12 @@ def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
         "ct" if modality == "CT" else None,
         "msd",
     )
+
+
+def _listed(root: Path, rel: str) -> Path:
+    """A path listed in an MSD ``dataset.json``, made absolute and normalised (``./a/../b``)
+    without following symbolic links (a link loop is reported with the case files)."""
+    return Path(os.path.normpath(root.absolute() / rel))
 
 
 def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
