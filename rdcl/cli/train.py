@@ -80,6 +80,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from rdcl.data.layout import load_dataset
+    from rdcl.training.distributed import env_rank
+
+    main_rank = env_rank() == 0  # under torchrun rank 0 alone reports (rdcl.training.distributed)
+    if not main_rank:
+        logging.getLogger("rdcl").setLevel(logging.WARNING)
+        logging.getLogger("rdcl.cli").setLevel(logging.WARNING)
 
     covid = load_dataset(require_dir(args.data, "--data folder"))
     if args.cases is not None:
@@ -128,7 +134,8 @@ def _run_train(args: argparse.Namespace) -> int:
     except RunInUseError:  # the folder is another run's: touch nothing
         raise
     except BaseException:  # any failure before a checkpoint: the fresh folder goes again
-        _undo_fresh_run(args.out, before)
+        if main_rank:  # the folder is rank 0's
+            _undo_fresh_run(args.out, before)
         raise
     logger.info("trained model: %s", final)
     return 0

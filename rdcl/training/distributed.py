@@ -176,6 +176,11 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, found {raw!r}") from exc
 
 
+def env_rank() -> int:
+    """This process's global rank from torchrun's ``RANK`` (0 when not launched by torchrun)."""
+    return _env_int("RANK", 0)
+
+
 def launched_distributed() -> bool:
     """True when torchrun (or an equivalent launcher) started this process as one of > 1 ranks."""
     return _env_int("WORLD_SIZE", 1) > 1
