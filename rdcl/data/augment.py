@@ -111,17 +111,28 @@ def transformed_crop(
     y, x = offset[-2].copy(), offset[-1].copy()
     offset[-2], offset[-1] = c * y - s * x, s * y + c * x
     coords = offset + (np.asarray(start, dtype=np.float64) + half)[:, None]
+    # Interpolate from the block of voxels the patch touches, not the whole volume: the result is
+    # the same (the block reaches the volume's edge wherever a sample point does, and integer
+    # shifts of the coordinates are exact), but only that block is read (a memory-mapped cache
+    # reads only its pages) and only it is converted to float32.
+    shape = np.asarray(image.shape[1:])
+    lo = np.clip(np.floor(coords.min(axis=1)).astype(np.int64) - 1, 0, shape - 1)
+    hi = np.maximum(np.clip(np.floor(coords.max(axis=1)).astype(np.int64) + 2, 1, shape), lo + 1)
+    block = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    coords = coords - lo[:, None].astype(np.float64)
     mode = "nearest" if pad_mode == "edge" else "constant"
     img = np.stack(
         [
-            ndimage.map_coordinates(ch.astype(np.float32, copy=False), coords, order=1, mode=mode)
+            ndimage.map_coordinates(
+                np.asarray(ch[block], dtype=np.float32), coords, order=1, mode=mode
+            )
             for ch in image
         ]
     ).reshape(image.shape[0], *patch)
     lab = None
     if label is not None:
         lab_f = ndimage.map_coordinates(
-            label.astype(np.float32), coords, order=1, mode="constant", cval=0.0
+            np.asarray(label[block], dtype=np.float32), coords, order=1, mode="constant", cval=0.0
         )
         lab = (lab_f >= 0.5).astype(np.uint8).reshape(patch)
     return img.astype(np.float32, copy=False), lab

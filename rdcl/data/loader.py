@@ -42,18 +42,31 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(
-    sampler: PatchSampler, start_step: int, stop_step: int, num_workers: int = 0
+    sampler: PatchSampler,
+    start_step: int,
+    stop_step: int,
+    num_workers: int = 0,
+    *,
+    pin_memory: bool | None = None,
+    prefetch: int = 2,
 ) -> Iterable[dict[str, Any]]:
     """Batches for steps ``start_step .. stop_step - 1``, in order (see the module docstring).
 
-    With ``num_workers > 0`` the workers prefetch two batches each; the DataLoader's own generator
-    is seeded with ``sampler.seed`` (it draws nothing that affects the batches).
+    With ``num_workers > 0`` each worker process computes whole batches (patch extraction and
+    augmentation, from the memory-mapped cache) and keeps ``prefetch`` batches ready; the
+    DataLoader's own generator is seeded with ``sampler.seed`` (it draws nothing that affects the
+    batches). ``pin_memory`` (default: when CUDA is available) returns page-locked tensors, so
+    ``tensor.to("cuda", non_blocking=True)`` copies asynchronously.
     """
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, found {num_workers}")
-    extra: dict[str, Any] = {}
+    if prefetch < 1:
+        raise ValueError(f"prefetch must be >= 1, found {prefetch}")
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    extra: dict[str, Any] = {"pin_memory": bool(pin_memory)}
     if num_workers > 0:
-        extra = {"worker_init_fn": _worker_init, "prefetch_factor": 2}
+        extra.update(worker_init_fn=_worker_init, prefetch_factor=int(prefetch))
     return DataLoader(
         StepDataset(sampler, start_step, stop_step),
         batch_size=None,

@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,13 @@ def preprocess_case(
     Returns ``(image float32 (1, *spatial'), label uint8 (*spatial') | None, props)``, where
     ``props`` (JSON-serialisable) holds ``shape``, ``spacing``, ``resampled_shape``,
     ``resampled_spacing`` and ``geometry``, everything :func:`restore` needs.
+    ``data_cfg.target_spacing`` ``"auto"`` that was never resolved against a training set
+    (:func:`rdcl.data.spacing.dataset_target_spacing`) keeps the case's own grid.
     """
     norm = normalization or data_cfg.normalization
     x = normalize(image, norm, stats=stats, window=window or data_cfg.window)
-    shape = target_shape(image.shape, geometry.spacing, data_cfg.target_spacing)
+    target = None if data_cfg.target_spacing == "auto" else data_cfg.target_spacing
+    shape = target_shape(image.shape, geometry.spacing, target)
     x = resample_image(x, shape)
     y = resample_label(label, shape, mode=label_mode) if label is not None else None
     props = {
@@ -106,7 +109,12 @@ def geometry_from_props(props: dict[str, Any]) -> Geometry:
     return Geometry(tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
 
 
-CACHE_FORMAT = "rdcl-cache/1"
+CACHE_FORMAT = "rdcl-cache/2"
+"""Version 2 stores each case's image and label as uncompressed ``.npy`` files (memory-mapped by
+:class:`CachedDataset`); version 1 caches (everything in one ``<case>.npz``) are still read."""
+_READABLE_FORMATS = ("rdcl-cache/1", CACHE_FORMAT)
+_ARRAYS = ("image", "label")
+"""Arrays stored as ``<case>.<name>.npy`` (memory-mappable) rather than in ``<case>.npz``."""
 _FG_SAMPLES = 10_000
 
 
@@ -156,16 +164,24 @@ def preprocess_dataset(
 ) -> CachedDataset:
     """Preprocess every case of ``spec`` into ``cache_dir`` and return the cached dataset.
 
-    Writes ``<case>.npz`` (``image`` float32 (1, *spatial), ``label`` uint8 (*spatial) when the
-    case has one, ``fg`` int32 (K, dim) foreground voxel coordinates (a seeded subsample of at
+    Writes ``<case>.image.npy`` (float32 (1, *spatial)) and ``<case>.label.npy`` (uint8
+    (*spatial), when the case has one), uncompressed so that training memory-maps them, and
+    ``<case>.npz`` (``fg`` int32 (K, dim) foreground voxel coordinates (a seeded subsample of at
     most 10,000), ``props`` JSON), then ``stats.json`` and last ``manifest.json``, each atomically.
     The dataset's own normalisation and per-case windows take precedence over ``data_cfg``.
     ``stats`` (for ``"ct"``) default to :func:`compute_intensity_stats` over this dataset; for the
     other schemes they are computed for the record only. When ``manifest.json`` already holds the
     same fingerprint (input files' paths, sizes and mtimes, settings, given stats), nothing is
-    re-read and the cache is reused.
+    re-read and the cache is reused. ``data_cfg.target_spacing`` ``"auto"`` is resolved over
+    this dataset's cases (:func:`rdcl.data.spacing.dataset_target_spacing`); training resolves
+    it over the COVID set before and passes the value, so every dataset of a run shares it.
     """
     cache_dir = Path(cache_dir)
+    if data_cfg.target_spacing == "auto":
+        from rdcl.data.spacing import dataset_target_spacing
+
+        resolved = dataset_target_spacing([spec], spec.dim)
+        data_cfg = replace(data_cfg, target_spacing=resolved)
     key = _fingerprint(spec, data_cfg, stats)
     manifest_path = cache_dir / "manifest.json"
     if manifest_path.is_file():
@@ -173,7 +189,8 @@ def preprocess_dataset(
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = {}
-        if old.get("fingerprint") == key and all((cache_dir / f).is_file() for f in old["files"]):
+        listed = [*old.get("files", []), *old.get("arrays", [])]
+        if old.get("fingerprint") == key and all((cache_dir / f).is_file() for f in listed):
             log.info("reusing preprocessed cache %s (%d cases)", cache_dir, len(old["files"]))
             return CachedDataset(cache_dir)
     names = [c.name for c in spec.cases]
@@ -185,7 +202,8 @@ def preprocess_dataset(
         stats = compute_intensity_stats(load_case(c)[:2] for c in spec.cases)
     cache_dir.mkdir(parents=True, exist_ok=True)
     collected: list[tuple[np.ndarray, np.ndarray | None]] = []
-    files = []
+    files: list[str] = []
+    arrays: list[str] = []
     for i, case in enumerate(spec.cases):
         image, label, geom = load_case(case)
         if stats is None:
@@ -193,12 +211,16 @@ def preprocess_dataset(
         x, y, props = preprocess_case(
             image, geom, data_cfg, stats, label, normalization=norm, window=case.window
         )
-        arrays = {"image": x, "props": np.array(json.dumps(props))}
+        meta = {"props": np.array(json.dumps(props))}
+        for name, arr in (("image", x), ("label", y)):
+            if arr is not None:
+                npy = f"{case.name}.{name}.npy"
+                _atomic_write(cache_dir / npy, lambda f, a=arr: np.save(f, np.ascontiguousarray(a)))
+                arrays.append(npy)
         if y is not None:
-            arrays["label"] = y
-            arrays["fg"] = _foreground_sample(y, seed=i)
+            meta["fg"] = _foreground_sample(y, seed=i)
         fname = f"{case.name}.npz"
-        _atomic_write(cache_dir / fname, lambda f, a=arrays: np.savez(f, **a))
+        _atomic_write(cache_dir / fname, lambda f, a=meta: np.savez(f, **a))
         files.append(fname)
     if stats is None:
         stats = compute_intensity_stats(collected)
@@ -217,7 +239,8 @@ def preprocess_dataset(
         },
     }
     _write_json(cache_dir / "stats.json", info)
-    _write_json(manifest_path, {"format": CACHE_FORMAT, "fingerprint": key, "files": files})
+    manifest = {"format": CACHE_FORMAT, "fingerprint": key, "files": files, "arrays": arrays}
+    _write_json(manifest_path, manifest)
     log.info("preprocessed %d cases of %s into %s", len(files), spec.name, cache_dir)
     return CachedDataset(cache_dir)
 
@@ -242,8 +265,11 @@ def _foreground_sample(label: np.ndarray, *, seed: int) -> np.ndarray:
 class CachedDataset:
     """Preprocessed cases read from a cache written by :func:`preprocess_dataset`.
 
-    ``dataset[i] -> (image float32 (1, *spatial), label uint8 (*spatial) | None)``. Arrays are
-    kept in memory after their first read when ``in_memory`` (the default). Attributes: ``names``,
+    ``dataset[i] -> (image float32 (1, *spatial), label uint8 (*spatial) | None)``. Image and
+    label are read-only memory maps of the cache's ``.npy`` files (format 2): pages are read
+    when a patch touches them and the OS page cache shares them between DataLoader workers and
+    DDP ranks. The small per-case entries are kept after their first read when ``in_memory``
+    (the default). Attributes: ``names``,
     ``dim``, ``stats`` (:class:`IntensityStats`), ``normalization``, ``window`` (the intensity
     window shared by all cases for ``"window"`` normalisation, ``None`` otherwise or when the
     cases differ, as in COVID-19-CT-Seg), ``info`` (stats.json).
@@ -258,11 +284,12 @@ class CachedDataset:
             raise DatasetError(
                 f"no valid preprocessed cache in {self.cache_dir} (run preprocessing): {exc}"
             ) from exc
-        if manifest.get("format") != CACHE_FORMAT:
+        if manifest.get("format") not in _READABLE_FORMATS:
             raise DatasetError(
                 f"{self.cache_dir}: cache format {manifest.get('format')!r}, "
-                f"expected {CACHE_FORMAT!r}"
+                f"expected one of {_READABLE_FORMATS}"
             )
+        self.format = manifest["format"]
         self.files = [self.cache_dir / f for f in manifest["files"]]
         self.names = [f.name[: -len(".npz")] for f in self.files]
         self.stats = IntensityStats.from_dict(self.info["intensity"])
@@ -289,6 +316,11 @@ class CachedDataset:
         try:
             with np.load(self.files[i]) as z:
                 arrays = {k: z[k] for k in z.files}
+            if self.format != "rdcl-cache/1":
+                for name in _ARRAYS:
+                    npy = self.files[i].with_name(f"{self.names[i]}.{name}.npy")
+                    if name == "image" or npy.is_file():
+                        arrays[name] = np.load(npy, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot read cached case {self.files[i]}: {exc}") from exc
         arrays["props"] = json.loads(str(arrays["props"]))
