@@ -292,8 +292,10 @@ def lesion_slices(label: np.ndarray, max_slices: int) -> list[int]:
     if zs.size <= max_slices:
         return zs.tolist()
     picked = {int(zs[i]) for i in np.linspace(0, zs.size - 1, max_slices).round().astype(int)}
-    picked.discard(min(picked, key=lambda z: area[z]))
-    picked.add(int(zs[np.argmax(area[zs])]))
+    largest = int(zs[np.argmax(area[zs])])
+    if largest not in picked:
+        picked.discard(min(picked, key=lambda z: area[z]))
+        picked.add(largest)
     return sorted(picked)
 
 

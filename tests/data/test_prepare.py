@@ -142,6 +142,10 @@ def test_slices_from_3d_pairs(tmp_path):
     write_image(lab, GEOM, src / "lung1_label.nrrd")
     assert lesion_slices(lab, 1) == [2] and lesion_slices(lab, 5) == [1, 2, 3]
     assert 2 in lesion_slices(lab, 2)
+    many = np.zeros((12, 2, 2), np.uint8)
+    many[:, 0, 0] = 1
+    many[5] = 1
+    assert len(lesion_slices(many, 10)) == 10 and 5 in lesion_slices(many, 3)
     out = tmp_path / "out"
     argv = ["prepare", "slices", "--src", str(src), "--out", str(out), "--max-per-case", "2"]
     assert main(argv) == 0
