@@ -423,7 +423,7 @@ def test_train_predict_pipeline(tmp_path, capsys):
     csv = tmp_path / "scores.csv"
     assert main(["evaluate", "--pred", str(pred), "--gt", gt, "--csv", str(csv), "-q"]) == 0
     lines = csv.read_text().splitlines()
-    assert lines[0] == "case,dsc,nsd,hd95,assd" and len(lines) == 3
+    assert lines[0] == "case,dsc,nsd,hd95,assd,missing" and len(lines) == 3
     capsys.readouterr()  # drop the progress bar of the run above
     _user_error(
         capsys, ["evaluate", "--pred", str(pred), "--gt", gt, "--csv", str(csv)], "--overwrite"

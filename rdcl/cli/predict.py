@@ -244,8 +244,31 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         "--tolerance", type=float, default=3.0, metavar="MM", help="NSD tolerance (default 3 mm)"
     )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        metavar="N",
+        help="CPU threads >= 1 (default: all)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score a label without a prediction as an empty mask (marked in the table and the "
+        "CSV) instead of stopping with an error",
+    )
     add_overwrite(p, "the CSV file")
+
+
+def _threads(text: str) -> int:
+    """``--threads``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
+    return value
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -272,6 +295,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        allow_missing=args.allow_missing,
     )
     summary = summarize(rows)
     tau = f"{args.tolerance:g}"
@@ -279,11 +303,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out.write(f"case\tDSC\tNSD@{tau}mm\tHD95_mm\tASSD_mm\n")
     for row in rows:
         values = "\t".join(f"{row[k]:.4f}" for k in METRICS)
-        out.write(f"{row['case']}\t{values}\n")
+        note = "\tno prediction: scored as an empty mask" if row.get("missing") else ""
+        out.write(f"{row['case']}\t{values}{note}\n")
     for key, label in zip(METRICS, ("DSC", f"NSD@{tau}mm", "HD95_mm", "ASSD_mm"), strict=True):
         s = summary[key]
         extra = f", {s['n_inf']} infinite left out" if s.get("n_inf") else ""
         out.write(f"{label}: mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']}{extra})\n")
+    n_missing = sum(bool(r.get("missing")) for r in rows)
+    if n_missing:
+        out.write(
+            f"{n_missing} of {len(rows)} cases had no prediction and were scored as empty masks "
+            "(--allow-missing)\n"
+        )
     if args.csv is not None:
         logger.info("wrote %s", args.csv)
     return 0
@@ -310,7 +341,9 @@ COMMANDS = (
             "(mm), then mean +- std over cases. Masks are matched by case name (a _0000\n"
             "channel suffix is ignored; tr_im_N <-> tr_mask_N and coronacases_org_N <->\n"
             "coronacases_N as in the published layouts); any non-zero voxel is lesion (0/1 and\n"
-            "0/255 both work)."
+            "0/255 both work). Every label needs exactly one prediction: a missing or ambiguous\n"
+            "one (e.g. both x and x_0000) is an error; --allow-missing scores a missing\n"
+            "prediction as an empty mask and marks it in the table."
         ),
     ),
 )

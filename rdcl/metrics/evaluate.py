@@ -20,6 +20,11 @@ from rdcl.metrics.surface import dice, surface_distances
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("case", "dsc", "nsd", "hd95", "assd")
+"""Per-case metric columns (rows and CSV)."""
+
+CSV_COLUMNS = (*COLUMNS, "missing")
+"""CSV columns: the metrics plus ``missing`` (1 when the case had no prediction and was scored as
+an empty mask under ``allow_missing``, else 0)."""
 
 GEOMETRY_ATOL = 1e-3
 """Largest spacing/origin (mm) and direction difference between a prediction and its label: the
@@ -52,51 +57,89 @@ def _files(path: Path) -> list[Path]:
     return [p for p in sorted(path.iterdir()) if is_image_file(p)]
 
 
-def match_cases(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """(case, pred_file, gt_file) for every case present in both; raises if none match.
+def _candidates(g: Path, preds: list[Path], aliases: dict[str, list[Path]]) -> list[Path]:
+    """The predictions that name the label ``g``'s case: ``CASE.*`` and ``CASE_0000.*``, or else
+    the ones with the same published-layout key."""
+    case = strip_suffix(g)
+    direct = [p for p in preds if strip_suffix(p) in (case, f"{case}_0000")]
+    if direct:
+        return direct
+    return aliases.get(_alias(g), []) if _alias(g) else []
 
-    A label ``CASE.*`` takes the prediction ``CASE.*``, else ``CASE_0000.*``, else the one
+
+def match_cases(
+    pred: Path, gt: Path, *, allow_missing: bool = False
+) -> list[tuple[str, Path | None, Path]]:
+    """(case, pred_file, gt_file) for every label, sorted by case.
+
+    A label ``CASE.*`` takes the prediction ``CASE.*`` or ``CASE_0000.*``, else the one
     prediction with the same published-layout key (``tr_im_0001.png`` for ``tr_mask_0001.png``,
     ``coronacases_org_001.nii.gz`` for ``coronacases_001.nii.gz``). The case is the label's name.
+    Raises ValueError (one line) when a label has more than one matching prediction (e.g. both
+    ``x.nii.gz`` and ``x_0000.nii.gz``), when one prediction matches several labels, when no label
+    has a prediction, and when some have none unless ``allow_missing`` (those get
+    ``pred_file=None``, to be scored as an empty mask).
     """
     preds, gts = _files(Path(pred)), _files(Path(gt))
     if Path(pred).is_file() and Path(gt).is_file():
         return [(_case_key(Path(gt)), Path(pred), Path(gt))]
-    by_stem = {strip_suffix(p): p for p in preds}
-    by_case = {_case_key(p): p for p in preds}
     aliases: dict[str, list[Path]] = {}
     for p in preds:
         aliases.setdefault(_alias(p), []).append(p)
-    matched, missing = [], []
+    matched: list[tuple[str, Path | None, Path]] = []
+    missing: list[str] = []
+    used: dict[Path, str] = {}
     for g in gts:
         case = strip_suffix(g)
-        alias = aliases.get(_alias(g), []) if _alias(g) else []
-        p = by_stem.get(case) or by_case.get(case) or (alias[0] if len(alias) == 1 else None)
-        if p is None:
+        found = _candidates(g, preds, aliases)
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found[:4])
+            raise ValueError(
+                f"case {case}: expected one prediction in {pred}, found {len(found)} ({names}); "
+                "remove all but one"
+            )
+        if not found:
             missing.append(case)
-        else:
-            matched.append((case, p, g))
-    if not matched:
+            matched.append((case, None, g))
+            continue
+        if found[0] in used:
+            raise ValueError(
+                f"prediction {found[0].name} matches both labels {used[found[0]]} and {case}; "
+                "expected one prediction per label"
+            )
+        used[found[0]] = case
+        matched.append((case, found[0], g))
+    if not used:
         raise ValueError(
             f"expected prediction and label files with matching case names, found none "
             f"({len(preds)} in {pred}, {len(gts)} in {gt})"
         )
+    if missing and not allow_missing:
+        shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"expected a prediction for every label, found none for {len(missing)} of "
+            f"{len(gts)} cases ({shown}) in {pred}; pass --allow-missing (allow_missing=True) "
+            "to score them as empty masks"
+        )
     for case in sorted(missing):
-        logger.warning("no prediction for case %s", case)
-    return sorted(matched)
+        logger.info("no prediction for case %s: scored as an empty mask", case)
+    return sorted(matched, key=lambda m: m[0])
 
 
 def evaluate_case(
-    pred_file: Path,
+    pred_file: Path | None,
     gt_file: Path,
     *,
     tolerance_mm: float = 3.0,
     device: str = "cpu",
     threads: int | None = None,
 ) -> dict:
-    """DSC, NSD@tau, HD95 (mm) and ASSD (mm) of one case; foreground is any non-zero label."""
-    pred, pg = read_image(pred_file)
+    """DSC, NSD@tau, HD95 (mm) and ASSD (mm) of one case; foreground is any non-zero label.
+
+    ``pred_file=None`` scores an empty prediction (a missing case under ``allow_missing``)."""
+    _check_threads(threads)
     gt, gg = read_image(gt_file)
+    pred, pg = (np.zeros_like(gt), gg) if pred_file is None else read_image(pred_file)
     if pred.shape != gt.shape or not pg.matches(gg, atol=GEOMETRY_ATOL):
         raise ValueError(
             f"expected {pred_file.name} to have the geometry of {gt_file.name}: shape "
@@ -113,14 +156,23 @@ def evaluate_case(
     }
 
 
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ValueError(f"threads must be an integer >= 1 or None, found {threads!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 (or None for all cores), found {threads}")
+
+
 def _write_csv(rows: Sequence[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
             writer.writeheader()
-            writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+            writer.writerows(
+                {**{k: r[k] for k in COLUMNS}, "missing": int(bool(r.get("missing")))} for r in rows
+            )
         new_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -138,23 +190,28 @@ def evaluate_folders(
     threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    allow_missing: bool = False,
 ) -> list[dict]:
-    """Per-case rows ``{"case", "dsc", "nsd", "hd95", "assd"}`` for matched cases.
+    """Per-case rows ``{"case", "dsc", "nsd", "hd95", "assd", "missing"}``, one per label.
 
-    Cases are matched by file name without suffix (``case_0000`` matches ``case``); geometry must
-    agree (ValueError otherwise). With ``csv_path`` the rows are written atomically; an existing
-    file raises FileExistsError unless ``overwrite``. Empty-mask values follow rdcl.metrics.
+    Cases are matched by :func:`match_cases` (file name without suffix; ``case_0000`` matches
+    ``case``): a label without a prediction, or with two, raises ValueError, unless
+    ``allow_missing``, which scores a missing prediction as an empty mask (``"missing": True``).
+    Geometry must agree (ValueError otherwise). ``threads`` (CPU surface engine) is None (all
+    cores) or >= 1. With ``csv_path`` the rows are written atomically; an existing file raises
+    FileExistsError unless ``overwrite``. Empty-mask values follow rdcl.metrics.
     ``progress=False`` hides the progress bar.
     """
     from rdcl.progress import progress_bar
 
+    _check_threads(threads)
     if csv_path is not None and Path(csv_path).exists() and not overwrite:
         raise FileExistsError(f"expected no file at {csv_path} (pass overwrite=True), found one")
     rows = []
-    cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file))
+    cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file), allow_missing=allow_missing)
     bar = progress_bar(cases, desc="evaluate", unit="cases", disable=not progress or len(cases) < 2)
     for case, pf, gf in bar:
-        row = {"case": case}
+        row: dict = {"case": case, "missing": pf is None}
         row.update(evaluate_case(pf, gf, tolerance_mm=tolerance_mm, device=device, threads=threads))
         rows.append(row)
     if csv_path is not None:
