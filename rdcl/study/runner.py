@@ -85,8 +85,9 @@ def resolve_split(
     train_per_fold: int | None,
     seed: int,
 ) -> Split:
-    """The study's split: ``split_file``; else ``out/split.json`` of an earlier call; else a
-    seeded split of ``folds`` x ``train_per_fold``. Checked against the dataset's case names."""
+    """The study's split: ``split_file``; else a seeded split of ``folds`` x ``train_per_fold``;
+    else ``out/split.json`` of an earlier call. A split that differs from the one ``out`` was run
+    with raises :class:`StudyMismatchError`; the split is checked against the case names."""
     saved = out / "split.json"
     if split_file is not None:
         split = read_split(split_file)
@@ -95,10 +96,15 @@ def resolve_split(
                 f"{out} was run with another split ({saved}); expected the same --split or a "
                 "new --out (or --overwrite)"
             )
-    elif saved.is_file():
-        split = read_split(saved)
     elif folds is not None and train_per_fold is not None:
         split = make_split(data_names, folds, train_per_fold, seed=seed)
+        if saved.is_file() and read_split(saved) != split:
+            raise StudyMismatchError(
+                f"{out} was run with another split ({saved}); expected the same --folds, "
+                "--train-per-fold and --split-seed, or a new --out"
+            )
+    elif saved.is_file():
+        split = read_split(saved)
     else:
         raise ValueError(
             "expected --split FILE or --folds K --train-per-fold N (no split.json in --out yet)"
