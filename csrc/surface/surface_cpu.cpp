@@ -148,6 +148,11 @@ const std::array<std::vector<Vec3>, 256>& triangle_table() {
         }
         for (const auto& v : fan(loop, best_origin)) t[code].push_back(v);
       }
+      // Decreasing area on the unit cube (ties in generation order): surface-distance's summation
+      // order wherever its table follows a rule (tables.py says where it does not).
+      std::stable_sort(t[code].begin(), t[code].end(), [](const Vec3& a, const Vec3& b) {
+        return std::llround(norm(a) * 1e12) > std::llround(norm(b) * 1e12);
+      });
     }
     return t;
   }();
@@ -849,10 +854,14 @@ std::array<double, 256> corner_area_table_3d(const std::array<double, 3>& spacin
   std::array<double, 256> out{};
   const auto& tris = triangle_table();
   for (int code = 0; code < 256; ++code) {
+    // The reference's arithmetic: n = ((v0 s1) s2, (v1 s0) s2, (v2 s0) s1); |n| as numpy's norm of
+    // a 3-vector computes it (a BLAS dot accumulating by fused multiply-add); a running sum from 0.
     double sum = 0;
     for (const auto& v : tris[code]) {
-      sum += norm({v[0] * spacing[1] * spacing[2], v[1] * spacing[0] * spacing[2],
-                   v[2] * spacing[0] * spacing[1]});
+      const double n0 = v[0] * spacing[1] * spacing[2];
+      const double n1 = v[1] * spacing[0] * spacing[2];
+      const double n2 = v[2] * spacing[0] * spacing[1];
+      sum += std::sqrt(std::fma(n2, n2, std::fma(n1, n1, n0 * n0)));
     }
     out[code] = sum;
   }
@@ -871,10 +880,14 @@ std::array<double, 16> corner_length_table_2d(const std::array<double, 2>& spaci
       const int j = (i + 1) % 4;
       mid[i] = {(cyc[i][0] + cyc[j][0]) / 2.0, (cyc[i][1] + cyc[j][1]) / 2.0};
     }
+    // The reference's arithmetic: an axis-parallel segment is the spacing itself, the slanted one
+    // (extents 1/2, 1/2) is 0.5 * sqrt(s0^2 + s1^2).
     auto length = [&](int e0, int e1) {
-      const double d0 = (mid[e0][0] - mid[e1][0]) * spacing[0];
-      const double d1 = (mid[e0][1] - mid[e1][1]) * spacing[1];
-      return std::sqrt(d0 * d0 + d1 * d1);
+      const double d0 = std::abs(mid[e0][0] - mid[e1][0]);
+      const double d1 = std::abs(mid[e0][1] - mid[e1][1]);
+      if (d1 == 0) return d0 * spacing[0];
+      if (d0 == 0) return d1 * spacing[1];
+      return 0.5 * std::sqrt(spacing[0] * spacing[0] + spacing[1] * spacing[1]);
     };
     int crossing[4], nc = 0;
     for (int i = 0; i < 4; ++i) {
