@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.data.io import Geometry, new_dir_mode, write_image
+from rdcl.data.synth.memory import SynthMemoryError, check_memory, estimate_bytes
 from rdcl.data.synth.phantom import KINDS, default_spacing, synthesize_phantom
 
 logger = logging.getLogger(__name__)
@@ -90,13 +91,16 @@ def synthesize_dataset(
 
     Returns ``out_dir`` as a Path. Raises FileExistsError when ``out_dir`` exists and is not an
     empty folder and ``overwrite`` is False (``out_dir`` is then left untouched), ValueError for
-    bad arguments.
+    bad arguments, :class:`~rdcl.data.synth.memory.SynthMemoryError` (a ValueError, one line
+    naming the need) before anything is written when one phantom of ``shape`` needs more memory
+    than is available (:func:`~rdcl.data.synth.memory.estimate_bytes`).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, found {kind!r}")
     if int(n_cases) < 1 or int(n_test) < 0:
         raise ValueError(f"need n_cases >= 1 and n_test >= 0, found {n_cases} and {n_test}")
     shape, spacing = _resolve(dim, shape, spacing)
+    check_memory(shape)  # before anything is created
     out = Path(out_dir)
     _check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,14 @@ def synthesize_dataset(
             name = f"{kind}_{i:03d}"
             images, labels = ("imagesTr", "labelsTr") if i < n_cases else ("imagesTs", "labelsTs")
             rng = np.random.default_rng([seed, salt, i])
-            ph = synthesize_phantom(kind, shape, spacing, rng)
+            try:
+                ph = synthesize_phantom(kind, shape, spacing, rng)
+            except MemoryError:
+                raise SynthMemoryError(
+                    f"ran out of memory synthesising a phantom of shape "
+                    f"{'x'.join(map(str, shape))} (estimated need {estimate_bytes(shape):,} "
+                    "bytes); choose a smaller shape"
+                ) from None
             write_image(ph.image, geometry, tmp / images / f"{name}_0000.nii.gz")
             write_image(ph.mask, geometry, tmp / labels / f"{name}.nii.gz")
             case_kinds[name] = ph.kind

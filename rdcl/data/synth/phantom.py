@@ -11,6 +11,7 @@ from scipy import ndimage
 from rdcl.data.synth.anatomy import HU_AIR, HU_SOFT, HU_VESSEL, build_anatomy, sample_body
 from rdcl.data.synth.fields import Grid
 from rdcl.data.synth.lesions import PAINTERS
+from rdcl.data.synth.memory import check_memory
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def _check(kind: str, shape: tuple[int, ...], spacing: tuple[float, ...]) -> Non
         raise ValueError(f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}")
     if not all(np.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"spacing must be positive mm, found {tuple(spacing)}")
+    check_memory(shape)
 
 
 def synthesize_phantom(
@@ -77,7 +79,9 @@ def synthesize_phantom(
 
     shape: (z, y, x) voxels or (y, x) for one axial slice; spacing in mm, same order. The result
     depends only on the arguments and ``rng``'s state. Raises ValueError for a bad kind, shape or
-    spacing, RuntimeError when no lesion could be placed in ``_MAX_TRIES`` anatomies.
+    spacing and :class:`~rdcl.data.synth.memory.SynthMemoryError` (a ValueError) for a shape
+    that needs more memory than is available, RuntimeError when no lesion could be placed in
+    ``_MAX_TRIES`` anatomies.
     """
     shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
     _check(kind, shape, spacing)
