@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rdcl.config_types import ConfigValueError, check_section, coerce_section
 
@@ -117,11 +117,17 @@ class DataConfig:
     foreground statistics (nnU-Net CT scheme); ``"window"`` maps ``window`` (HU or raw units) to
     [0, 1] (for data that is already windowed, e.g. PNG slices or the radiopaedia volumes);
     ``"zscore"`` z-scores each image with its own statistics.
+
+    ``target_spacing`` (mm, array order): the grid every case is resampled to. ``"auto"`` (the
+    default) is nnU-Net's rule over the training set (median spacing, 10th percentile on a
+    coarse axis of anisotropic data; :mod:`rdcl.data.spacing`), resolved when training starts
+    and saved with the run's config and checkpoints, which prediction then uses; ``null`` keeps
+    every case on its own grid.
     """
 
     patch_size: tuple[int, ...] = (56, 160, 192)
     batch_size: int = 2
-    target_spacing: tuple[float, ...] | None = None
+    target_spacing: tuple[float, ...] | Literal["auto"] | None = "auto"
     normalization: str = "ct"
     window: tuple[float, float] = (-1250.0, 250.0)
     foreground_oversample: float = 0.33
@@ -147,11 +153,12 @@ class DataConfig:
             raise ConfigError(
                 f"data.window must be (low, high) with low < high, found {self.window}"
             )
-        if self.target_spacing is not None and not all(
+        if self.target_spacing not in (None, "auto") and not all(
             math.isfinite(t) and t > 0 for t in self.target_spacing
         ):
             raise ConfigError(
-                f"data.target_spacing must be positive mm (or null), found {self.target_spacing}"
+                f"data.target_spacing must be positive mm, auto or null, found "
+                f"{self.target_spacing}"
             )
 
 
@@ -250,10 +257,10 @@ class Config:
                 f"{self.data.patch_size}"
             )
         spacing = self.data.target_spacing
-        if spacing is not None and len(spacing) != self.model.dim:
+        if spacing not in (None, "auto") and len(spacing) != self.model.dim:
             raise ConfigError(
-                f"data.target_spacing must have {self.model.dim} entries (model.dim) or be null, "
-                f"found {spacing}"
+                f"data.target_spacing must have {self.model.dim} entries (model.dim), or be auto "
+                f"or null, found {spacing}"
             )
         total = self.model.total_stride()
         bad = [p for p, s in zip(self.data.patch_size, total, strict=True) if p % s]

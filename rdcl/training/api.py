@@ -16,7 +16,7 @@ from typing import Any
 
 from rdcl.config import Config
 
-from .datasets import as_cached, as_list
+from .datasets import as_cached, as_list, resolve_target_spacing
 from .loop import RunExistsError, existing_run_files, reset_run
 from .methods import get_method
 from .runlock import exit_on_sigterm, run_lock
@@ -71,7 +71,7 @@ def run_training(
         ValueError: the method needs non-COVID data and none was given; bad config values.
         rdcl.data.DatasetError, TrainingDivergedError, CheckpointError.
     """
-    cfg = cfg.validate()
+    cfg = resolve_target_spacing(cfg.validate(), covid)  # the COVID set's grid for both stages
     method = get_method(cfg.train.method)
     out_dir = Path(out_dir)
     generals = as_list(general)

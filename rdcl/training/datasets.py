@@ -8,14 +8,18 @@ into ``cache_dir/<name>-<hash of the root>`` (reused while the inputs and settin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rdcl.config import DataConfig
+from rdcl.config import Config, DataConfig
+
+logger = logging.getLogger(__name__)
 
 
 def as_list(datasets: Any) -> list[Any]:
@@ -23,6 +27,31 @@ def as_list(datasets: Any) -> list[Any]:
     if datasets is None:
         return []
     return list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
+
+
+def resolve_target_spacing(cfg: Config, datasets: Any) -> Config:
+    """``cfg`` with ``data.target_spacing`` ``"auto"`` replaced by nnU-Net's rule over the cases
+    of ``datasets`` (:func:`rdcl.data.spacing.dataset_target_spacing`, headers only); an already
+    preprocessed ``CachedDataset`` contributes the spacing it was cached at. Other values are
+    kept. The resolved config is what the run saves, so prediction resamples to the same grid.
+    """
+    if cfg.data.target_spacing != "auto":
+        return cfg
+    from rdcl.data import DatasetSpec, load_dataset
+    from rdcl.data.spacing import dataset_target_spacing
+
+    specs = []
+    for d in as_list(datasets):
+        d = load_dataset(d) if isinstance(d, (str, Path)) else d
+        if not isinstance(d, DatasetSpec):  # a cache: its grid is fixed already
+            cached = d.info.get("target_spacing")
+            spacing = tuple(float(s) for s in cached) if cached else None
+            return cfg.replace(data=dataclasses.replace(cfg.data, target_spacing=spacing))
+        specs.append(d)
+    spacing = dataset_target_spacing(specs, cfg.model.dim)
+    logger.info("data.target_spacing auto -> %s mm (nnU-Net's rule over %s)", spacing,
+                ", ".join(s.name for s in specs))  # fmt: skip
+    return cfg.replace(data=dataclasses.replace(cfg.data, target_spacing=spacing))
 
 
 def as_cached(dataset: Any, data_cfg: DataConfig, cache_dir: Path) -> Any:

@@ -33,7 +33,14 @@ from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consi
 from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .datasets import as_cached, as_list, batch_stream, dataset_meta, make_sampler
+from .datasets import (
+    as_cached,
+    as_list,
+    batch_stream,
+    dataset_meta,
+    make_sampler,
+    resolve_target_spacing,
+)
 from .distributed import setup_distributed
 from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
@@ -92,6 +99,7 @@ def pretrain_general(
         raise ValueError("stage 1 needs at least one non-COVID dataset, found none")
     if cfg.train.pretrain_steps < 1:
         raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
+    cfg = resolve_target_spacing(cfg, general_datasets)
     ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
     out_dir = Path(out_dir)
@@ -252,6 +260,7 @@ def train(
     method = get_method(cfg.train.method)
     if cfg.train.steps < 1:
         raise ValueError(f"train.steps must be >= 1, found {cfg.train.steps}")
+    cfg = resolve_target_spacing(cfg, covid)
     generals = as_list(general)
     if method.needs_general_batches and not generals:
         raise ValueError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
