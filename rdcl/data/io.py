@@ -209,13 +209,18 @@ def _sitk_reason(exc: BaseException) -> str:
 
 
 def _sitk_call(
-    call: Callable[[], T], path: Path, what: str, error: type[ValueError] = ImageReadError
+    call: Callable[[], T],
+    path: Path,
+    what: str,
+    error: type[ValueError] = ImageReadError,
+    *,
+    quiet: bool = False,
 ) -> T:
     """Run a SimpleITK ``call`` on ``path`` with its stderr messages captured and the locale kept.
 
     A RuntimeError becomes one ``error`` line ``cannot <what> <path>: <reason>``
     that includes what the libraries printed; messages of a call that succeeded are logged as one
-    rdcl warning line."""
+    rdcl warning line (a debug line with ``quiet``, for lookups whose outcome rdcl reports)."""
     with captured_stderr() as msgs, preserve_locale():
         try:
             return_value, failure = call(), None
@@ -226,7 +231,7 @@ def _sitk_call(
         reason = "; ".join(r for r in (_sitk_reason(failure), said) if r)
         raise error(f"cannot {what} {path}: {reason}") from failure
     if said:
-        log.warning("%s: SimpleITK says: %s", path, said)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "%s: SimpleITK says: %s", path, said)
     return return_value  # type: ignore[return-value]
 
 
@@ -259,14 +264,19 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
     sitk = _sitk()
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
-        series = _sitk_call(lambda: reader.GetGDCMSeriesIDs(str(path)), path, "read DICOM folder")
+        series = _sitk_call(
+            lambda: reader.GetGDCMSeriesIDs(str(path)), path, "read DICOM folder", quiet=True
+        )
         if len(series) > 1:
             raise ImageReadError(
                 f"expected one DICOM series in folder {path}, found {len(series)} "
                 f"(series UIDs {', '.join(series[:3])}); give each series its own folder"
             )
         files = _sitk_call(
-            lambda: reader.GetGDCMSeriesFileNames(str(path)), path, "read DICOM folder"
+            lambda: reader.GetGDCMSeriesFileNames(str(path)),
+            path,
+            "read DICOM folder",
+            quiet=True,
         )
         if not files:
             raise ImageReadError(f"no DICOM series found in folder {path}")

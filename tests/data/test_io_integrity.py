@@ -177,6 +177,17 @@ def test_itk_warning_on_a_successful_read_becomes_one_rdcl_line(tmp_path, capfd,
     assert len(said) == 1 and "\n" not in said[0] and "0x" not in said[0]
 
 
+def test_folder_without_dicom_is_one_error_and_nothing_else(tmp_path, capfd, caplog):
+    folder = tmp_path / "case.nii.gz"  # a folder where an image file should be
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not DICOM")
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="rdcl"), pytest.raises(ImageReadError, match="no DICOM"):
+        read_image(folder)
+    assert capfd.readouterr().err == ""
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # GDCM's lines folded
+
+
 # ---- the commands refuse these files with one line -----------------------------------------
 
 
