@@ -109,13 +109,18 @@ std::string printable(const uint8_t* p, size_t n) {
 size_t bytes_per_voxel(int16_t datatype) {
   switch (datatype) {
     case kUint8:
+    case kInt8:
       return 1;
     case kInt16:
+    case kUint16:
       return 2;
     case kInt32:
+    case kUint32:
     case kFloat32:
       return 4;
     case kFloat64:
+    case kInt64:
+    case kUint64:
       return 8;
     default:
       return 0;
@@ -130,16 +135,6 @@ const char* datatype_name(int16_t datatype) {
       return " (complex64)";
     case 128:
       return " (RGB24)";
-    case 256:
-      return " (int8)";
-    case 512:
-      return " (uint16)";
-    case 768:
-      return " (uint32)";
-    case 1024:
-      return " (int64)";
-    case 1280:
-      return " (uint64)";
     case 1536:
       return " (float128)";
     case 1792:
@@ -241,9 +236,10 @@ Layout parse_header(const uint8_t* raw, size_t size, const Limits& limits) {
   L.datatype = le_i16(h, kDatatype);
   L.bpv = bytes_per_voxel(L.datatype);
   if (L.bpv == 0) {
-    throw NiftiError("unsupported datatype " + std::to_string(L.datatype) +
-                     datatype_name(L.datatype) +
-                     ": expected uint8 (2), int16 (4), int32 (8), float32 (16) or float64 (64)");
+    throw NiftiError(
+        "unsupported datatype " + std::to_string(L.datatype) + datatype_name(L.datatype) +
+        ": expected a scalar integer or float type (uint8 2, int16 4, int32 8, float32 16, "
+        "float64 64, int8 256, uint16 512, uint32 768, int64 1024, uint64 1280)");
   }
 
   // Voxel count and byte size, overflow-checked against the limits.
@@ -344,6 +340,21 @@ Image decode(const Layout& L, const uint8_t* bytes, size_t size) {
     case kFloat64:
       decode_as<double>(src, L.voxels, swap, L.slope, L.inter, out);
       break;
+    case kInt8:
+      decode_as<int8_t>(src, L.voxels, false, L.slope, L.inter, out);
+      break;
+    case kUint16:
+      decode_as<uint16_t>(src, L.voxels, swap, L.slope, L.inter, out);
+      break;
+    case kUint32:
+      decode_as<uint32_t>(src, L.voxels, swap, L.slope, L.inter, out);
+      break;
+    case kInt64:
+      decode_as<int64_t>(src, L.voxels, swap, L.slope, L.inter, out);
+      break;
+    case kUint64:
+      decode_as<uint64_t>(src, L.voxels, swap, L.slope, L.inter, out);
+      break;
     default:
       throw NiftiError("unsupported datatype " + std::to_string(L.datatype));
   }
@@ -365,6 +376,7 @@ std::vector<uint8_t> inflate_bounded(const uint8_t* src, size_t n, const Limits&
   zs.next_in = const_cast<Bytef*>(src);
   size_t in_left = n;
   size_t produced = 0;
+  bool ended = false;  // the last gzip member ended properly
   while (produced < need) {
     if (out.size() < need) {
       out.resize(static_cast<size_t>(std::min<uint64_t>(need, produced + kChunk)));
@@ -385,6 +397,7 @@ std::vector<uint8_t> inflate_bounded(const uint8_t* src, size_t n, const Limits&
       if (in_left >= 2 && zs.next_in[0] == 0x1f && zs.next_in[1] == 0x8b) {
         if (inflateReset(&zs) != Z_OK) throw NiftiError("corrupt gzip data");
       } else {
+        ended = true;
         break;
       }
     } else if (rc == Z_OK || rc == Z_BUF_ERROR) {
@@ -396,6 +409,11 @@ std::vector<uint8_t> inflate_bounded(const uint8_t* src, size_t n, const Limits&
       need = parse_header(out.data(), produced, limits).end;
       have_header = true;
     }
+  }
+  if (!ended && produced < need) {
+    throw NiftiError("truncated gzip stream: it ends after " + std::to_string(produced) +
+                     " of the " + std::to_string(need) + " bytes " +
+                     (have_header ? "the header needs" : "of a NIfTI-1 header"));
   }
   out.resize(produced);
   return out;

@@ -26,11 +26,17 @@ class NiftiError : public std::runtime_error {
 };
 
 constexpr size_t kHeaderSize = 348;
+// Accepted datatypes (scalar integers and floats); others (RGB, complex, ...) are refused.
 constexpr int16_t kUint8 = 2;
 constexpr int16_t kInt16 = 4;
 constexpr int16_t kInt32 = 8;
 constexpr int16_t kFloat32 = 16;
 constexpr int16_t kFloat64 = 64;
+constexpr int16_t kInt8 = 256;
+constexpr int16_t kUint16 = 512;
+constexpr int16_t kUint32 = 768;
+constexpr int16_t kInt64 = 1024;
+constexpr int16_t kUint64 = 1280;
 
 struct Limits {
   // Largest accepted voxel count (each axis is also bounded by NIfTI's int16 dims).

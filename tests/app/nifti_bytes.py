@@ -12,7 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DTYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64}
+DTYPES = {
+    2: np.uint8,
+    4: np.int16,
+    8: np.int32,
+    16: np.float32,
+    64: np.float64,
+    256: np.int8,
+    512: np.uint16,
+    768: np.uint32,
+    1024: np.int64,
+    1280: np.uint64,
+}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 

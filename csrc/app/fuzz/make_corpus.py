@@ -1,10 +1,10 @@
 """Write the seed corpus of the NIfTI parser fuzzer (csrc/app/fuzz/corpus/).
 
 Synthetic files only: small random arrays written by SimpleITK (each supported datatype, 2D and
-3D, .nii and .nii.gz, scl_slope), a big-endian file, and header-only copies of the real NIfTI
-headers under ../shared/data (the 348-byte header with its text fields blanked and no voxel data,
-so no patient data enters the repository). Run from the repository root:
-``python csrc/app/fuzz/make_corpus.py``.
+3D, .nii and .nii.gz, scl_slope), a big-endian file, inputs the fuzz target gzips itself
+(Z_*.bin), and header-only copies of the real NIfTI headers under ../shared/data (the 348-byte
+header with its text fields blanked and no voxel data, so no patient data enters the
+repository). Run from the repository root: ``python csrc/app/fuzz/make_corpus.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ def main() -> int:
         struct.pack_into(f">{n}f", big, off, *struct.unpack_from(f"<{n}f", raw, off))
     data = np.frombuffer(bytes(raw[352:]), dtype="<i2").astype(">i2").tobytes()
     (OUT / "int16_bigendian.nii").write_bytes(bytes(big[:352]) + data)
+    # 'Z' + split byte: the fuzz target gzips the rest itself (two members when split < 255)
+    for name, split in (("int16_3x4x5", 255), ("float32_4x5", 100), ("uint8_1x3x2", 200)):
+        raw = (OUT / f"{name}.nii").read_bytes()
+        (OUT / f"Z_{name}.bin").write_bytes(b"Z" + bytes([split]) + raw)
     # header-only copies of real files
     if SHARED.is_dir():
         for src in sorted(SHARED.rglob("*.nii*"))[:6]:
