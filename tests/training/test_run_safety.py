@@ -245,3 +245,36 @@ def test_cli_train_failing_in_preprocessing_leaves_no_folder(tmp_path, monkeypat
     with pytest.raises(OSError, match="symbolic links"):
         main(argv)
     assert not run.exists()
+
+
+# -- item 6 (checkpoint half): no checkpoint with non-finite weights ---------------------------
+
+
+def test_weights_turning_nan_are_never_checkpointed(tmp_path, monkeypatch, synth_data):
+    """An optimiser step that leaves NaN weights (a NaN learning rate did) with a still-finite
+    loss: the next checkpoint is refused as a divergence naming the last good one, which holds
+    finite weights."""
+    import torch
+
+    from rdcl.training import TrainingDivergedError
+    from rdcl.training.checkpoint import nonfinite_weights
+
+    real_step = torch.optim.SGD.step
+    calls = {"n": 0}
+
+    def poisoned(self, *a, **k):
+        out = real_step(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match="NaN/inf values") as info:
+        run_training(_cfg(steps=4), synth_data, None, run, progress=False)
+    assert f"last good checkpoint: {run / 'last.ckpt'}" in str(info.value)
+    last = load_checkpoint(run / "last.ckpt")
+    assert last["step"] == 1 and nonfinite_weights(last["model"]) == (0, None)
+    assert not (run / "final.ckpt").exists()
