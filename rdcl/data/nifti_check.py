@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -107,9 +108,11 @@ def parse_header(raw: bytes) -> NiftiHeader | None:
 def check_nifti(path: str | Path, *, payload: bool = True) -> None:
     """Raise :class:`NiftiCheckError` (one line, no path) when the NIfTI file at ``path`` has a
     spatial pixdim that is not a finite size > 0 mm or, with ``payload``, is truncated or holds a
-    non-finite voxel (float types). ``payload`` reads the whole file once (decompressing
-    ``.nii.gz``); without it only the header is read. A file that is not a single-file NIfTI
-    passes unchecked (SimpleITK reports what is wrong with it)."""
+    non-finite voxel (float types). Without ``payload`` only the header is read. With it, integer
+    images are usually settled from the file size (``.nii``) or the gzip trailer (``.nii.gz``, see
+    :func:`_complete_without_reading`); float images and files that do not settle that way are
+    read once (decompressed). A file that is not a single-file NIfTI passes unchecked (SimpleITK
+    reports what is wrong with it)."""
     path = Path(path)
     try:
         with _open(path) as fh:
@@ -124,7 +127,7 @@ def check_nifti(path: str | Path, *, payload: bool = True) -> None:
                     f"{tuple(round(p, 6) if math.isfinite(p) else p for p in spatial)} (x, y, z); "
                     "SimpleITK would substitute 1.0 mm"
                 )
-            if not payload:
+            if not payload or _complete_without_reading(path, header):
                 return
             have, nonfinite = _scan_payload(fh, raw, header)
     except (OSError, EOFError, zlib.error) as exc:
@@ -140,6 +143,29 @@ def check_nifti(path: str | Path, *, payload: bool = True) -> None:
         )
     if nonfinite:
         raise NiftiCheckError(f"{nonfinite} NaN/inf voxels; expected finite intensities")
+
+
+def _complete_without_reading(path: Path, header: NiftiHeader) -> bool:
+    """True when an integer image is shown complete without decompressing it.
+
+    ``.nii``: the file holds ``vox_offset`` + payload bytes. ``.nii.gz``: the gzip trailer's ISIZE
+    (uncompressed length mod 2**32) equals ``vox_offset`` + payload exactly, as every single-member
+    writer (ITK, nibabel, niftilib) leaves it; a truncated stream ends in compressed data, which
+    matches that number with probability 2**-32. Anything else (float data, which must be scanned
+    for NaN/inf, trailing data, several gzip members) returns False: the payload is then read."""
+    if header.datatype in _FLOAT_TYPES:
+        return False
+    expected = header.vox_offset + header.payload_bytes
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+        if not gz:
+            return os.fstat(fh.fileno()).st_size >= expected
+        size = os.fstat(fh.fileno()).st_size
+        if size < 18:
+            return False
+        fh.seek(size - 4)
+        (isize,) = struct.unpack("<I", fh.read(4))
+    return isize == expected % (1 << 32)
 
 
 def _scan_payload(fh, raw: bytes, header: NiftiHeader) -> tuple[int, int]:

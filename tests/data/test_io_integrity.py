@@ -89,6 +89,22 @@ def test_truncated_real_chest_ct_is_refused(tmp_path):
         read_image(bad)
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_intact_integer_nifti_is_settled_without_decompressing(tmp_path, monkeypatch, suffix):
+    from rdcl.data import nifti_check
+
+    p = tmp_path / f"ok{suffix}"
+    write_image(_volume(), GEOM, p)
+    calls = []
+    real = nifti_check._scan_payload
+    monkeypatch.setattr(nifti_check, "_scan_payload", lambda *a: calls.append(1) or real(*a))
+    np.testing.assert_array_equal(read_image(p)[0], _volume())
+    assert calls == []  # the gzip trailer / file size settled it
+    write_image(_volume(np.float32), GEOM, tmp_path / f"f{suffix}")
+    read_image(tmp_path / f"f{suffix}")
+    assert calls == [1]  # float data is always scanned for NaN/inf
+
+
 # ---- item 9: non-finite voxels and voxel sizes ---------------------------------------------
 
 
