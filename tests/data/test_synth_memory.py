@@ -70,3 +70,21 @@ def test_memory_error_while_drawing_becomes_one_line(tmp_path, monkeypatch):
     with pytest.raises(SynthMemoryError, match=r"ran out of memory .* 64x64"):
         synthesize_dataset(tmp_path / "d", kind="covid", n_cases=1, dim=2, shape=(64, 64))
     assert list(tmp_path.iterdir()) == []  # the staging folder is removed
+
+
+def test_negative_seed_is_named(tmp_path, capsys):
+    argv = [
+        "synth",
+        "--out",
+        str(tmp_path / "s"),
+        "--kind",
+        "covid",
+        "--cases",
+        "1",
+        "--seed",
+        "-1",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed must be an integer >= 0, found -1" in err[0]
+    assert list(tmp_path.iterdir()) == []

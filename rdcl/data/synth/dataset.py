@@ -99,6 +99,8 @@ def synthesize_dataset(
         raise ValueError(f"kind must be one of {KINDS}, found {kind!r}")
     if int(n_cases) < 1 or int(n_test) < 0:
         raise ValueError(f"need n_cases >= 1 and n_test >= 0, found {n_cases} and {n_test}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, found {seed!r}")
     shape, spacing = _resolve(dim, shape, spacing)
     check_memory(shape)  # before anything is created
     out = Path(out_dir)
