@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rdcl.data.io import Geometry
+from rdcl.export.metadata import training_spacing
 
 MIN_DICE = 0.999
 """Smallest Dice accepted where the exported and eager resampling paths ran."""
@@ -52,8 +53,9 @@ def check_input(predictor: Any, path: str | Path | None = None) -> tuple[np.ndar
     if len(shape) == 3:
         shape[0] = max(shape[0], 4)
     shape_t = tuple(shape)
-    if cfg.data.target_spacing:
-        spacing = tuple(round(1.25 * t, 4) for t in cfg.data.target_spacing)
+    ts = training_spacing(cfg)
+    if ts:
+        spacing = tuple(round(1.25 * t, 4) for t in ts)
     else:
         spacing = default_spacing(shape_t)
     phantom = synthesize_phantom("covid", shape_t, spacing, np.random.default_rng(0))
@@ -94,7 +96,7 @@ def compare(
     m_eager, m_export = p_eager > 0.5, p_export > 0.5
     equal = bool(np.array_equal(m_eager, m_export))
     d = dice(m_eager, m_export)
-    ts = predictor.config.data.target_spacing
+    ts = training_spacing(predictor.config)
     resampled = tuple(target_shape(image.shape, geometry.spacing, ts)) != tuple(image.shape)
     diff = float(np.abs(p_eager - p_export).max())
     voxels = int(m_eager.sum())

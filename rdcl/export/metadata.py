@@ -21,6 +21,16 @@ METHODS = ("forward", "probabilities", "forward_window", "probabilities_window")
 THRESHOLD = 0.5
 
 
+def training_spacing(cfg: Any) -> tuple[float, ...] | None:
+    """The resolved training spacing (mm) of a config, or None (no resampling; an unresolved
+    ``"auto"`` predicts on the input's own grid, as :func:`rdcl.data.preprocess.preprocess_case`
+    does)."""
+    ts = cfg.data.target_spacing
+    if ts is None or isinstance(ts, str):
+        return None
+    return tuple(float(t) for t in ts)
+
+
 def intensity_convention(normalization: str, window: tuple[float, float]) -> str:
     """One sentence describing what the input intensities must be."""
     lo, hi = window
@@ -51,7 +61,7 @@ def build_metadata(predictor: Any, *, kind: str, method: str | None) -> dict[str
         "kind": kind,
         "method": method,
         "patch_size": list(cfg.data.patch_size),
-        "target_spacing": list(cfg.data.target_spacing) if cfg.data.target_spacing else None,
+        "target_spacing": list(ts) if (ts := training_spacing(cfg)) else None,
         "normalization": norm,
         "training_window": list(window),
         "intensity": stats.to_dict() if stats is not None else None,

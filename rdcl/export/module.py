@@ -335,9 +335,9 @@ def _resize(x: torch.Tensor, shape: List[int], dim: int, order: int) -> torch.Te
 def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tensor:
     """Resample one axis of a float64 tensor to ``n_out`` samples (see :func:`_resize`)."""
     n_in = x.shape[axis]
-    y = x.movedim(axis, -1)
-    lead: List[int] = list(y.shape[:-1])
-    y = y.reshape(-1, n_in)
+    y = x.movedim(axis, 0)
+    rest: List[int] = list(y.shape[1:])
+    y = y.reshape(n_in, -1)
     # source coordinate of each output sample (grid mode: voxel edges aligned)
     pos = (torch.arange(n_out, dtype=torch.float64, device=x.device) + 0.5) * (
         float(n_in) / float(n_out)
@@ -345,17 +345,17 @@ def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tens
     if order == 1:
         pos = pos.clamp(0.0, float(n_in - 1))
         i0 = torch.floor(pos)
-        t = pos - i0
+        t = (pos - i0).unsqueeze(1)
         i0l = i0.to(torch.long)
         i1l = (i0l + 1).clamp(max=n_in - 1)
-        out = y.index_select(1, i0l) * (1.0 - t) + y.index_select(1, i1l) * t
+        out = y.index_select(0, i0l) * (1.0 - t) + y.index_select(0, i1l) * t
     else:
         c = _spline_coefficients(y)
         pos = pos + 12.0  # SPLINE_PAD (TorchScript cannot read module globals)
         i0 = torch.floor(pos)
-        t = pos - i0
+        t = (pos - i0).unsqueeze(1)
         i0l = i0.to(torch.long)
-        m = c.shape[1]
+        m = c.shape[0]
         t2 = t * t
         t3 = t2 * t
         w = [
@@ -364,33 +364,35 @@ def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tens
             (1.0 + 3.0 * t + 3.0 * t2 - 3.0 * t3) / 6.0,
             t3 / 6.0,
         ]
-        out = torch.zeros((c.shape[0], n_out), dtype=torch.float64, device=x.device)
+        out = torch.zeros((n_out, c.shape[1]), dtype=torch.float64, device=x.device)
         for k in range(4):
             idx = (i0l + (k - 1)).clamp(0, m - 1)
-            out = out + c.index_select(1, idx) * w[k]
-    return out.reshape(lead + [n_out]).movedim(-1, axis)
+            out = out + c.index_select(0, idx) * w[k]
+    return out.reshape([n_out] + rest).movedim(0, axis)
 
 
 def _spline_coefficients(y: torch.Tensor) -> torch.Tensor:
-    """Cubic B-spline coefficients of the rows of ``y`` (N, n), edge-padded by
-    :data:`SPLINE_PAD` on each side (N, n + 2 * pad): the recursive prefilter with a constant
-    continuation at both ends (exact for the edge-padded signal)."""
+    """Cubic B-spline coefficients along axis 0 of ``y`` (n, N), edge-padded by
+    :data:`SPLINE_PAD` samples at both ends ((n + 2 * pad, N)), as scipy computes them for
+    ``mode="nearest"``: the recursive prefilter (pole z = sqrt(3) - 2) with a constant
+    continuation at both ends, exact for the edge-padded signal. Axis 0 is the loop axis, so each
+    step works on one contiguous row of N values."""
     pad = 12  # SPLINE_PAD
-    n = y.shape[1]
-    s = torch.cat([y[:, :1].expand(-1, pad), y, y[:, n - 1 :].expand(-1, pad)], dim=1) * 6.0
+    n = y.shape[0]
+    s = torch.cat([y[:1].expand(pad, -1), y, y[n - 1 :].expand(pad, -1)], dim=0) * 6.0
     z = math.sqrt(3.0) - 2.0  # SPLINE_POLE
-    m = s.shape[1]
+    m = s.shape[0]
     c = torch.empty_like(s)
-    prev = s[:, 0] / (1.0 - z)
-    c[:, 0] = prev
+    prev = s[0] / (1.0 - z)
+    c[0] = prev
     for k in range(1, m):
-        prev = s[:, k] + z * prev
-        c[:, k] = prev
-    prev = -z * c[:, m - 1] / (1.0 - z)
-    c[:, m - 1] = prev
+        prev = s[k] + z * prev
+        c[k] = prev
+    prev = -z * c[m - 1] / (1.0 - z)
+    c[m - 1] = prev
     for k in range(m - 2, -1, -1):
-        prev = z * (prev - c[:, k])
-        c[:, k] = prev
+        prev = z * (prev - c[k])
+        c[k] = prev
     return c
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from rdcl.export.metadata import extra_files
+from rdcl.export.metadata import extra_files, training_spacing
 from rdcl.export.module import PredictorModule, stats_tuple
 from rdcl.inference.sliding_window import gaussian_importance_map
 
@@ -39,7 +39,7 @@ def build_scripted(predictor: Any) -> torch.jit.ScriptModule:
         trace_network(predictor),
         dim=cfg.model.dim,
         patch=tuple(cfg.data.patch_size),
-        target_spacing=tuple(cfg.data.target_spacing) if cfg.data.target_spacing else None,
+        target_spacing=training_spacing(cfg),
         normalization=predictor.normalization or cfg.data.normalization,
         training_window=predictor.training_window,
         stats=stats_tuple(predictor.intensity),
