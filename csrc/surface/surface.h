@@ -84,12 +84,18 @@ bool cuda_built();
 // grid: the processing grid (z, y, x) (the bounding box of pred | gt, plus one point per axis for
 // corner boundaries; 2D: (1, H, W)). Per grid point: one byte of neighbour code per mask and two
 // float64 transform buffers (18 bytes); plus the Felzenszwalb-Huttenlocher scratch of the threads
-// of one launch, capped at kCudaScratchBytes (or one block when a line alone needs more).
+// of one launch (cuda_fh_scratch_bytes), capped at kCudaScratchBytes (or one block of 256 lines
+// when that needs more).
 constexpr int64_t kCudaScratchBytes = int64_t{256} << 20;
 int64_t cuda_grid_bytes(const std::array<int64_t, 3>& grid);
 // Blocks (of 256 threads) of one Felzenszwalb-Huttenlocher launch over `lines` lines of length
 // `length`: one line per thread at a time, each thread with its own scratch.
 int cuda_fh_blocks(int64_t lines, int64_t length);
+// Scratch bytes of one such launch (int sites, then 8-byte aligned double boundaries at
+// *zb_offset when not null; at most kCudaScratchBytes unless one block alone needs more), and of
+// one buffer serving both the y and the x pass of a grid.
+int64_t cuda_fh_pass_bytes(int64_t lines, int64_t length, int64_t* zb_offset);
+int64_t cuda_fh_scratch_bytes(const std::array<int64_t, 3>& grid);
 // Device bytes for the surface points: their grid indices (int64, for the larger direction) and the
 // four float64 result arrays.
 int64_t cuda_point_bytes(int64_t count_gt, int64_t count_pred);

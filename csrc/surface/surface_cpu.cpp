@@ -824,16 +824,26 @@ int cuda_fh_blocks(int64_t lines, int64_t length) {
   return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
+int64_t cuda_fh_pass_bytes(int64_t lines, int64_t length, int64_t* zb_offset) {
+  // Threads beyond the line count never touch their scratch, so only min(threads, lines) count.
+  const int64_t threads = std::min<int64_t>(int64_t{256} * cuda_fh_blocks(lines, length), lines);
+  const int64_t v_bytes = threads * length * static_cast<int64_t>(sizeof(int));
+  const int64_t offset = (v_bytes + 7) / 8 * 8;  // the double part starts 8-byte aligned
+  if (zb_offset != nullptr) *zb_offset = offset;
+  return offset + threads * (length + 1) * static_cast<int64_t>(sizeof(double));
+}
+
+int64_t cuda_fh_scratch_bytes(const std::array<int64_t, 3>& grid) {
+  // y pass: lines (z, x) of length n1; x pass: lines (z, y) of length n2; one buffer serves both.
+  return std::max(cuda_fh_pass_bytes(grid[0] * grid[2], grid[1], nullptr),
+                  cuda_fh_pass_bytes(grid[0] * grid[1], grid[2], nullptr));
+}
+
 int64_t cuda_grid_bytes(const std::array<int64_t, 3>& grid) {
   const int64_t n = grid[0] * grid[1] * grid[2];
-  const int64_t m = std::max(grid[1], grid[2]);
-  const int64_t lines = std::max(grid[0] * grid[2], grid[0] * grid[1]);
-  const int64_t per_thread =
-      m * static_cast<int64_t>(sizeof(int)) + (m + 1) * static_cast<int64_t>(sizeof(double));
-  const int64_t scratch = int64_t{256} * cuda_fh_blocks(lines, m) * per_thread;
   return n * (2 * static_cast<int64_t>(sizeof(uint8_t)) +
               2 * static_cast<int64_t>(sizeof(double))) +
-         scratch;
+         cuda_fh_scratch_bytes(grid);
 }
 
 int64_t cuda_point_bytes(int64_t count_gt, int64_t count_pred) {

@@ -200,17 +200,22 @@ T* dev_alloc(int64_t n, cudaStream_t st) {
 }
 
 // Exact squared EDT (grid) of the surface points marked in `code`, into buf_a (buf_b: scratch).
-// v / zb: Felzenszwalb-Huttenlocher scratch for cuda_fh_blocks(lines, m) blocks of 256 threads.
-void edt(const uint8_t* code, const DevGrid& g, double* buf_a, double* buf_b, int* v, double* zb,
+// scratch: cuda_fh_scratch_bytes(grid) bytes, laid out per pass by cuda_fh_pass_bytes.
+void edt(const uint8_t* code, const DevGrid& g, double* buf_a, double* buf_b, uint8_t* scratch,
          cudaStream_t st) {
   const int64_t cols = g.n1 * g.n2;
   z_pass<<<blocks_for(cols), 256, 0, st>>>(code, g, buf_a);
+  int64_t off = 0;
   // y lines: index l = z * n2 + x; base = z * n1 * n2 + x; stride n2.
-  fh_pass<<<cuda_fh_blocks(g.n0 * g.n2, g.n1), 256, 0, st>>>(buf_a, buf_b, g.n0 * g.n2, g.n1, g.n2,
-                                                             g.n2, cols, g.s1, v, zb);
+  cuda_fh_pass_bytes(g.n0 * g.n2, g.n1, &off);
+  fh_pass<<<cuda_fh_blocks(g.n0 * g.n2, g.n1), 256, 0, st>>>(
+      buf_a, buf_b, g.n0 * g.n2, g.n1, g.n2, g.n2, cols, g.s1, reinterpret_cast<int*>(scratch),
+      reinterpret_cast<double*>(scratch + off));
   // x lines: index l = z * n1 + y; base = l * n2; stride 1.
-  fh_pass<<<cuda_fh_blocks(g.n0 * g.n1, g.n2), 256, 0, st>>>(buf_b, buf_a, g.n0 * g.n1, g.n2, 1, 1,
-                                                             g.n2, g.s2, v, zb);
+  cuda_fh_pass_bytes(g.n0 * g.n1, g.n2, &off);
+  fh_pass<<<cuda_fh_blocks(g.n0 * g.n1, g.n2), 256, 0, st>>>(
+      buf_b, buf_a, g.n0 * g.n1, g.n2, 1, 1, g.n2, g.s2, reinterpret_cast<int*>(scratch),
+      reinterpret_cast<double*>(scratch + off));
   check(cudaGetLastError(), "EDT kernels");
 }
 
@@ -344,25 +349,22 @@ void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uin
         "table upload");
 
   const int64_t n = g.n0 * g.n1 * g.n2;
-  const int64_t m = std::max(g.n1, g.n2);
-  const int64_t fh_threads =
-      int64_t{256} * std::max(cuda_fh_blocks(g.n0 * g.n2, g.n1), cuda_fh_blocks(g.n0 * g.n1, g.n2));
-  uint8_t* code_g = dev_alloc<uint8_t>(n, st);
-  uint8_t* code_p = dev_alloc<uint8_t>(n, st);
-  double* buf_a = dev_alloc<double>(n, st);
-  double* buf_b = dev_alloc<double>(n, st);
-  int* fh_v = dev_alloc<int>(fh_threads * m, st);
-  double* fh_zb = dev_alloc<double>(fh_threads * (m + 1), st);
+  uint8_t *code_g = nullptr, *code_p = nullptr, *fh_scratch = nullptr;
+  double *buf_a = nullptr, *buf_b = nullptr;
   int64_t* idx = nullptr;
-  auto release = [&] {
+  auto release = [&] {  // every buffer allocated so far, also when an allocation fails midway
     for (void* ptr :
-         {static_cast<void*>(code_g), static_cast<void*>(code_p), static_cast<void*>(buf_a),
-          static_cast<void*>(buf_b), static_cast<void*>(fh_v), static_cast<void*>(fh_zb),
-          static_cast<void*>(idx)}) {
+         {static_cast<void*>(code_g), static_cast<void*>(code_p), static_cast<void*>(fh_scratch),
+          static_cast<void*>(buf_a), static_cast<void*>(buf_b), static_cast<void*>(idx)}) {
       if (ptr != nullptr) cudaFreeAsync(ptr, st);
     }
   };
   try {
+    code_g = dev_alloc<uint8_t>(n, st);
+    code_p = dev_alloc<uint8_t>(n, st);
+    buf_a = dev_alloc<double>(n, st);
+    buf_b = dev_alloc<double>(n, st);
+    fh_scratch = dev_alloc<uint8_t>(cuda_fh_scratch_bytes({g.n0, g.n1, g.n2}), st);
     surface_kernel<<<blocks_for(n), 256, 0, st>>>(q, g, zmax_vox, code_g);
     surface_kernel<<<blocks_for(n), 256, 0, st>>>(p, g, zmax_vox, code_p);
     check(cudaGetLastError(), "surface kernels");
@@ -383,7 +385,7 @@ void surface_distances_cuda(uintptr_t pred, uintptr_t gt, const Problem& pb, uin
       thrust::copy_if(thrust::cuda::par.on(st), thrust::counting_iterator<int64_t>(0),
                       thrust::counting_iterator<int64_t>(n), thrust::device_pointer_cast(code_q),
                       thrust::device_pointer_cast(idx), NonZero{});
-      edt(code_t, g, buf_a, buf_b, fh_v, fh_zb, st);
+      edt(code_t, g, buf_a, buf_b, fh_scratch, st);
       gather_kernel<<<blocks_for(count_q), 256, 0, st>>>(idx, count_q, code_q, buf_a, *d_out,
                                                          *a_out);
       check(cudaGetLastError(), "gather kernel");

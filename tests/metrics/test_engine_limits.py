@@ -133,8 +133,11 @@ def test_cuda_memory_plan_is_bounded():
     # 2 code bytes + 2 float64 transform buffers per point, plus <= 256 MiB of transform scratch
     # (was about 52 bytes per voxel: 14 GB)
     assert 18 * n < need <= 18 * n + (256 << 20)
-    small = ext.cuda_grid_bytes([3, 4, 5])
-    assert small == 18 * 60 + 256 * 1 * (5 * 4 + 6 * 8)  # one block of 256 threads, lines of 5
+    # 3x4x5: the y pass (15 lines of 4: 15*4 ints, 15*5 doubles) is the larger scratch
+    assert ext.cuda_grid_bytes([3, 4, 5]) == 18 * 60 + 15 * 4 * 4 + 15 * 5 * 8
+    # a long thin grid: scratch only for the lines that exist (the x pass has 2 lines of 100000,
+    # not a block of 256; the y pass's 100000 lines of 2 are the larger)
+    assert ext.cuda_grid_bytes([1, 2, 100_000]) == 18 * 200_000 + 100_000 * (2 * 4 + 3 * 8)
     assert ext.cuda_point_bytes(10, 4) == 10 * 8 + 2 * 14 * 8
 
 
