@@ -25,7 +25,7 @@ order, code 31 the same three as (1/2, sqrt(3)/8, sqrt(3)/4)); for 24 codes it s
 triangles of sqrt(3)*(1/8, 3/8) instead of the midpoint fan's (1/4, 1/4). Matching those would
 mean copying the reference's hand-made table; they differ from it by at most 2 ulp (4.0e-16
 relative measured), which can move a percentile or a tolerance only when a running area fraction
-or a distance ties exactly. ``tests/metrics/test_tables.py`` holds the 70 codes.
+or a distance ties exactly. ``tests/metrics/test_surfel_tables.py`` holds the 70 codes.
 """
 
 from __future__ import annotations
