@@ -331,7 +331,7 @@ class Predictor:
 
         Intensity conventions: ``window`` (low, high) applies to every case when given; else a
         case named in a published layout gets its own convention
-        (:func:`rdcl.inference.conventions.case_window`: COVID-19-CT-Seg's coronacases are HU,
+        (:func:`rdcl.inference.conventions.published_window`: COVID-19-CT-Seg's coronacases are HU,
         its radiopaedia volumes 0-255), and any other case the training convention.
         ``on_mask`` is passed to :meth:`predict_file`.
 
