@@ -1,31 +1,68 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a machine with an NVIDIA GPU (e.g. the lent H100): build rdcl against the
-# installed torch (CUDA engine for sm_90), run the CUDA tests, then the GPU benchmarks. Results go
-# to $OUT (default ./gpu_results): test logs, benchmark JSON, nvidia-smi. Record them, with the
+# One-shot GPU check for a machine with an NVIDIA GPU (e.g. the lent H100/H200): build rdcl
+# against the installed torch, run the CUDA tests, then the GPU benchmarks. Results go to $OUT
+# (default ./gpu_results): test logs, benchmark JSON, profiles, nvidia-smi. Record them, with the
 # card and date, in bench/RESULTS.md.
+#
+# RDCL_GPU_CHECKS selects the parts (comma-separated, default "metrics,training"):
+#   metrics   CUDA surface engine + relation kernels: tests and benchmarks (builds the CUDA
+#             engine for sm_90, several minutes)
+#   training  issue 10: the training step benchmarks (single vs dual, every train.* speed switch,
+#             real loading vs synthetic tensors), torch.profiler breakdowns of the dual step, the
+#             loader benchmark pinned to 2 CPU cores, and the DDP tests with NCCL when the machine
+#             has >= 2 GPUs (gloo on the CPU otherwise). torch.compile variants run when
+#             RDCL_BENCH_COMPILE=1 (default here; set 0 to save minutes).
+# Example for the training part alone: RDCL_GPU_CHECKS=training OUT=gpu_results bash bench/gpu_check.sh
 #
 # The GPU machine has torch, triton, cupy, pybind11, cmake and nvcc but no SimpleITK and no
 # internet, so rdcl is installed without dependencies; the tests run here need none of the I/O.
 set -uo pipefail
 OUT=${OUT:-gpu_results}
+CHECKS=${RDCL_GPU_CHECKS:-metrics,training}
 mkdir -p "$OUT"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-export RDCL_CUDA=1 RDCL_CUDA_ARCHS=${RDCL_CUDA_ARCHS:-90} RDCL_BUILD_JOBS=${RDCL_BUILD_JOBS:-16}
+has() { [[ ",$CHECKS," == *",$1,"* ]]; }
+if has metrics; then export RDCL_CUDA=1; else export RDCL_CUDA=${RDCL_CUDA:-0}; fi
+export RDCL_CUDA_ARCHS=${RDCL_CUDA_ARCHS:-90} RDCL_BUILD_JOBS=${RDCL_BUILD_JOBS:-16}
 python -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
   || { tail -50 "$OUT/build.log"; exit 1; }
-# The CUDA engine just built must be the one the tests use (an ImportError otherwise).
-export RDCL_REQUIRE_ENGINE=cuda
-python -c "import rdcl.metrics as m; print('CUDA engine built:', m.CUDA_BUILT, '| engine(cuda):', \
-  m.engine('cuda'))" | tee "$OUT/tests.log"
-# test_inputs: CUDA vs CPU parity (distances, areas, NSD/HD/ASSD); test_engine_limits: C++
-# validation and device-pointer checks, the memory-plan refusal; test_engine_selection: the engine
-# in use under RDCL_REQUIRE_ENGINE.
-python -m pytest -q -p no:cacheprovider -rs tests/kernels tests/metrics/test_inputs.py \
-  tests/metrics/test_goldens.py tests/metrics/test_engine_limits.py \
-  tests/metrics/test_engine_selection.py 2>&1 | tail -25 | tee -a "$OUT/tests.log"
-python -m pytest -q -p no:cacheprovider bench/test_bench_relation.py bench/test_bench_metrics_gpu.py \
-  --benchmark-only --benchmark-columns=min,median,mean --benchmark-sort=name \
-  --benchmark-json="$OUT/bench.json" 2>&1 | tail -40 | tee "$OUT/bench.log"
+
+if has metrics; then
+  python -c "import rdcl.metrics as m; print('CUDA engine built:', m.CUDA_BUILT)" | tee "$OUT/tests.log"
+  python -m pytest -q -p no:cacheprovider tests/kernels tests/metrics/test_inputs.py \
+    tests/metrics/test_goldens.py 2>&1 | tail -25 | tee -a "$OUT/tests.log"
+  python -m pytest -q -p no:cacheprovider bench/test_bench_relation.py bench/test_bench_metrics_gpu.py \
+    --benchmark-only --benchmark-columns=min,median,mean --benchmark-sort=name \
+    --benchmark-json="$OUT/bench.json" 2>&1 | tail -40 | tee "$OUT/bench.log"
+fi
+
+if has training; then
+  export RDCL_BENCH_COMPILE=${RDCL_BENCH_COMPILE:-1}
+  # 1. where the dual step's time goes (defaults, then the switches that matter most)
+  for sw in "" "channels_last=true" "autocast=bf16" "channels_last=true autocast=bf16"; do
+    # shellcheck disable=SC2086
+    timeout 300 python bench/profile_step.py "$OUT" $sw 2>&1 | tail -12 | tee -a "$OUT/profile.log"
+  done
+  # 2. the step: single vs dual, each switch on/off, real loading vs synthetic tensors
+  timeout 900 python -m pytest -q -p no:cacheprovider bench/test_bench_step.py --benchmark-only \
+    --benchmark-columns=min,median --benchmark-sort=name --benchmark-json="$OUT/bench_step.json" \
+    2>&1 | tail -40 | tee "$OUT/bench_step.log"
+  python - "$OUT/bench_step.json" <<'EOF' | tee -a "$OUT/bench_step.log"
+import json, sys
+for b in json.load(open(sys.argv[1]))["benchmarks"]:
+    i = b["extra_info"]
+    print(f"{b['name']:45s} {i['ms_per_step']:8.1f} ms/step  peak {i.get('peak_gib', 0):5.2f} GiB")
+EOF
+  # 3. loader throughput on 2 CPU cores (the issue's target: >= what one GPU step consumes)
+  taskset -c 0,1 env OMP_NUM_THREADS=1 timeout 300 python -m pytest -q -p no:cacheprovider \
+    bench/test_bench_loader.py --benchmark-only --benchmark-json="$OUT/bench_loader.json" \
+    2>&1 | tail -12 | tee "$OUT/bench_loader.log"
+  # 4. DDP: NCCL on 2 GPUs when there are 2, gloo on the CPU otherwise
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  if [ "${gpus:-0}" -ge 2 ]; then ddp=cuda; else ddp=cpu; fi
+  RDCL_DDP_DEVICE=$ddp timeout 300 python -m pytest -q -p no:cacheprovider \
+    tests/training/test_distributed.py 2>&1 | tail -15 | tee "$OUT/ddp_$ddp.log"
+fi
 
 # Issue 7, the exported predictor: eager Python predictor vs the exported TorchScript predictor
 # (from Python) vs MONAI's sliding_window_inference (skipped where MONAI is absent), same network

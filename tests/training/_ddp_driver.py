@@ -5,6 +5,7 @@ one rank of a DDP job (``torchrun --nproc-per-node 2 _ddp_driver.py OUT``).
 Options (after OUT): ``--steps N`` (stage 2 steps, default 3; stage 1 has 2), ``--resume``,
 ``--stop-at K`` (raise before stage-2 step K, after its checkpoint), ``--kill-rank R`` (rank R
 SIGKILLs itself at stage-1 step 1), ``--raise-rank R`` (rank R raises at stage-1 step 1).
+``RDCL_DDP_DEVICE=cuda`` trains on the GPUs (NCCL) instead of the CPU (gloo).
 Every rank writes ``OUT/grads_rank<r>.pt``: per stage, the list of the gradients each step
 handed to the clip (after DDP's all-reduce).
 """
@@ -21,6 +22,10 @@ import numpy as np
 import torch
 
 torch.set_num_threads(1)
+DEVICE = os.environ.get("RDCL_DDP_DEVICE", "cpu")
+"""``cpu`` (gloo) or ``cuda`` (NCCL, one GPU per rank: bench/gpu_check.sh on >= 2 GPUs)."""
+if DEVICE != "cpu":
+    torch.backends.cudnn.deterministic = True
 
 from rdcl.config import preset  # noqa: E402
 from rdcl.data.preprocess import IntensityStats  # noqa: E402
@@ -76,7 +81,8 @@ def main() -> int:
         steps=args.steps,
         rampup_steps=2,
         checkpoint_every=1,
-        device="cpu",
+        device=DEVICE,
+        tf32=False,  # the equality to 1e-5 is checked in fp32
         seed=5,
         lr=0.02,
         dist_timeout_s=60.0,

@@ -25,6 +25,8 @@ from rdcl.training.distributed import DistContext, ShardedSampler, per_rank_batc
 from rdcl.training.step import StepForward
 
 DRIVER = Path(__file__).with_name("_ddp_driver.py")
+BACKEND = "gloo" if os.environ.get("RDCL_DDP_DEVICE", "cpu") == "cpu" else "nccl"
+"""gloo on the CPU (CI); ``RDCL_DDP_DEVICE=cuda`` runs the same tests with NCCL on 2 GPUs."""
 JOB_TIMEOUT = 240  # seconds: a hang fails the test instead of blocking CI
 
 
@@ -101,7 +103,7 @@ def test_ddp_checkpoints_and_records(runs):
             torch.testing.assert_close(got["model"][k], ref["model"][k], rtol=1e-5, atol=1e-5)
         assert ref["config"] == got["config"]  # the global batch is the config's: same config
         assert got["distributed"] == {
-            "world_size": 2, "per_rank_batch": 2, "global_batch": 4, "backend": "gloo"
+            "world_size": 2, "per_rank_batch": 2, "global_batch": 4, "backend": BACKEND
         }  # fmt: skip
         config = json.loads((runs["ddp"] / sub / "config.json").read_text())
         assert config["run"]["world_size"] == 2 and config["run"]["per_rank_batch"] == 2

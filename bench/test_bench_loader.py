@@ -1,0 +1,72 @@
+"""Loader throughput for the ``paper3d`` patch (56x160x192, batch 2, nnU-Net augmentation) on the
+CPU: patches per second from the memory-mapped cache, drawn in the main process or by 2 worker
+processes, against the same draws from arrays held in RAM.
+
+Run: ``OMP_NUM_THREADS=1 python -m pytest bench/test_bench_loader.py --benchmark-only``
+(``patches_per_s`` is in each row's extra_info; results in bench/RESULTS.md). Not part of the test
+suite (``testpaths`` is ``tests``). The cached dataset (``cache``) is built in bench/conftest.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rdcl.config import preset
+from rdcl.data import PatchSampler, make_loader
+from rdcl.data.preprocess import CachedDataset
+
+STEPS = 4
+"""Batches per benchmark round (8 patches)."""
+
+
+class _InRam:
+    """The cached dataset's arrays copied into RAM (what format 1 held after the first read)."""
+
+    def __init__(self, ds: CachedDataset) -> None:
+        self.ds = ds
+        self.arrays = [(np.array(ds[i][0]), np.array(ds[i][1])) for i in range(len(ds))]
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int):
+        return self.arrays[i]
+
+    def foreground(self, i: int) -> np.ndarray:
+        return self.ds.foreground(i)
+
+
+def _run(benchmark, dataset, workers: int) -> None:
+    sampler = PatchSampler(dataset, preset("paper3d").data, seed=0)
+    batch = sampler.batch_size
+    state = {"start": 0}
+
+    def draw() -> int:
+        start = state["start"]
+        state["start"] += STEPS
+        n = 0
+        loader = make_loader(sampler, start, start + STEPS, workers, pin_memory=False)
+        for b in loader:
+            n += b["image"].shape[0]
+        return n
+
+    n = benchmark.pedantic(draw, rounds=2, iterations=1, warmup_rounds=0)
+    assert n == STEPS * batch
+    seconds = benchmark.stats.stats.min
+    benchmark.extra_info.update(patches_per_s=STEPS * batch / seconds, workers=workers)
+
+
+@pytest.mark.benchmark(group="loader-paper3d")
+def test_loader_mmap_inline(benchmark, cache):
+    _run(benchmark, cache, 0)
+
+
+@pytest.mark.benchmark(group="loader-paper3d")
+def test_loader_mmap_2_workers(benchmark, cache):
+    _run(benchmark, cache, 2)
+
+
+@pytest.mark.benchmark(group="loader-paper3d")
+def test_loader_ram_inline(benchmark, cache):
+    _run(benchmark, _InRam(cache), 0)
