@@ -181,8 +181,8 @@ class TrainConfig:
     weight_decay: float = 3e-5
     poly_exponent: float = 0.9
     grad_clip: float = 12.0
-    lambda_g: float = 1.0
-    lambda_t: float = 0.1
+    lambda_g: float = 0.001
+    lambda_t: float = 0.001
     rampup_steps: int = 200
     relation_reduction: str = "sum"
     seed: int = 0
