@@ -438,7 +438,7 @@ Image parse(const uint8_t* bytes, size_t size, const Limits& limits) {
 Image read_file(const std::string& path, const Limits& limits) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw NiftiError("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st{};
+  struct stat st;
   if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     throw NiftiError("expected a regular file, found something else: " + path);
   }

@@ -1,16 +1,19 @@
 // rdcl_predict: run an exported rdcl predictor (TorchScript, from `rdcl export`) on a NIfTI file.
 //
 //   rdcl_predict MODEL.ts INPUT.nii[.gz] OUTPUT.nii[.gz] [--device cpu|cuda] [--probabilities]
-//                [--overwrite]
+//                [--window LOW HIGH] [--overwrite]
 //
 // The model's contract: forward(image float32 (Z, Y, X) or (Y, X), spacing float64 (3,) or (2,)
-// in mm, array order) -> uint8 0/1 of the image's shape; probabilities(image, spacing) -> float32.
+// in mm, array order) -> uint8 0/1 of the image's shape; probabilities(image, spacing) -> float32;
+// with --window, forward_window / probabilities_window(image, spacing, window float64 (2,)), the
+// input's intensity convention (docs/export.md).
 // The output NIfTI carries the input's header geometry (dims, pixdim, qform, sform), so it
 // overlays the input in any viewer. Bad input or usage: one line on stderr, exit status 2.
 #include <sys/stat.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -24,7 +27,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: rdcl_predict MODEL.ts INPUT.nii[.gz] OUTPUT.nii[.gz] [--device cpu|cuda] "
-    "[--probabilities] [--overwrite]";
+    "[--probabilities] [--window LOW HIGH] [--overwrite]";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -32,8 +35,23 @@ struct UsageError : std::runtime_error {
 
 struct Args {
   std::string model, input, output, device = "cpu";
-  bool probabilities = false, overwrite = false;
+  bool probabilities = false, overwrite = false, window = false;
+  double low = 0.0, high = 0.0;
 };
+
+double parse_number(const std::string& s, const char* what) {
+  size_t used = 0;
+  double v = 0.0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != s.size() || !std::isfinite(v)) {
+    throw UsageError(std::string("expected a finite number for ") + what + ", found '" + s + "'");
+  }
+  return v;
+}
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -51,6 +69,12 @@ Args parse_args(int argc, char** argv) {
       }
     } else if (s == "--probabilities") {
       a.probabilities = true;
+    } else if (s == "--window") {
+      if (i + 2 >= argc) throw UsageError("--window needs two values: LOW HIGH");
+      a.window = true;
+      a.low = parse_number(argv[++i], "--window LOW");
+      a.high = parse_number(argv[++i], "--window HIGH");
+      if (!(a.low < a.high)) throw UsageError("expected --window LOW HIGH with LOW < HIGH");
     } else if (s == "--overwrite") {
       a.overwrite = true;
     } else if (s.size() > 1 && s[0] == '-') {
@@ -77,7 +101,7 @@ Args parse_args(int argc, char** argv) {
 }
 
 bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa{}, sb{};
+  struct stat sa, sb;
   return stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
          sa.st_ino == sb.st_ino;
 }
@@ -91,12 +115,13 @@ std::string one_line(const std::string& s) {
   }
   if (lines.empty()) return "(no message)";
   const std::string& last = lines.size() > 1 ? lines.back() : lines.front();
-  const size_t start = last.find_first_not_of(" \t");
-  return last.substr(start);
+  const size_t rdcl = last.find("rdcl: ");  // exported predictors' own messages
+  if (rdcl != std::string::npos) return last.substr(rdcl + 6);
+  return last.substr(last.find_first_not_of(" \t"));
 }
 
 int run(const Args& a) {
-  struct stat st{};
+  struct stat st;
   if (stat(a.output.c_str(), &st) == 0) {
     if (same_file(a.output, a.input) || same_file(a.output, a.model)) {
       throw UsageError("OUTPUT is one of the inputs: " + a.output);
@@ -123,7 +148,8 @@ int run(const Args& a) {
   } catch (const std::exception& e) {
     throw UsageError("cannot load TorchScript model " + a.model + ": " + one_line(e.what()));
   }
-  const char* method = a.probabilities ? "probabilities" : "forward";
+  const std::string method =
+      std::string(a.probabilities ? "probabilities" : "forward") + (a.window ? "_window" : "");
   if (!module.find_method(method)) {
     throw UsageError("model " + a.model + " has no method '" + method +
                      "': expected an rdcl exported predictor (rdcl export)");
@@ -138,7 +164,13 @@ int run(const Args& a) {
     at::Tensor spacing =
         torch::from_blob(img.spacing.data(), {img.ndim}, torch::kFloat64).clone().to(device);
     try {
-      out = module.get_method(method)({image, spacing}).toTensor();
+      std::vector<c10::IValue> inputs{image, spacing};
+      if (a.window) {
+        inputs.emplace_back(
+            torch::tensor({a.low, a.high}, torch::TensorOptions().dtype(torch::kFloat64))
+                .to(device));
+      }
+      out = module.get_method(method)(inputs).toTensor();
     } catch (const std::exception& e) {
       throw UsageError("model " + a.model + " failed on " + a.input + ": " + one_line(e.what()));
     }

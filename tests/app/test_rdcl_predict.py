@@ -179,6 +179,26 @@ def test_chest_ct(app_build, tmp_path):
     assert 0 < mask.mean() < 1
 
 
+def test_window_calls_forward_window(app_build, model, tmp_path):
+    arr = np.clip(ct_like((5, 12, 14)) / 8 + 128, 0, 255).astype(np.uint8)  # a 0..255 "radiopaedia"
+    src = tmp_path / "rp.nii.gz"
+    sitk.WriteImage(sitk_image(arr), str(src))
+    out = tmp_path / "m.nii.gz"
+    res = run_app(app_build, model, src, out, "--window", "0", "255")
+    assert res.returncode == 0, res.stderr
+    got = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    img = sitk.ReadImage(str(src))
+    with torch.inference_mode():
+        ref = torch.jit.load(str(model)).forward_window(
+            torch.from_numpy(sitk.GetArrayFromImage(img).astype(np.float32)),
+            torch.tensor(img.GetSpacing()[::-1], dtype=torch.float64),
+            torch.tensor([0.0, 255.0], dtype=torch.float64),
+        )
+    np.testing.assert_array_equal(got, ref.numpy())
+    plain = python_reference(model, src)
+    assert not np.array_equal(got, plain), "the window must change the mask in this test"
+
+
 # ---------------------------------------------------------------- usage and model errors
 def _one_line(res: subprocess.CompletedProcess) -> str:
     lines = res.stderr.strip().splitlines()
@@ -200,6 +220,9 @@ def small_input(tmp_path) -> Path:
         ([], "expected MODEL.ts INPUT OUTPUT"),
         (["--device", "tpu"], "expected --device cpu or cuda"),
         (["--frobnicate"], "unknown option"),
+        (["--window", "5"], "--window needs two values"),
+        (["--window", "5", "1"], "LOW < HIGH"),
+        (["--window", "0", "nan"], "expected a finite number"),
     ],
 )
 def test_usage_errors(app_build, model, small_input, tmp_path, args, expect):

@@ -41,6 +41,13 @@ class TinyPredictor(torch.nn.Module):
         """Uint8 0/1 mask of the image's shape."""
         return (self.probabilities(image, spacing) > 0.5).to(torch.uint8)
 
+    @torch.jit.export
+    def forward_window(self, image: Tensor, spacing: Tensor, window: Tensor) -> Tensor:
+        """As forward, the input's ``window`` (low, high) mapped onto (-1250, 250) first."""
+        low, high = window[0].item(), window[1].item()
+        mapped = (image.to(torch.float64) - low) / (high - low) * 1500.0 - 1250.0
+        return self.forward(mapped.to(torch.float32), spacing)
+
 
 def save_tiny_model(path: Path, threshold: float = 0.0) -> Path:
     """Script :class:`TinyPredictor` and save it to ``path``."""
