@@ -5,11 +5,13 @@ norm, copies, element-wise work, kernel launches) and host synchronisations.
 Usage: ``python bench/profile_step.py OUT_DIR [switch=value ...]`` (e.g. ``channels_last=true
 autocast=bf16``; values parsed as YAML). Writes ``OUT_DIR/profile[-switches].txt`` (category
 summary + the top ops by device time) and a Chrome trace ``.json``. On the CPU it profiles the
-CPU patch of test_bench_step (``RDCL_BENCH_PATCH`` overrides).
+CPU patch of test_bench_step (``RDCL_BENCH_PATCH`` overrides); ``RDCL_PROFILE_STEPS`` sets the
+number of profiled steps (default 5).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -54,10 +56,10 @@ def main(argv: list[str]) -> int:
     tag = "-".join(f"{k}={v}" for k, v in switches.items())
     step = _Step(_config("rdcl", **switches))
     batch = step.batch(0)
-    for _ in range(3):
+    for _ in range(3 if DEVICE.type == "cuda" else 1):
         step(*batch)
     _sync()
-    steps = 5
+    steps = int(os.environ.get("RDCL_PROFILE_STEPS", "5"))
     activities = [ProfilerActivity.CPU]
     if DEVICE.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
