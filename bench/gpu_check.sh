@@ -28,9 +28,17 @@ python -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 
   || { tail -50 "$OUT/build.log"; exit 1; }
 
 if has metrics; then
-  python -c "import rdcl.metrics as m; print('CUDA engine built:', m.CUDA_BUILT)" | tee "$OUT/tests.log"
-  python -m pytest -q -p no:cacheprovider tests/kernels tests/metrics/test_inputs.py \
-    tests/metrics/test_goldens.py 2>&1 | tail -25 | tee -a "$OUT/tests.log"
+  # The CUDA engine just built must be the one the tests use (an ImportError otherwise).
+  export RDCL_REQUIRE_ENGINE=cuda
+  python -c "import rdcl.metrics as m; print('CUDA engine built:', m.CUDA_BUILT, \
+    '| engine(cuda):', m.engine('cuda'))" | tee "$OUT/tests.log"
+  # test_inputs: CUDA vs CPU parity (distances, areas, NSD/HD/ASSD); test_engine_limits: C++
+  # validation, device-pointer checks and the memory-plan refusal; test_engine_selection: the
+  # engine in use under RDCL_REQUIRE_ENGINE.
+  python -m pytest -q -p no:cacheprovider -rs tests/kernels tests/metrics/test_inputs.py \
+    tests/metrics/test_goldens.py tests/metrics/test_engine_limits.py \
+    tests/metrics/test_engine_selection.py 2>&1 | tail -25 | tee -a "$OUT/tests.log"
+  unset RDCL_REQUIRE_ENGINE
   python -m pytest -q -p no:cacheprovider bench/test_bench_relation.py bench/test_bench_metrics_gpu.py \
     --benchmark-only --benchmark-columns=min,median,mean --benchmark-sort=name \
     --benchmark-json="$OUT/bench.json" 2>&1 | tail -40 | tee "$OUT/bench.log"
