@@ -69,7 +69,7 @@ EOF
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   if [ "${gpus:-0}" -ge 2 ]; then ddp=cuda; else ddp=cpu; fi
   RDCL_DDP_DEVICE=$ddp timeout 300 python -m pytest -q -p no:cacheprovider \
-    tests/training/test_distributed.py 2>&1 | tail -15 | tee "$OUT/ddp_$ddp.log"
+    tests/training/test_ddp_training.py 2>&1 | tail -15 | tee "$OUT/ddp_$ddp.log"
 fi
 
 # Issue 7, the exported predictor: eager Python predictor vs the exported TorchScript predictor

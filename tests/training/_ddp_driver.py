@@ -1,4 +1,4 @@
-"""Driver for ``test_distributed.py``: one training run (stage 1 + rdcl stage 2) on stand-in array
+"""Driver for ``test_ddp_training.py``: one training run (stage 1 + rdcl stage 2) on stand-in array
 datasets drawn by the real ``PatchSampler``, as one process (``python _ddp_driver.py OUT``) or as
 one rank of a DDP job (``torchrun --nproc-per-node 2 _ddp_driver.py OUT``).
 

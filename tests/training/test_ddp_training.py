@@ -21,7 +21,13 @@ from rdcl.config import Config, preset
 from rdcl.data import PatchSampler
 from rdcl.losses import DiceBCELoss
 from rdcl.model import build_network
-from rdcl.training.distributed import DistContext, ShardedSampler, per_rank_batch
+from rdcl.training.distributed import (
+    DistContext,
+    ShardedSampler,
+    _device_for_rank,
+    per_rank_batch,
+    setup_distributed,
+)
 from rdcl.training.step import StepForward
 
 DRIVER = Path(__file__).with_name("_ddp_driver.py")
@@ -182,3 +188,22 @@ def test_batched_general_forward_matches_two_calls():
     for a, b in zip(batched[1:], separate[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert batched[3].shape[0] == 3 and bool(torch.isfinite(batched[3]).all())
+
+
+def test_setup_without_torchrun_is_one_process(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    ctx, device = setup_distributed("cpu")
+    assert ctx == DistContext() and device == torch.device("cpu") and not ctx.active
+
+
+def test_setup_refuses_a_broken_launch_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ValueError, match=r"launcher set no \['MASTER_ADDR'"):
+        setup_distributed("cpu")
+    with pytest.raises(ValueError, match="each rank trains on cuda:LOCAL_RANK"):
+        _device_for_rank("cuda:1", 0, 2)
