@@ -12,10 +12,12 @@ threshold, back to the CPU).
 Knobs (environment): ``RDCL_BENCH_DEVICE`` (cpu | cuda, default cuda when available),
 ``RDCL_BENCH_PRESET`` (default ``tiny3d`` on the CPU, ``paper3d`` on a GPU; single-encoder
 network), ``RDCL_BENCH_PATCH`` (z,y,x; default 32,128,128 for tiny3d, the preset's otherwise),
-``RDCL_BENCH_TILE_BATCH`` (default 4 on the CPU, 8 on a GPU), ``RDCL_BENCH_ROUNDS`` (default 1
-on the CPU, 3 on a GPU). Every benchmark records ``tiles``, ``tiles_per_s``, the seconds and, on a
-GPU, ``peak_gib`` (``torch.cuda.max_memory_allocated``) in ``extra_info``; the TorchScript and
-MONAI masks are compared with the eager one (``dice_vs_eager``).
+``RDCL_BENCH_FEATURES`` (channels per stage, e.g. 2,2,4,4, to make the network cheaper on a
+shared CPU), ``RDCL_BENCH_TILE_BATCH`` (default 4 on the CPU, 8 on a GPU),
+``RDCL_BENCH_ROUNDS`` (default 1 on the CPU, 3 on a GPU). Every benchmark records ``tiles``,
+``tiles_per_s``, the seconds and, on a GPU, ``peak_gib`` (``torch.cuda.max_memory_allocated``)
+in ``extra_info``; the TorchScript and MONAI masks are compared with the eager one
+(``dice_vs_eager``).
 
 Run: ``OMP_NUM_THREADS=2 pytest bench/test_bench_predictor.py --benchmark-only
 --benchmark-columns=min,median --benchmark-sort=name``
@@ -66,6 +68,9 @@ def _eager() -> Predictor:
         cfg = preset(PRESET)
         data = dataclasses.replace(cfg.data, patch_size=_patch(), target_spacing=None)
         cfg = cfg.replace(data=data)
+        if os.environ.get("RDCL_BENCH_FEATURES"):
+            feats = tuple(int(v) for v in os.environ["RDCL_BENCH_FEATURES"].split(","))
+            cfg = cfg.replace(model=dataclasses.replace(cfg.model, features=feats))
         torch.manual_seed(0)
         net = build_network(cfg.model, kind="single")
         _cache["eager"] = Predictor(
@@ -183,6 +188,7 @@ def test_predict_volume(benchmark, impl, volume, tmp_path_factory):
         preset=PRESET,
         patch=list(patch),
         tile_batch=TILE_BATCH,
+        features=list(_eager().config.model.features),
         tiles=tiles,
         seconds_min=min(seconds),
         tiles_per_s=tiles / min(seconds),

@@ -10,6 +10,7 @@ Compiling needs a C++ compiler (Inductor's CPU backend) and takes minutes for la
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,8 @@ def compile_network(predictor: Any, path: str | Path, meta: dict, config: dict) 
     patch = tuple(predictor.config.data.patch_size)
     example = torch.zeros((predictor.tile_batch, 1, *patch), device=predictor.device)
     wrapped = _FirstOutput(predictor.network.eval()).eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation noise
         program = torch.export.export(wrapped, (example,))
         meta = {**meta, "network": "aoti"}
         torch._inductor.aoti_compile_and_package(
@@ -76,7 +78,9 @@ def compile_network(predictor: Any, path: str | Path, meta: dict, config: dict) 
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, dict, dict]:
     """``(runner, rdcl.json, config.json)`` of an ``rdcl export --format aoti`` package."""
     try:
-        runner = torch._inductor.aoti_load_package(str(path))
+        with warnings.catch_warnings():  # torch-internal pytree deprecation noise at load
+            warnings.simplefilter("ignore", FutureWarning)
+            runner = torch._inductor.aoti_load_package(str(path))
         md = runner.get_metadata()
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
