@@ -240,7 +240,7 @@ def _check_nifti(path: Path, *, payload: bool) -> None:
         try:
             check_nifti(path, payload=payload)
         except NiftiCheckError as exc:
-            raise ImageReadError(f"{path}: {exc}") from exc
+            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 
 
 def _check_geometry(path: Path, geom: Geometry) -> None:

@@ -8,10 +8,11 @@ header and the byte count of the payload, that what it returns is the file's con
   finiteness check after the read cannot see them (the payload is scanned for them here);
 - a pixdim of 0, NaN, inf or < 0 on a spatial axis is replaced by 1.0 mm (with ITK warnings).
 
-Nothing here builds an image: the header fields read are the sizes (``dim``, ``bitpix``,
-``vox_offset``), ``datatype`` and ``pixdim``. NIfTI-1 (348-byte) and NIfTI-2 (540-byte) single-file
-headers in either byte order are checked; anything else (e.g. an ``.hdr``/``.img`` pair, a file
-that is not NIfTI at all) is left to SimpleITK.
+Nothing here builds an image: the header fields read are ``sizeof_hdr``, the magic, the sizes
+(``dim``, ``datatype``/``bitpix``, ``vox_offset``) and ``pixdim``. NIfTI-1 (348-byte) and
+NIfTI-2 (540-byte) single-file headers in either byte order are accepted; a ``.nii``/``.nii.gz``
+with any other header (Analyze, a ``.hdr``/``.img`` pair header, a wrong ``sizeof_hdr``, a mixed
+byte order, a ``dim`` or ``vox_offset`` that SimpleITK would silently "repair") is refused.
 """
 
 from __future__ import annotations
@@ -69,40 +70,72 @@ def _open(path: Path):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def parse_header(raw: bytes) -> NiftiHeader | None:
-    """The checked fields of a NIfTI-1/-2 single-file header, or None when ``raw`` is not one."""
-    for endian in "<>":
-        if len(raw) >= 4 and struct.unpack(endian + "i", raw[:4])[0] == 348 and len(raw) >= 348:
-            if raw[344:348] not in (b"n+1\x00",):
-                return None
-            dims = struct.unpack(endian + "8h", raw[40:56])
-            datatype, bitpix = struct.unpack(endian + "2h", raw[70:74])
-            pixdim = struct.unpack(endian + "8f", raw[76:108])
-            vox_offset = struct.unpack(endian + "f", raw[108:112])[0]
-        elif len(raw) >= 540 and struct.unpack(endian + "i", raw[:4])[0] == 540:
-            if raw[4:8] != b"n+2\x00":
-                return None
-            datatype, bitpix = struct.unpack(endian + "2h", raw[12:16])
-            dims = struct.unpack(endian + "8q", raw[16:80])
-            pixdim = struct.unpack(endian + "8d", raw[104:168])
-            vox_offset = struct.unpack(endian + "q", raw[168:176])[0]
-        else:
-            continue
-        ndim = dims[0]
-        if not 1 <= ndim <= 7 or not math.isfinite(vox_offset) or vox_offset < 0:
-            return None  # SimpleITK reports these itself
-        shape = tuple(int(d) for d in dims[1 : ndim + 1])
-        if any(d < 1 for d in shape) or bitpix <= 0:
-            return None
-        return NiftiHeader(
-            shape=shape,
-            pixdim=tuple(float(p) for p in pixdim[1 : ndim + 1]),
-            datatype=int(datatype),
-            bitpix=int(bitpix),
-            vox_offset=int(vox_offset),
-            endian=endian,
+_BYTES_PER_VOXEL = {
+    1: None, 2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8,
+    1280: 8, 1536: 16, 1792: 16, 2048: 32, 2304: 4,
+}  # fmt: skip
+"""Bytes per voxel of each NIfTI datatype code (niftilib's sizes; 1 = binary: from bitpix)."""
+
+
+def parse_header(raw: bytes) -> NiftiHeader:
+    """The checked fields of a single-file NIfTI-1 (``n+1``) or NIfTI-2 (``n+2``) header, either
+    byte order. Raises :class:`NiftiCheckError` (one line) when ``raw`` is not one: a wrong
+    ``sizeof_hdr`` or magic (Analyze, a ``.hdr``/``.img`` pair header, a mixed byte order), a
+    ``dim`` outside 1..7 axes of size >= 1, or a ``vox_offset`` that is not a whole number past
+    the header. SimpleITK reads most of these anyway, with shifted or invented voxels."""
+    if len(raw) < 348:
+        raise NiftiCheckError(f"expected a 348-byte NIfTI header, found {len(raw)} bytes")
+    sizes = {e: struct.unpack(e + "i", raw[:4])[0] for e in "<>"}
+    endian = next((e for e in "<>" if sizes[e] in (348, 540)), None)
+    if endian is None:
+        raise NiftiCheckError(
+            f"expected a NIfTI header (sizeof_hdr 348 or 540), found sizeof_hdr {sizes['<']}"
         )
-    return None
+    if sizes[endian] == 348:
+        magic, want, first = raw[344:348], b"n+1\x00", 352
+        dims = struct.unpack(endian + "8h", raw[40:56])
+        datatype, bitpix = struct.unpack(endian + "2h", raw[70:74])
+        pixdim = struct.unpack(endian + "8f", raw[76:108])
+        vox_offset: float = struct.unpack(endian + "f", raw[108:112])[0]
+    else:
+        if len(raw) < 540:
+            raise NiftiCheckError(f"expected a 540-byte NIfTI-2 header, found {len(raw)} bytes")
+        magic, want, first = raw[4:8], b"n+2\x00", 544
+        datatype, bitpix = struct.unpack(endian + "2h", raw[12:16])
+        dims = struct.unpack(endian + "8q", raw[16:80])
+        pixdim = struct.unpack(endian + "8d", raw[104:168])
+        vox_offset = float(struct.unpack(endian + "q", raw[168:176])[0])
+    if magic != want:
+        pair = " (the header of a .hdr/.img pair)" if magic[:2] == b"ni" else ""
+        raise NiftiCheckError(
+            f"expected the single-file NIfTI magic {want[:3].decode()!r}, found "
+            f"{magic.rstrip(bytes(1))!r}{pair}"
+        )
+    ndim = dims[0]
+    if not 1 <= ndim <= 7:
+        raise NiftiCheckError(
+            f"expected dim[0] (the number of axes) between 1 and 7, found {ndim}"
+            + (" (mixed byte order?)" if ndim > 7 else "")
+        )
+    for i, d in enumerate(dims[1 : ndim + 1], start=1):
+        if d < 1:
+            raise NiftiCheckError(f"expected dim[{i}] >= 1, found {d}")
+    if not (math.isfinite(vox_offset) and vox_offset.is_integer() and vox_offset >= first):
+        raise NiftiCheckError(
+            f"expected vox_offset to be a whole number of bytes >= {first}, found {vox_offset}"
+        )
+    size = _BYTES_PER_VOXEL.get(int(datatype))
+    bits = size * 8 if size else int(bitpix)
+    if bits <= 0:
+        raise NiftiCheckError(f"expected bitpix > 0 for datatype {datatype}, found {bitpix}")
+    return NiftiHeader(
+        shape=tuple(int(d) for d in dims[1 : ndim + 1]),
+        pixdim=tuple(float(p) for p in pixdim[1 : ndim + 1]),
+        datatype=int(datatype),
+        bitpix=bits,
+        vox_offset=int(vox_offset),
+        endian=endian,
+    )
 
 
 def check_nifti(path: str | Path, *, payload: bool = True) -> None:
@@ -111,15 +144,13 @@ def check_nifti(path: str | Path, *, payload: bool = True) -> None:
     non-finite voxel (float types). Without ``payload`` only the header is read. With it, integer
     images are usually settled from the file size (``.nii``) or the gzip trailer (``.nii.gz``, see
     :func:`_complete_without_reading`); float images and files that do not settle that way are
-    read once (decompressed). A file that is not a single-file NIfTI passes unchecked (SimpleITK
-    reports what is wrong with it)."""
+    read once (decompressed). A ``.nii``/``.nii.gz`` whose header is not a valid single-file
+    NIfTI-1/-2 header is refused (:func:`parse_header`)."""
     path = Path(path)
     try:
         with _open(path) as fh:
             raw = fh.read(540)
             header = parse_header(raw)
-            if header is None:
-                return
             spatial = header.pixdim[:3]
             if not all(math.isfinite(p) and p > 0 for p in spatial):
                 raise NiftiCheckError(

@@ -15,7 +15,7 @@ import pytest
 
 from rdcl.cli import main
 from rdcl.data.io import Geometry, ImageReadError, read_image, read_info, write_image
-from rdcl.data.nifti_check import parse_header
+from rdcl.data.nifti_check import NiftiCheckError, parse_header
 
 CHEST_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "chest_ct" / "chest_ct.nii.gz"
 GEOM = Geometry(
@@ -146,7 +146,8 @@ def test_parse_header_reads_sizes_in_both_byte_orders(tmp_path):
     assert h is not None and h.shape == (10, 12, 6) and h.endian == "<"
     assert h.pixdim == pytest.approx((0.7, 0.8, 2.5))
     assert h.payload_bytes == 10 * 12 * 6 * 2
-    assert parse_header(b"not a header" * 50) is None
+    with pytest.raises(NiftiCheckError, match="sizeof_hdr"):
+        parse_header(b"not a header" * 50)
 
 
 # ---- item 12: library messages are folded into rdcl's line ---------------------------------
