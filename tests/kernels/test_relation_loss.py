@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rdcl.kernels import relation_losses, relation_losses_reference
+from rdcl.kernels import relation_losses, relation_losses_reference, relation_matrix_reference
 
 
 def _features(shapes, c: int, dtype=torch.float32, seed: int = 0):
@@ -75,3 +75,18 @@ def test_training_loss_with_kernels_equals_reference_path(monkeypatch, interpret
 def test_channel_mismatch_is_rejected() -> None:
     with pytest.raises(ValueError, match="same channel count"):
         relation_losses(torch.ones(1, 2, 3), torch.ones(1, 3, 3), torch.ones(1, 2, 3))
+
+
+def test_sum_is_the_squared_frobenius_norm_and_mean_divides_by_c_squared() -> None:
+    feats = _features([(2, (5, 6))] * 3, 17, torch.float64, seed=9)
+    d_g, d_t = relation_losses(*feats)
+    r = [relation_matrix_reference(f) for f in feats]
+    assert d_g.item() == pytest.approx(torch.linalg.matrix_norm(r[0] - r[1]).item() ** 2)
+    assert d_t.item() == pytest.approx(torch.linalg.matrix_norm(r[1] - r[2]).item() ** 2)
+    m_g, m_t = relation_losses(*feats, reduction="mean")
+    assert m_g.item() == pytest.approx(d_g.item() / 17**2)
+    assert m_t.item() == pytest.approx(d_t.item() / 17**2)
+    e_g, e_t = relation_losses_reference(*feats, reduction="mean")
+    assert e_g.item() == pytest.approx(m_g.item()) and e_t.item() == pytest.approx(m_t.item())
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        relation_losses(*feats, reduction="max")
