@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -215,24 +215,61 @@ def _sitk_call(
     error: type[ValueError] = ImageReadError,
     *,
     quiet: bool = False,
+    refuse: tuple[str, ...] = (),
 ) -> T:
     """Run a SimpleITK ``call`` on ``path`` with its stderr messages captured and the locale kept.
 
     A RuntimeError becomes one ``error`` line ``cannot <what> <path>: <reason>``
-    that includes what the libraries printed; messages of a call that succeeded are logged as one
-    rdcl warning line (a debug line with ``quiet``, for lookups whose outcome rdcl reports)."""
+    that includes what the libraries printed, and so does a call that succeeded while printing a
+    message containing one of the ``refuse`` phrases; other messages of a call that succeeded are
+    logged as one rdcl warning line (a debug line with ``quiet``, for lookups whose outcome rdcl
+    reports)."""
     with captured_stderr() as msgs, preserve_locale():
         try:
             return_value, failure = call(), None
         except RuntimeError as exc:
             return_value, failure = None, exc
     said = msgs.summary()
+    if failure is None and any(phrase in said for phrase in refuse):
+        raise error(f"cannot {what} {path}: {said}")
     if failure is not None:
         reason = "; ".join(r for r in (_sitk_reason(failure), said) if r)
         raise error(f"cannot {what} {path}: {reason}") from failure
     if said:
         log.log(logging.DEBUG if quiet else logging.WARNING, "%s: SimpleITK says: %s", path, said)
     return return_value  # type: ignore[return-value]
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """A ``.dcm`` name or the ``DICM`` preamble marker at byte 128."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _check_series_complete(folder: Path, files: Sequence[str]) -> None:
+    """Refuse a DICOM folder holding DICOM files that GDCM left out of its one series (a
+    truncated or unreadable slice is dropped silently and the volume read without it)."""
+    listed = {os.path.realpath(f) for f in files}
+    left_out = [
+        p.name
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.name.upper() != "DICOMDIR"
+        and os.path.realpath(p) not in listed
+        and _looks_like_dicom(p)
+    ]
+    if left_out:
+        shown = ", ".join(left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+        raise ImageReadError(
+            f"cannot read DICOM folder {folder}: {len(left_out)} DICOM file(s) are not part of "
+            f"its series of {len(files)} (truncated, unreadable or from another series): {shown}"
+        )
 
 
 def _check_nifti(path: Path, *, payload: bool) -> None:
@@ -280,8 +317,9 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
         )
         if not files:
             raise ImageReadError(f"no DICOM series found in folder {path}")
+        _check_series_complete(path, files)
         reader.SetFileNames(files)
-        img = _sitk_call(reader.Execute, path, "read image")
+        img = _sitk_call(reader.Execute, path, "read image", refuse=("missing slices",))
     else:
         if not path.is_file():
             raise ImageReadError(f"expected an image file or a DICOM folder, found {path}")

@@ -205,6 +205,39 @@ def test_folder_without_dicom_is_one_error_and_nothing_else(tmp_path, capfd, cap
     assert not [r for r in caplog.records if r.levelname == "WARNING"]  # GDCM's lines folded
 
 
+def _series(folder: Path) -> np.ndarray:
+    from test_io import _write_dicom_series
+
+    vol = (np.arange(6 * 16 * 16).reshape(6, 16, 16) % 300).astype(np.int16)
+    _write_dicom_series(folder, vol, (2.0, 0.7, 0.7), (0.0, 0.0, 0.0))
+    return vol
+
+
+@pytest.mark.parametrize("index", [0, 2, 5])
+def test_dicom_series_with_a_truncated_slice_is_refused(tmp_path, capfd, index):
+    # GDCM leaves the truncated file out of the series and the volume is read without it.
+    folder = tmp_path / "series"
+    vol = _series(folder)
+    np.testing.assert_array_equal(read_image(folder)[0], vol)
+    victim = sorted(folder.iterdir())[index]
+    victim.write_bytes(victim.read_bytes()[:-200])
+    capfd.readouterr()
+    with pytest.raises(ImageReadError, match=r"1 DICOM file\(s\) are not part of its series"):
+        read_image(folder)
+    assert capfd.readouterr().err == ""
+
+
+def test_dicom_series_with_a_missing_middle_slice_is_refused(tmp_path, capfd):
+    # ITK reads 5 of 6 slices with uniform spacing assumed and only warns on stderr.
+    folder = tmp_path / "series"
+    _series(folder)
+    sorted(folder.iterdir())[2].unlink()
+    capfd.readouterr()
+    with pytest.raises(ImageReadError, match="missing slices"):
+        read_image(folder)
+    assert capfd.readouterr().err == ""
+
+
 # ---- the commands refuse these files with one line -----------------------------------------
 
 
