@@ -235,14 +235,14 @@ def run_stage(
     start = 0
     if resume and final.is_file():
         ckpt = load_checkpoint(final)
+        _check_same_data(ckpt, stage, final)  # first: other data also change target_spacing
         _check_same_config(ckpt["config"], stage.cfg, final)
-        _check_same_data(ckpt, stage, final)
         logger.info("%s: %s exists, stage already complete", stage.name, final)
         return final
     if resume and last.is_file():
         ckpt = load_checkpoint(last)
-        _check_same_config(ckpt["config"], stage.cfg, last)
         _check_same_data(ckpt, stage, last)
+        _check_same_config(ckpt["config"], stage.cfg, last)
         stage.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])

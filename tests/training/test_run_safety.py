@@ -278,3 +278,20 @@ def test_weights_turning_nan_are_never_checkpointed(tmp_path, monkeypatch, synth
     last = load_checkpoint(run / "last.ckpt")
     assert last["step"] == 1 and nonfinite_weights(last["model"]) == (0, None)
     assert not (run / "final.ckpt").exists()
+
+
+def test_resume_with_resampled_data_names_the_data_not_the_config(tmp_path, synth_data):
+    """Other voxel sizes also move target_spacing "auto": the refusal names the data change."""
+    from rdcl.data.io import Geometry
+
+    data = _copy(synth_data, tmp_path / "data")
+    run = tmp_path / "run"
+    _stopped_run(run, data)
+    for folder in ("imagesTr", "labelsTr"):
+        path = sorted((data / folder).iterdir())[0]
+        arr, geom = read_image(path)
+        coarse = Geometry(tuple(2 * s for s in geom.spacing), geom.origin, geom.direction)
+        write_image(arr, coarse, path, overwrite=True)
+    with pytest.raises(ValueError, match="data differ from the run's") as info:
+        run_training(_cfg(), data, None, run, resume=True, progress=False)
+    assert "config differs" not in str(info.value)
