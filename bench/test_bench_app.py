@@ -113,7 +113,7 @@ def test_app_vs_python(benchmark, app, models, inputs, tmp_path, case: str, impl
     def run() -> None:
         subprocess.run(cmd, check=True, capture_output=True)
 
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=0)
     TIMES[(case, impl)] = benchmark.stats.stats.min
     benchmark.extra_info.update(case=case, impl=impl, threads=torch.get_num_threads())
     if impl == "cpp":
