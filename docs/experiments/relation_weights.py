@@ -16,7 +16,8 @@ patches resized to ``patch``), then scores the whole held-out slices (DSC, NSD a
 Every ``probe_every`` steps the step's gradient is computed term by term (their sum is the same
 gradient) and ||grad_T L_T|| / ||grad_T L_seg||, ||grad_G L_G|| / ||grad_T L_seg|| are recorded.
 
-Usage: ``OMP_NUM_THREADS=1 python docs/experiments/relation_weights.py settings.json out.json``
+Usage: ``OMP_NUM_THREADS=1 python docs/experiments/relation_weights.py settings.json out.json``,
+then ``python docs/experiments/relation_weights.py --summary out.json`` for the markdown table.
 """
 
 from __future__ import annotations
@@ -244,5 +245,46 @@ def main(settings_path: str, out_path: str) -> None:
         Path(out_path).write_text(json.dumps(out, indent=1))
 
 
+def summary(out_path: str) -> str:
+    """Markdown table of a results file: scores, and per setting the median (min-max) gradient
+    ratios over the probes after the ramp, the last probe's L_seg / L_G / L_T, and how many
+    probed steps reached the clip."""
+    out = json.loads(Path(out_path).read_text())
+    ramp_end = out["spec"]["rampup_steps"]
+    clip = TrainConfig().grad_clip
+    lines = [
+        "| setting | method | lambda_G | lambda_T | reduction | DSC | NSD | rho_T median (range) "
+        "| rho_G median (range) | last L_seg / L_G / L_T | probes at clip |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in out["settings"].items():
+        log = r["log"]
+        late = [row for row in log if row["step"] >= ramp_end] or log
+
+        def stat(key, rows=late):
+            vals = [row[key] for row in rows if key in row]
+            if not vals:
+                return "-"
+            return f"{np.median(vals):.3g} ({min(vals):.2g}-{max(vals):.2g})"
+
+        last = log[-1] if log else {}
+        terms = " / ".join(
+            f"{last[k]:.3g}" if k in last else "-" for k in ("seg", "loss_g", "loss_t")
+        )
+        at_clip = sum(row["grad_norm"] >= clip * 0.999 for row in log)
+        relation = r["method"] in ("rdcl", "rdcl_g")
+        lambdas = (f"{r.get('lambda_g', 1.0):g}", f"{r.get('lambda_t', 0.1):g}",
+                   r.get("reduction", "sum")) if relation else ("-", "-", "-")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['method']} | {' | '.join(lambdas)} | {r['dsc']:.3f} +- "
+            f"{r['dsc_std']:.3f} | {r['nsd']:.3f} +- {r['nsd_std']:.3f} | {stat('ratio_T')} | "
+            f"{stat('ratio_G')} | {terms} | {at_clip}/{len(log)} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if sys.argv[1] == "--summary":
+        print(summary(sys.argv[2]))
+    else:
+        main(*sys.argv[1:3])
