@@ -106,8 +106,16 @@ bool same_file(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
-// One line of an exception message: TorchScript errors carry a trace and end with the error.
-std::string one_line(const std::string& s) {
+std::string one_line_of(const std::string& s);
+
+// One line of an exception's message: libtorch's errors carry a C++ backtrace (dropped) and
+// TorchScript's a script traceback that ends with the error itself (kept).
+std::string one_line(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  return one_line_of(c10 ? c10->what_without_backtrace() : e.what());
+}
+
+std::string one_line_of(const std::string& s) {
   std::vector<std::string> lines;
   std::istringstream in(s);
   for (std::string ln; std::getline(in, ln);) {
@@ -146,7 +154,7 @@ int run(const Args& a) {
   try {
     module = torch::jit::load(a.model, device);
   } catch (const std::exception& e) {
-    throw UsageError("cannot load TorchScript model " + a.model + ": " + one_line(e.what()));
+    throw UsageError("cannot load TorchScript model " + a.model + ": " + one_line(e));
   }
   const std::string method =
       std::string(a.probabilities ? "probabilities" : "forward") + (a.window ? "_window" : "");
@@ -172,7 +180,7 @@ int run(const Args& a) {
       }
       out = module.get_method(method)(inputs).toTensor();
     } catch (const std::exception& e) {
-      throw UsageError("model " + a.model + " failed on " + a.input + ": " + one_line(e.what()));
+      throw UsageError("model " + a.model + " failed on " + a.input + ": " + one_line(e));
     }
   }
   const auto want = a.probabilities ? torch::kFloat32 : torch::kUInt8;
@@ -199,7 +207,7 @@ int main(int argc, char** argv) {
     std::cerr << "rdcl_predict: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "rdcl_predict: error: " << one_line(e.what()) << "\n";
+    std::cerr << "rdcl_predict: error: " << one_line(e) << "\n";
     return 1;
   }
 }
