@@ -71,10 +71,11 @@ def test_each_term_reaches_only_its_modules(method, expected, pretrained_ckpt):
     if get_method(method).use_lg:
         # ramp(step 1 of 2) = exp(-5 * 0.5^2); L_G = lambda_G * ramp * d_g, L_T = -lambda_T*ramp*d_t
         assert ramp == pytest.approx(0.2865048)
-        assert terms["loss_g"].item() == pytest.approx(1.0 * ramp * terms["d_g"].item())
+        lam = tiny_cfg(method).train
+        assert terms["loss_g"].item() == pytest.approx(lam.lambda_g * ramp * terms["d_g"].item())
         assert terms["d_g"].item() > 0
     if method == "rdcl":
-        assert terms["loss_t"].item() == pytest.approx(-0.1 * ramp * terms["d_t"].item())
+        assert terms["loss_t"].item() == pytest.approx(-lam.lambda_t * ramp * terms["d_t"].item())
 
 
 def test_seg_only_step_leaves_trainable_general_encoder_unchanged():

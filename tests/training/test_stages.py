@@ -72,8 +72,8 @@ def test_train_log_and_checkpoint_contents(tmp_path, fake_streams, pretrained_ck
         # ramp over 2 steps: exp(-5 (1 - min(t/2, 1))^2)
         assert r["ramp"] == pytest.approx(math.exp(-5 * (1 - min(i / 2, 1)) ** 2))
         assert r["loss"] == pytest.approx(r["seg"] + r["loss_g"] + r["loss_t"], rel=1e-5)
-        assert r["loss_g"] == pytest.approx(r["ramp"] * r["d_g"], rel=1e-5)
-        assert r["loss_t"] == pytest.approx(-0.1 * r["ramp"] * r["d_t"], rel=1e-5)
+        assert r["loss_g"] == pytest.approx(cfg.train.lambda_g * r["ramp"] * r["d_g"], rel=1e-5)
+        assert r["loss_t"] == pytest.approx(-cfg.train.lambda_t * r["ramp"] * r["d_t"], rel=1e-5)
         assert r["grad_norm"] > 0 and r["seconds"] > 0
     # every step drew one X_c and one X_n batch, for steps 0..3
     assert sorted(fake_streams["steps"]) == [0, 0, 1, 1, 2, 2, 3, 3]
