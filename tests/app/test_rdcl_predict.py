@@ -17,7 +17,12 @@ import SimpleITK as sitk
 import torch
 from conftest import SHARED, AppBuild
 from nifti_bytes import DTYPES, header_for, nifti_bytes
-from tiny_model import save_tiny_model
+from tiny_model import (
+    BoolMaskPredictor,
+    ForwardOnlyPredictor,
+    VolumeOnlyPredictor,
+    save_tiny_model,
+)
 
 CHEST_CT = SHARED / "chest_ct" / "chest_ct.nii.gz"
 
@@ -273,24 +278,16 @@ def test_bad_model_file(app_build, small_input, tmp_path):
 
 
 def test_model_without_probabilities_method(app_build, small_input, tmp_path):
-    class OnlyForward(torch.nn.Module):
-        def forward(self, image: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-            return (image > 0).to(torch.uint8)
-
     path = tmp_path / "f.ts"
-    torch.jit.script(OnlyForward()).save(str(path))
+    torch.jit.script(ForwardOnlyPredictor()).save(str(path))
     res = run_app(app_build, path, small_input, tmp_path / "o.nii", "--probabilities")
     assert res.returncode == 2
     assert "has no method 'probabilities'" in _one_line(res)
 
 
 def test_model_breaking_the_contract(app_build, small_input, tmp_path):
-    class WrongDtype(torch.nn.Module):
-        def forward(self, image: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-            return image > 0
-
     path = tmp_path / "w.ts"
-    torch.jit.script(WrongDtype()).save(str(path))
+    torch.jit.script(BoolMaskPredictor()).save(str(path))
     res = run_app(app_build, path, small_input, tmp_path / "o.nii")
     assert res.returncode == 2
     assert "broke the predictor contract" in _one_line(res)
@@ -300,14 +297,8 @@ def test_model_breaking_the_contract(app_build, small_input, tmp_path):
 def test_model_raising_on_the_input(app_build, tmp_path):
     """A 3D-only model given a 2D image: the model's own error, as one line, exit 2."""
 
-    class Only3D(torch.nn.Module):
-        def forward(self, image: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-            if image.dim() != 3:
-                raise ValueError("expected a (Z, Y, X) volume")
-            return (image > 0).to(torch.uint8)
-
     path = tmp_path / "m3.ts"
-    torch.jit.script(Only3D()).save(str(path))
+    torch.jit.script(VolumeOnlyPredictor()).save(str(path))
     src = tmp_path / "2d.nii"
     sitk.WriteImage(sitk_image(ct_like((8, 8))), str(src))
     res = run_app(app_build, path, src, tmp_path / "o.nii")

@@ -53,3 +53,29 @@ def save_tiny_model(path: Path, threshold: float = 0.0) -> Path:
     """Script :class:`TinyPredictor` and save it to ``path``."""
     torch.jit.script(TinyPredictor(threshold)).save(str(path))
     return path
+
+
+class ForwardOnlyPredictor(torch.nn.Module):
+    """Honours ``forward`` but has no ``probabilities`` method."""
+
+    def forward(self, image: Tensor, spacing: Tensor) -> Tensor:
+        """Uint8 mask of positive voxels."""
+        return (image > 0).to(torch.uint8)
+
+
+class BoolMaskPredictor(torch.nn.Module):
+    """Breaks the contract: returns a bool mask instead of uint8."""
+
+    def forward(self, image: Tensor, spacing: Tensor) -> Tensor:
+        """Bool mask of positive voxels."""
+        return image > 0
+
+
+class VolumeOnlyPredictor(torch.nn.Module):
+    """Raises on anything but a (Z, Y, X) volume."""
+
+    def forward(self, image: Tensor, spacing: Tensor) -> Tensor:
+        """Uint8 mask of positive voxels of a volume."""
+        if image.dim() != 3:
+            raise ValueError("expected a (Z, Y, X) volume")
+        return (image > 0).to(torch.uint8)
