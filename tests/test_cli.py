@@ -482,3 +482,15 @@ def test_evaluate_bad_tolerance_and_csv_folder(tmp_path, capsys):
         _user_error(capsys, [*argv, "--tolerance", tol], "--tolerance")
     (tmp_path / "scores").mkdir()
     _user_error(capsys, [*argv, "--csv", str(tmp_path / "scores"), "--overwrite"], "a folder")
+
+
+@pytest.mark.parametrize("command", ["train", "preprocess"])
+def test_symlink_loop_data_folder_is_one_line(tmp_path, capsys, command):
+    """A --data root that is a symlink loop: exit 2, one line naming the loop, nothing made."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    out = tmp_path / "out"
+    assert main([command, "--data", str(loop), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "symlink loop" in err[0] and "Errno" not in err[0], err
+    assert not out.exists()

@@ -41,11 +41,7 @@ COMMANDS: tuple[Command, ...] = (
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # DatasetError, ImageReadError, ConfigError, CheckpointError, validation
-    FileExistsError,
-    FileNotFoundError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
+    OSError,  # FileExistsError, FileNotFoundError, PermissionError, symlink loops, disk full, ...
 )
 """Exception types reported as user errors (exit 2, one line, no traceback)."""
 
@@ -117,7 +113,10 @@ def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[None]
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno N]" prefix
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = " ".join(text.split())
     return text or type(exc).__name__
 
 
