@@ -48,17 +48,7 @@ class ScriptedPredictor(Predictor):
         meta, config = parse_metadata(str(path), files[META_FILE], files[CONFIG_FILE])
         self.meta = meta
         self.path = Path(path)
-        super().__init__(
-            module,
-            config=Config.from_dict(config),
-            intensity=_stats(meta),
-            device=dev,
-            step=float(meta["step"]),
-            tile_batch=int(meta["tile_batch"]),
-            mirror=bool(meta["mirror"]),
-            normalization=meta["normalization"],
-            window=tuple(meta["training_window"]),
-        )
+        super().__init__(module, **_predictor_settings(meta, config, dev))
 
     def _probabilities(
         self, image: np.ndarray, geometry: Geometry, window: tuple[float, float] | None = None
@@ -79,6 +69,22 @@ def _stats(meta: dict[str, Any]) -> IntensityStats | None:
     return IntensityStats.from_dict(stats) if stats else None
 
 
+def _predictor_settings(
+    meta: dict[str, Any], config: dict[str, Any], device: torch.device
+) -> dict[str, Any]:
+    """``Predictor`` keyword arguments from an exported file's ``rdcl.json`` and ``config.json``."""
+    return {
+        "config": Config.from_dict(config),
+        "intensity": _stats(meta),
+        "device": device,
+        "step": float(meta["step"]),
+        "tile_batch": int(meta["tile_batch"]),
+        "mirror": bool(meta["mirror"]),
+        "normalization": meta["normalization"],
+        "window": tuple(meta["training_window"]),
+    }
+
+
 def aoti_predictor(path: str | Path, *, device: str | torch.device = "auto") -> Predictor:
     """The eager predictor around the compiled network of an ``rdcl export --format aoti``
     package (settings from its metadata)."""
@@ -87,15 +93,7 @@ def aoti_predictor(path: str | Path, *, device: str | torch.device = "auto") -> 
     dev = resolve_device(device)
     runner, meta, config = load_package(path, dev)
     predictor = Predictor(
-        CompiledNetwork(runner, int(meta["tile_batch"])),
-        config=Config.from_dict(config),
-        intensity=_stats(meta),
-        device=dev,
-        step=float(meta["step"]),
-        tile_batch=int(meta["tile_batch"]),
-        mirror=bool(meta["mirror"]),
-        normalization=meta["normalization"],
-        window=tuple(meta["training_window"]),
+        CompiledNetwork(runner, int(meta["tile_batch"])), **_predictor_settings(meta, config, dev)
     )
     predictor.meta = meta  # type: ignore[attr-defined]
     return predictor
