@@ -33,7 +33,8 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,29 @@ def _dataset_json(name: str, n: int, lesion: str, normalization: str, window) ->
     }
 
 
+@contextmanager
+def _staged_dataset(out: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a fresh hidden sibling folder of ``out`` to write a dataset into; when the block
+    succeeds it replaces ``out``, when it fails it is removed and ``out`` is left as it was.
+
+    Raises:
+        FileExistsError: ``out`` is a file or a non-empty folder and ``overwrite`` is false.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    io.new_dir_mode(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+
+
 def _write_native(
     out: Path,
     cases: list[Case],
@@ -129,12 +153,7 @@ def _write_native(
     """Write ``cases`` (validated by :func:`load_case`) in the native layout into ``out``."""
     if not cases:
         raise DatasetError("no cases found to prepare")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    io.new_dir_mode(tmp)
-    try:
+    with _staged_dataset(out, overwrite=overwrite) as tmp:
         for case in cases:
             image, label, geometry = load_case(case)
             if label is None:
@@ -146,12 +165,6 @@ def _write_native(
             logger.info("prepared %s", case.name)
         meta = {**meta, "numTraining": len(cases)}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    tmp.rename(out)
     return load_dataset(out)
 
 
@@ -325,13 +338,8 @@ def prepare_slices(
     if max_per_case < 1:
         raise ValueError(f"expected at least 1 slice per case, found {max_per_case}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    io.new_dir_mode(tmp)
     n = 0
-    try:
+    with _staged_dataset(out, overwrite=overwrite) as tmp:
         for case in cases:
             image, label, geometry = load_case(case)
             if image.ndim != 3 or label is None:
@@ -348,10 +356,4 @@ def prepare_slices(
             raise DatasetError(f"{src}: no case has a lesion slice")
         meta = _dataset_json(f"{src.name}_slices", n, lesion, "window", SLICE_WINDOW)
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    tmp.rename(out)
     return load_dataset(out)
