@@ -170,6 +170,8 @@ class TrainConfig:
     exp(-5 (1 - t)^2), t = step / ``rampup_steps`` clipped to 1. ``relation_reduction`` reduces
     the squared relation differences: ``"sum"`` (the paper's squared Frobenius norm) or ``"mean"``
     (sum / C^2). The defaults and the experiment behind them: docs/relation_weights.md.
+    ``snapshots`` > 0 also keeps the weights at that many evenly spaced steps of each stage (and
+    at step 0) in ``snapshots/<stage>_step_NNNNNNN.ckpt`` (for relation matrices over training).
     """
 
     method: str = "rdcl"
@@ -188,6 +190,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 1
+    snapshots: int = 0
     device: str = "auto"
     # Speed switches (what each does and its measured effect: docs/architecture.md, "Training
     # speed", and bench/RESULTS.md). None changes the method; the defaults are the measured best
@@ -224,6 +227,8 @@ class TrainConfig:
             raise ConfigError(f"train.momentum must be in [0, 1), found {self.momentum}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
+        if self.snapshots < 0:
+            raise ConfigError(f"train.snapshots must be >= 0, found {self.snapshots}")
         if self.autocast not in AUTOCAST_MODES:
             raise ConfigError(
                 f"train.autocast must be one of {AUTOCAST_MODES}, found {self.autocast!r}"

@@ -12,6 +12,7 @@ from .relations import (
     RG_COVID,
     RG_NONCOVID,
     RT_COVID,
+    plot_relation_evolution,
     plot_relation_matrices,
     relation_differences,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "mean_std",
     "plot_loss_curves",
     "plot_overlays",
+    "plot_relation_evolution",
     "plot_relation_matrices",
     "read_log",
     "relation_differences",

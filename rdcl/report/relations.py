@@ -78,3 +78,52 @@ def plot_relation_matrices(matrices: dict[str, np.ndarray], path: str | Path) ->
             ax.set_axis_off()
         fig.colorbar(im, ax=list(axes[1]), shrink=0.85)
     return save_figure_atomic(fig, path)
+
+
+def plot_relation_evolution(
+    series: dict[int, dict[str, np.ndarray]], path: str | Path, *, rows: int = 4
+) -> Path:
+    """Relation matrices and their absolute differences over training (paper Fig. 4/5 in time).
+
+    Args:
+        series: training step -> matrices as for :func:`plot_relation_matrices` (same keys and
+            (C, C) shape at every step), e.g. from ``rdcl.study.figures.relation_series``.
+        path: output ``.png`` (written atomically).
+        rows: at most this many steps are drawn as heat-map rows (evenly chosen, first and last
+            included); the bottom panel plots the mean of every difference at every step.
+
+    One colour scale for all matrices and one (0..max) for all differences, over all drawn
+    steps, so a change of colour between rows is a change of the matrix. Returns ``path``.
+    """
+    if not series:
+        raise ValueError("expected relation matrices of at least one step, found none")
+    steps = sorted(series)
+    mats = {s: _as_matrices(series[s]) for s in steps}
+    diffs = {s: relation_differences(mats[s]) for s in steps}
+    pick = sorted({steps[round(i * (len(steps) - 1) / max(rows - 1, 1))] for i in range(rows)})
+    names, dnames = list(mats[steps[0]]), list(diffs[steps[0]])
+    ncols = len(names) + len(dnames)
+    fig = Figure(figsize=(2.6 * ncols + 1.2, 2.5 * len(pick) + 2.8), layout="constrained")
+    grid = fig.add_gridspec(len(pick) + 1, ncols, height_ratios=[1.0] * len(pick) + [1.1])
+    lo = min(float(m.min()) for s in pick for m in mats[s].values())
+    hi = max(float(m.max()) for s in pick for m in mats[s].values())
+    dmax = max([float(d.max()) for s in pick for d in diffs[s].values()] + [1e-12])
+    for r, step in enumerate(pick):
+        panels = [(n, mats[step][n], "viridis", lo, hi) for n in names]
+        panels += [(n, diffs[step][n], "magma", 0.0, dmax) for n in dnames]
+        for c, (name, m, cmap, vmin, vmax) in enumerate(panels):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = name if c < len(names) else f"{name}\nmean {m.mean():.4f}"
+            ax.set_title(title if r == 0 or c >= len(names) else "", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"step {step}")
+    ax = fig.add_subplot(grid[len(pick), :])
+    for name in dnames:
+        ax.plot(steps, [float(diffs[s][name].mean()) for s in steps], marker="o", label=name)
+    ax.set_xlabel("training step (stage 2)")
+    ax.set_ylabel("mean absolute difference")
+    ax.legend(fontsize=8)
+    return save_figure_atomic(fig, path)

@@ -1,6 +1,7 @@
 """The study's figures: a box plot of per-case DSC/NSD per method, prediction overlays of the best
 and worst test case per method (paper Fig. 3), training curves, and the relation matrices of the
-rdcl network with their absolute differences at the start and end of stage 2 (Fig. 4 and 5)."""
+rdcl network with their absolute differences at the start and end of stage 2 and over its
+training (Fig. 4 and 5)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from rdcl.report import plot_loss_curves, plot_overlays, plot_relation_matrices
+from rdcl.report import (
+    plot_loss_curves,
+    plot_overlays,
+    plot_relation_evolution,
+    plot_relation_matrices,
+)
 from rdcl.report._files import save_figure_atomic
 
 logger = logging.getLogger(__name__)
@@ -107,8 +113,6 @@ def relation_snapshots(
 
     from rdcl.demo.relations import lesion_batch
     from rdcl.inference.predictor import Predictor
-    from rdcl.kernels import relation_matrix
-    from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
     from rdcl.training.checkpoint import load_checkpoint
     from rdcl.training.methods import build_for_method, get_method
 
@@ -119,17 +123,53 @@ def relation_snapshots(
     start = build_for_method(
         end.config.model, get_method("rdcl"), load_checkpoint(pretrain_ckpt)["model"]
     ).eval()
-    out = {}
+    return {
+        "start": _matrices(start, x_n, x_c),
+        "end": _matrices(end.network, x_n, x_c),
+    }
+
+
+def _matrices(net, x_n, x_c) -> dict[str, np.ndarray]:
+    """R_G(X_n), R_G(X_c), R_T(X_c) of a dual-encoder network (eval mode, no gradients)."""
+    import torch
+
+    from rdcl.kernels import relation_matrix
+    from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
+
+    net.eval()
     with torch.no_grad():
-        for label, net in (("start", start), ("end", end.network)):
-            _, g_c, t_c = net.forward_with_features(x_c)
-            g_n = net.general_features(x_n)
-            out[label] = {
-                RG_NONCOVID: relation_matrix(g_n).numpy(),
-                RG_COVID: relation_matrix(g_c).numpy(),
-                RT_COVID: relation_matrix(t_c).numpy(),
-            }
-    return out
+        _, g_c, t_c = net.forward_with_features(x_c)
+        g_n = net.general_features(x_n)
+    return {
+        RG_NONCOVID: relation_matrix(g_n).numpy(),
+        RG_COVID: relation_matrix(g_c).numpy(),
+        RT_COVID: relation_matrix(t_c).numpy(),
+    }
+
+
+def relation_series(
+    snapshots: Sequence[Path], pretrain_ckpt: Path, covid_spec, general_root: Path, n: int
+) -> dict[int, dict[str, np.ndarray]]:
+    """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
+    matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""
+    from rdcl.demo.relations import lesion_batch
+    from rdcl.inference.predictor import Predictor
+    from rdcl.model import build_network
+    from rdcl.training.checkpoint import load_checkpoint
+    from rdcl.training.methods import get_method
+
+    if not snapshots:
+        return {}
+    first = Predictor.from_checkpoint(snapshots[-1], device="cpu")
+    x_c = lesion_batch(covid_spec, first, n)
+    x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
+    net = build_network(first.config.model, kind=get_method("rdcl").kind)
+    out = {}
+    for path in snapshots:
+        ckpt = load_checkpoint(path)
+        net.load_state_dict(ckpt["model"])
+        out[int(ckpt["step"])] = _matrices(net, x_n, x_c)
+    return dict(sorted(out.items()))
 
 
 def plot_relation_snapshots(snapshots: Mapping[str, Mapping], out_dir: Path) -> dict[str, Path]:
@@ -140,3 +180,13 @@ def plot_relation_snapshots(snapshots: Mapping[str, Mapping], out_dir: Path) -> 
         )
         for label, m in snapshots.items()
     }
+
+
+def plot_relation_series(series: Mapping[int, Mapping], out_dir: Path) -> dict[str, Path]:
+    """The relation matrices over training (``relations_training.png``); caption -> path, empty
+    when fewer than two steps were kept."""
+    if len(series) < 2:
+        return {}
+    path = plot_relation_evolution({k: dict(v) for k, v in series.items()},
+                                   out_dir / "relations_training.png")  # fmt: skip
+    return {"Relation matrices and absolute differences over stage 2 (rdcl, fold 1)": path}

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rdcl.report._files import write_text_atomic
+from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures
 from .runner import StudyPlan, collect_scores
@@ -32,7 +33,11 @@ def _relation_figures(plan: StudyPlan, spec, fig_dir: Path) -> dict[str, Path]:
     snaps = figures.relation_snapshots(
         run / "final.ckpt", pre, train_cases, plan.general[0], RELATION_BATCH
     )
-    return figures.plot_relation_snapshots(snaps, fig_dir)
+    out = figures.plot_relation_snapshots(snaps, fig_dir)
+    kept = sorted((run / SNAPSHOT_DIR).glob("*.ckpt"))
+    series = figures.relation_series(kept, pre, train_cases, plan.general[0], RELATION_BATCH)
+    out.update(figures.plot_relation_series(series, fig_dir))
+    return out
 
 
 def write_study_report(plan: StudyPlan, spec) -> Path:

@@ -37,6 +37,11 @@ from .splits import Split, check_split, make_split, read_split, write_case_list,
 logger = logging.getLogger(__name__)
 
 
+RELATION_SNAPSHOTS = 6
+"""Evenly spaced stage-2 steps (plus step 0) at which the ``rdcl`` run of the first fold keeps
+its weights (``train.snapshots``) for the relation matrices over training."""
+
+
 class StudyRunError(RuntimeError):
     """A training run of the study failed (its last error line is in the message)."""
 
@@ -201,6 +206,8 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec) -> list[dict]:
             extra += ["--pretrained", str(pretrain_checkpoint(plan, row.pretrain_group))]
         if row.general_batches:
             extra += ["--general", *(str(g) for g in plan.general)]
+        if row.name == "rdcl" and fold == 0:
+            extra += ["--set", f"train.snapshots={RELATION_SNAPSHOTS}"]
         extra += _resume_flags(run)
         _run(_train_command(plan, run, extra), f"{row.name} fold {fold + 1}")
     n_test = len(plan.split.folds[fold].test)

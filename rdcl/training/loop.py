@@ -146,6 +146,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.device",
         "train.checkpoint_every",
         "train.log_every",
+        "train.snapshots",
         "data.num_workers",
         "train.cudnn_benchmark",
         "train.channels_last",
@@ -217,6 +218,24 @@ def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -
     }
 
 
+SNAPSHOT_DIR = "snapshots"
+"""Run sub-folder of the weights kept by ``train.snapshots``."""
+
+
+def snapshot_steps(total: int, count: int) -> set[int]:
+    """The steps (0..``total``) at which ``count`` evenly spaced snapshots are kept, step 0
+    included; empty when ``count`` is 0."""
+    if count <= 0 or total <= 0:
+        return set()
+    return {round(i * total / count) for i in range(count + 1)}
+
+
+def _save_snapshot(stage: Stage, done: int) -> None:
+    folder = stage.out_dir / SNAPSHOT_DIR
+    folder.mkdir(exist_ok=True)
+    save_checkpoint(folder / f"{stage.name}_step_{done:07d}.ckpt", _payload(stage, done, None))
+
+
 def run_stage(
     stage: Stage, optimizer: torch.optim.Optimizer, *, resume: bool, progress: bool = True
 ) -> Path:
@@ -262,6 +281,9 @@ def run_stage(
             record["global_batch"],
         )
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    keep = snapshot_steps(stage.total_steps, tcfg.snapshots) if main else set()
+    if start == 0 and 0 in keep:
+        _save_snapshot(stage, 0)
     stage.net.train()
     with (
         JsonlLog(out / LOG_NAME, keep_until=start) if main else contextlib.nullcontext() as log,
@@ -307,6 +329,8 @@ def run_stage(
             if main and done % tcfg.checkpoint_every == 0:
                 _check_finite_weights(stage, done, good)
                 save_checkpoint(last, _payload(stage, done, optimizer))
+            if done in keep:
+                _save_snapshot(stage, done)
     _check_finite_weights(stage, done, last if last.is_file() else None)
     if done != stage.total_steps:
         raise RuntimeError(

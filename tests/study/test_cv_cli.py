@@ -47,13 +47,18 @@ def test_cv_end_to_end_and_resume(synth, tmp_path, monkeypatch, capsys):
         scored = (run / "scores.csv").read_text().splitlines()[1:]
         assert sorted(r.split(",")[0] for r in scored) == sorted(fold["test"])
     assert (out / "pretrain" / "gen" / "final.ckpt").is_file()
+    # the rdcl run of fold 1 keeps its weights at step 0 and evenly over its 3 steps (Fig. 4/5
+    # in time); the other runs keep none
+    kept = sorted(p.name for p in (out / "runs/rdcl/fold_1/snapshots").iterdir())
+    assert kept == [f"train_step_{s:07d}.ckpt" for s in range(4)]
+    assert not (out / "runs/baseline/fold_1/snapshots").exists()
     assert not (out / "runs" / "baseline" / "fold_2").exists()  # --fold 1 only
     md = (out / "results.md").read_text()
     assert "| baseline |" in md and "| rdcl |" in md and "Wilcoxon" in md
     report = (out / "report.md").read_text()
     assert "Not run yet (2): baseline fold 2, rdcl fold 2" in report
     for fig in ("boxplot", "overlay_rdcl_best", "overlay_baseline_worst", "training_curves",
-                "relations_start", "relations_end"):  # fmt: skip
+                "relations_start", "relations_end", "relations_training"):  # fmt: skip
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     # resume: a finished (method, fold) is skipped, its checkpoint untouched
     stamp = (out / "runs/rdcl/fold_1/final.ckpt").stat().st_mtime_ns

@@ -68,3 +68,11 @@ def test_non_positive_grad_clip_is_a_config_error(value):
 
     with pytest.raises(ConfigError, match=r"train\.grad_clip must be > 0"):
         TrainConfig(grad_clip=value).validate()
+
+
+def test_snapshot_steps_are_evenly_spaced_with_both_ends():
+    from rdcl.training.loop import snapshot_steps
+
+    assert snapshot_steps(600, 6) == {0, 100, 200, 300, 400, 500, 600}
+    assert snapshot_steps(3, 6) == {0, 1, 2, 3}  # more snapshots than steps: every step once
+    assert snapshot_steps(600, 0) == set() and snapshot_steps(0, 4) == set()
