@@ -5,9 +5,12 @@ seed. Arrays are ``image (C, *spatial)`` float32 and ``label (*spatial)`` {0, 1}
 
 Spatial augmentation (nnU-Net style, smaller ranges): a rotation in the (y, x) plane (the last two
 axes) and an isotropic scaling, both about the patch centre, applied while cropping: every output
-voxel is sampled from the whole volume with :func:`scipy.ndimage.map_coordinates` (order 1 for the
-image; the label is interpolated linearly and thresholded at 0.5, so it stays binary and the two
-stay aligned), so no border artefacts appear. Then random flips along every axis.
+voxel is sampled from the volume by trilinear interpolation (bilinear in 2D; the label is
+interpolated linearly and thresholded at 0.5, so it stays binary and the two stay aligned), so no
+border artefacts appear. Only the patch's sample points are computed, from the voxel block they
+touch; the default engine interpolates z and the (y, x) plane separately (the rotation is
+in-plane), the reference engine is :func:`scipy.ndimage.map_coordinates` (order 1).
+Then random flips along every axis.
 Intensity augmentation acts on the image only: brightness, contrast, gamma, Gaussian noise.
 """
 
@@ -86,6 +89,109 @@ def crop(
     return img, lab
 
 
+SPATIAL_ENGINES = ("separable", "scipy")
+
+
+def _patch_coords(
+    start: Sequence[int], patch: Sequence[int], angle: float, scale: float
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Sample coordinates (voxels, float64) of the rotated/scaled patch: ``z (pz,)`` (None for a
+    2D patch) and ``y, x (py, px)``. The rotation acts in the (y, x) plane, so z depends on the
+    output slice only and (y, x) on the in-plane position only (what makes trilinear
+    interpolation separable)."""
+    half = (np.asarray(patch, dtype=np.float64) - 1.0) / 2.0
+    centre = np.asarray(start, dtype=np.float64) + half
+    z = None
+    if len(patch) == 3:
+        z = (np.arange(patch[0], dtype=np.float64) - half[0]) / scale + centre[0]
+    yy, xx = np.meshgrid(
+        np.arange(patch[-2], dtype=np.float64),
+        np.arange(patch[-1], dtype=np.float64),
+        indexing="ij",
+    )
+    y, x = (yy - half[-2]) / scale, (xx - half[-1]) / scale
+    c, s = math.cos(angle), math.sin(angle)
+    return z, c * y - s * x + centre[-2], s * y + c * x + centre[-1]
+
+
+def _block(coords: Sequence[np.ndarray], shape: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(lo, hi)`` per axis: the voxel block the coordinates touch (one voxel of margin), clipped
+    to the volume. A block edge that is not a volume edge is never reached by a coordinate, so
+    interpolating from the block equals interpolating from the volume."""
+    lo, hi = [], []
+    for c, n in zip(coords, shape, strict=True):
+        a = int(np.clip(np.floor(c.min()) - 1, 0, n - 1))
+        lo.append(a)
+        hi.append(max(int(np.clip(np.floor(c.max()) + 2, 1, n)), a + 1))
+    return lo, hi
+
+
+def _linear_axis(
+    c: np.ndarray, n: int, edge: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Linear interpolation along one axis of length ``n`` at coordinates ``c`` (block voxels):
+    ``(i0, i1, w, valid)`` with value ``(1 - w) v[i0] + w v[i1]`` (``w`` float32). ``edge``:
+    coordinates are clamped (scipy ``mode="nearest"``) and ``valid`` is None; else points
+    outside ``[0, n - 1]`` are invalid (value 0, scipy ``mode="constant"``)."""
+    valid = None if edge else (c >= 0) & (c <= n - 1)
+    c = np.clip(c, 0, n - 1)
+    i0 = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
+    i1 = np.minimum(i0 + 1, n - 1)
+    return i0, i1, (c - i0).astype(np.float32), valid
+
+
+def _lerp_take(a: np.ndarray, axis: int, i0, i1, w: np.ndarray) -> np.ndarray:
+    """``(1 - w) a[i0] + w a[i1]`` along ``axis`` (``w`` broadcast along that axis); one gather
+    when every ``w`` is 0 (integer coordinates, e.g. z without scaling)."""
+    lo = np.take(a, i0, axis=axis)
+    if not w.any():
+        return lo
+    shape = [1] * a.ndim
+    shape[axis] = -1
+    w = w.reshape(shape)
+    return lo * (1 - w) + np.take(a, i1, axis=axis) * w
+
+
+def _separable_transform(
+    channels: np.ndarray,
+    z: np.ndarray | None,
+    y: np.ndarray,
+    x: np.ndarray,
+    edge: bool,
+) -> np.ndarray:
+    """Trilinear (bilinear in 2D) samples of ``channels (K, [nz,] ny, nx)`` float32 (block
+    coordinates) at ``z (pz,)`` x ``(y, x) (py, px)``: ``(K, [pz,] py, px)`` float32.
+
+    Equal to :func:`scipy.ndimage.map_coordinates` with ``order=1`` (``mode="nearest"`` when
+    ``edge``, else ``"constant"`` with 0) up to float32 rounding: the trilinear weights factor into
+    a z part and a (y, x) part, and so does the validity of a point. One shared set of
+    in-plane indices and weights gathers every slice of every channel (without rotation the plane
+    is separable too: one gather per axis), then z is interpolated between patch-sized slices."""
+    spatial = channels.shape[1:]
+    ny, nx = spatial[-2:]
+    yi0, yi1, wy, vy = _linear_axis(y, ny, edge)
+    xi0, xi1, wx, vx = _linear_axis(x, nx, edge)
+    if (y == y[:, :1]).all() and (x == x[:1, :]).all():  # no rotation: y by row, x by column
+        out = _lerp_take(channels, channels.ndim - 2, yi0[:, 0], yi1[:, 0], wy[:, 0])
+        out = _lerp_take(out, out.ndim - 1, xi0[0], xi1[0], wx[0])
+    else:
+        flat = channels.reshape(-1, ny * nx)
+        wy, wx = wy.ravel(), wx.ravel()
+        top = _lerp_take(flat, 1, (yi0 * nx + xi0).ravel(), (yi0 * nx + xi1).ravel(), wx)
+        bottom = _lerp_take(flat, 1, (yi1 * nx + xi0).ravel(), (yi1 * nx + xi1).ravel(), wx)
+        out = (top * (1 - wy) + bottom * wy).reshape(*channels.shape[:-2], *y.shape)
+    if vy is not None and vx is not None:
+        inside = vy & vx
+        if not inside.all():
+            out[..., ~inside] = 0
+    if z is not None:  # then z, on patch-sized slices
+        i0, i1, w, valid = _linear_axis(z, spatial[0], edge)
+        out = _lerp_take(out, 1, i0, i1, w)
+        if valid is not None and not valid.all():
+            out[:, ~valid] = 0
+    return out
+
+
 def transformed_crop(
     image: np.ndarray,
     label: np.ndarray | None,
@@ -95,15 +201,56 @@ def transformed_crop(
     angle: float = 0.0,
     scale: float = 1.0,
     pad_mode: str = "constant",
+    engine: str = "separable",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Like :func:`crop`, but the patch is rotated by ``angle`` (radians, (y, x) plane) and scaled
     by ``scale`` about its centre ``start + (patch - 1) / 2``. Identity parameters fall back to
-    the exact :func:`crop`."""
+    the exact :func:`crop`.
+
+    ``engine``: ``"separable"`` (default) interpolates z and the (y, x) plane separately with one
+    shared set of in-plane indices for every slice and channel (about 4x faster on the
+    ``paper3d`` patch); ``"scipy"`` calls :func:`scipy.ndimage.map_coordinates` per channel
+    (the reference). Both are trilinear with the same boundary rule; they agree to float32
+    rounding (image within 1e-5; a label voxel whose interpolated value lies within rounding of
+    the 0.5 threshold may differ; ``tests/data/test_augment_separable.py``)."""
     if angle == 0.0 and scale == 1.0:
         return crop(image, label, start, patch, pad_mode=pad_mode)
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
+    if engine not in SPATIAL_ENGINES:
+        raise ValueError(f"engine must be one of {SPATIAL_ENGINES}, found {engine!r}")
     patch = tuple(int(p) for p in patch)
+    if engine == "scipy":
+        return _scipy_transformed_crop(image, label, start, patch, angle, scale, pad_mode)
+    z, y, x = _patch_coords(start, patch, angle, scale)
+    axes = ([z] if z is not None else []) + [y, x]
+    lo, hi = _block(axes, image.shape[1:])
+    block = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    parts = [np.asarray(ch[block], dtype=np.float32) for ch in image]
+    if label is not None:
+        parts.append(np.asarray(label[block], dtype=np.float32))
+    z = None if z is None else z - lo[0]
+    y, x, n = y - lo[-2], x - lo[-1], image.shape[0]
+    if pad_mode == "edge" and label is not None:  # the image clamps, the label pads with 0
+        img = _separable_transform(np.stack(parts[:n]), z, y, x, edge=True)
+        lab_f = _separable_transform(parts[n][None], z, y, x, edge=False)[0]
+    else:
+        out = _separable_transform(np.stack(parts), z, y, x, edge=pad_mode == "edge")
+        img, lab_f = out[:n], (out[n] if label is not None else None)
+    lab = None if lab_f is None else (lab_f >= 0.5).astype(np.uint8)
+    return np.ascontiguousarray(img, dtype=np.float32), lab
+
+
+def _scipy_transformed_crop(
+    image: np.ndarray,
+    label: np.ndarray | None,
+    start: Sequence[int],
+    patch: tuple[int, ...],
+    angle: float,
+    scale: float,
+    pad_mode: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference engine of :func:`transformed_crop` (``map_coordinates`` per channel)."""
     grid = np.indices(patch, dtype=np.float64).reshape(len(patch), -1)
     half = (np.asarray(patch, dtype=np.float64) - 1.0) / 2.0
     offset = (grid - half[:, None]) / scale

@@ -93,6 +93,19 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(IMAGE_SUFFIXES)
 
 
+def is_dicom_folder(path: str | Path) -> bool:
+    """True when ``path`` is a folder to read as ONE image, a DICOM series (:func:`read_image`),
+    rather than a folder of image files: it holds no file with an image suffix and at least one
+    named ``*.dcm`` or without a suffix (as DICOM exports name their slices)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    files = [p for p in path.iterdir() if p.is_file()]
+    return not any(is_image_file(p) for p in files) and any(
+        p.suffix.lower() in (".dcm", "") for p in files
+    )
+
+
 @contextlib.contextmanager
 def preserve_locale() -> Iterator[None]:
     """Restore the process locale after a SimpleITK call.

@@ -16,6 +16,7 @@ import torch
 from rdcl.config import DataConfig
 from rdcl.data.augment import (
     PAD_MODES,
+    SPATIAL_ENGINES,
     AugmentParams,
     augment_intensity,
     random_flip,
@@ -52,7 +53,9 @@ class PatchSampler:
     voxel of a random case (nnU-Net; a case without foreground falls back to a random patch); the
     others are uniformly random crops. Volumes smaller than the patch are padded (``pad_mode``
     ``"constant"``: zeros, ``"edge"``: nearest value; labels with 0). Augmentation follows
-    ``data_cfg.augment`` unless ``augment`` is given.
+    ``data_cfg.augment`` unless ``augment`` is given; ``spatial_engine`` is the interpolation of
+    rotated/scaled patches (``"separable"``, default, or the reference ``"scipy"``: the same
+    transforms to float32 rounding, :func:`rdcl.data.augment.transformed_crop`).
 
     ``batch(step) -> {"image": float32 tensor (B, C, *patch), "label": float32 tensor
     (B, 1, *patch) in {0, 1}, "case": int64 tensor (B,)}``.
@@ -67,11 +70,16 @@ class PatchSampler:
         augment: bool | None = None,
         params: AugmentParams | None = None,
         pad_mode: str = "constant",
+        spatial_engine: str = "separable",
     ) -> None:
         if len(dataset) == 0:
             raise DatasetError("cannot sample patches from an empty dataset")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
+        if spatial_engine not in SPATIAL_ENGINES:
+            raise ValueError(
+                f"spatial_engine must be one of {SPATIAL_ENGINES}, found {spatial_engine!r}"
+            )
         if seed < 0:
             raise ValueError(f"seed must be >= 0, found {seed}")
         self.dataset = dataset
@@ -82,6 +90,7 @@ class PatchSampler:
         self.augment = data_cfg.augment if augment is None else augment
         self.params = params or AugmentParams()
         self.pad_mode = pad_mode
+        self.spatial_engine = spatial_engine
         self._fg: dict[int, np.ndarray] = {}
 
     def _case(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +145,14 @@ class PatchSampler:
         start = self._start(label.shape, rng, voxel)
         angle, scale = sample_spatial(rng, self.params) if self.augment else (0.0, 1.0)
         img, lab = transformed_crop(
-            image, label, start, self.patch, angle=angle, scale=scale, pad_mode=self.pad_mode
+            image,
+            label,
+            start,
+            self.patch,
+            angle=angle,
+            scale=scale,
+            pad_mode=self.pad_mode,
+            engine=self.spatial_engine,
         )
         if self.augment:
             img, lab = random_flip(img, lab, rng, self.params.p_flip)

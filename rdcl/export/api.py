@@ -42,10 +42,13 @@ class ExportResult:
 
 
 def load_predictor(model: str | Path, *, device: str = "cpu", **options: Any) -> tuple[Any, dict]:
-    """``(Predictor, checkpoint header)`` of a checkpoint (the header holds kind and method)."""
+    """``(Predictor, checkpoint header)`` of a checkpoint or a finished run folder's
+    ``final.ckpt`` (the header holds kind and method)."""
     from rdcl.inference import Predictor
+    from rdcl.training.api import find_checkpoint
     from rdcl.training.checkpoint import load_checkpoint
 
+    model = find_checkpoint(model)
     header = load_checkpoint(model)
     predictor = Predictor.from_checkpoint(model, device=device, **options)
     return predictor, {"kind": header["kind"], "config": header["config"]}

@@ -19,8 +19,13 @@ from rdcl.metrics.surface import dice, surface_distances
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("case", "dsc", "nsd", "hd95", "assd")
-"""Per-case metric columns (rows and CSV)."""
+METRICS = ("dsc", "nsd", "hd95", "assd")
+"""The per-case metrics in table order (the one list the rows, the CSV, :func:`summarize` and
+``rdcl evaluate``'s table use): Dice, normalised surface Dice at the tolerance, 95th-percentile
+Hausdorff distance (mm) and average symmetric surface distance (mm)."""
+
+COLUMNS = ("case", *METRICS)
+"""Per-case columns (rows and CSV)."""
 
 CSV_COLUMNS = (*COLUMNS, "missing")
 """CSV columns: the metrics plus ``missing`` (1 when the case had no prediction and was scored as
@@ -226,7 +231,7 @@ def summarize(rows: Sequence[dict]) -> dict:
     counted in ``"n_inf"``. std is the population std (ddof=0); NaN when no finite values remain.
     """
     out = {}
-    for key in COLUMNS[1:]:
+    for key in METRICS:
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         finite = vals[np.isfinite(vals)]
         out[key] = {
@@ -236,3 +241,33 @@ def summarize(rows: Sequence[dict]) -> dict:
             "n_inf": int(np.isinf(vals).sum()),
         }
     return out
+
+
+def metric_labels(tolerance_mm: float) -> dict[str, str]:
+    """Headings of :data:`METRICS` in a printed table: ``{"dsc": "DSC", "nsd": "NSD@3mm", ...}``
+    (``tolerance_mm`` is the NSD tolerance in mm)."""
+    return {"dsc": "DSC", "nsd": f"NSD@{tolerance_mm:g}mm", "hd95": "HD95_mm", "assd": "ASSD_mm"}
+
+
+def format_results(rows: Sequence[dict], *, tolerance_mm: float) -> str:
+    """The table ``rdcl evaluate`` prints: a tab-separated line per case (:data:`METRICS`, 4
+    decimals; a case scored under ``allow_missing`` is marked), then mean +- std per metric
+    (:func:`summarize`) and the number of cases without a prediction."""
+    labels = metric_labels(tolerance_mm)
+    lines = ["\t".join(["case", *(labels[k] for k in METRICS)])]
+    for row in rows:
+        values = "\t".join(f"{row[k]:.4f}" for k in METRICS)
+        note = "\tno prediction: scored as an empty mask" if row.get("missing") else ""
+        lines.append(f"{row['case']}\t{values}{note}")
+    summary = summarize(rows)
+    for key in METRICS:
+        s = summary[key]
+        extra = f", {s['n_inf']} infinite left out" if s.get("n_inf") else ""
+        lines.append(f"{labels[key]}: mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']}{extra})")
+    n_missing = sum(bool(r.get("missing")) for r in rows)
+    if n_missing:
+        lines.append(
+            f"{n_missing} of {len(rows)} cases had no prediction and were scored as empty masks "
+            "(--allow-missing)"
+        )
+    return "\n".join(lines) + "\n"
