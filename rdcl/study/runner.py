@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdcl.report._files import write_text_atomic
+from rdcl.errors import RdclInputError
+from rdcl.fsutil import write_text_atomic
 
 from .methods import StudyRow, group_sets
 from .scoring import read_scores, score_run
@@ -46,7 +47,7 @@ class StudyRunError(RuntimeError):
     """A training run of the study failed (its last error line is in the message)."""
 
 
-class StudyMismatchError(ValueError):
+class StudyMismatchError(RdclInputError):
     """``CV_DIR`` holds a study with other data, sets or configuration (pass overwrite)."""
 
 
@@ -174,8 +175,19 @@ def _run(cmd: list[str], what: str) -> None:
     env = dict(os.environ)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise StudyRunError(f"{what} failed (exit {result.returncode}): {tail[0]}")
+        reason = failure_line(result.stderr or result.stdout)
+        raise StudyRunError(f"{what} failed (exit {result.returncode}): {reason}")
+
+
+def failure_line(output: str) -> str:
+    """The line of a failed run's output that says why: rdcl's own one-line error (also when a
+    launcher such as torchrun prints its summary after it), else the last line with words."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    own = [ln for ln in lines if ln.startswith("rdcl ") and ": error: " in ln]
+    if own:
+        return own[-1]
+    worded = [ln for ln in lines if any(c.isalnum() for c in ln)]
+    return worded[-1] if worded else "(no output)"
 
 
 def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
