@@ -14,6 +14,7 @@ Environment knobs (all optional):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,15 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+
+
+def read_version() -> str:
+    """The version written in ``rdcl/_version.py`` (its one home; CMake reads the same line)."""
+    text = (ROOT / "rdcl" / "_version.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "(\d+\.\d+\.\d+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError('expected __version__ = "MAJOR.MINOR.PATCH" in rdcl/_version.py')
+    return match.group(1)
 
 
 class CMakeExtension(Extension):
@@ -65,7 +75,7 @@ class CMakeBuild(build_ext):
 
 setup(
     name="rdcl",
-    version="0.1.0",
+    version=read_version(),
     description=(
         "Relation-driven collaborative learning for annotation-efficient COVID-19 CT lung "
         "infection segmentation (Zhang et al., arXiv:2012.15564)"

@@ -4,4 +4,4 @@ Zhang et al., "Exploiting Shared Knowledge from Non-COVID Lesions for Annotation
 CT Lung Infection Segmentation", IEEE JBHI 2021 (arXiv:2012.15564).
 """
 
-__version__ = "0.1.0"
+from rdcl._version import __version__ as __version__
