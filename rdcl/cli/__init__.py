@@ -23,15 +23,15 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from rdcl import __version__
-from rdcl.cli import cv, data, download, export, predict, train
+from rdcl.cli import cv, data, demo, download, export, predict, train
 from rdcl.cli.common import Command
 
 logger = logging.getLogger("rdcl.cli")
 
 COMMANDS: tuple[Command, ...] = (
-    *train.COMMANDS[:1],  # demo first: the front door
+    *demo.COMMANDS,  # the front door
     *data.COMMANDS,
-    *train.COMMANDS[1:],
+    *train.COMMANDS,
     *predict.COMMANDS,
     *export.COMMANDS,
     *cv.COMMANDS,

@@ -41,9 +41,9 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from rdcl.cli.predict import resolve_model
+    from rdcl.device import resolve_device
     from rdcl.export import export_model
-    from rdcl.inference.predictor import resolve_device
+    from rdcl.training.api import find_checkpoint
 
     if not 0.0 < args.step <= 1.0:
         raise ValueError(f"--step must be in (0, 1], found {args.step}")
@@ -59,7 +59,7 @@ def _run_export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--check-input not found: {args.check_input}")
     device = str(resolve_device(args.device))
     result = export_model(
-        resolve_model(args.model),
+        find_checkpoint(args.model, what="model"),
         args.out,
         device=device,
         fmt=args.fmt,

@@ -13,12 +13,6 @@ from rdcl.paths import require_dir, require_file, require_path
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("dsc", "nsd", "hd95", "assd")
-"""Per-case columns printed by ``rdcl evaluate`` (``rdcl.metrics.evaluate`` rows)."""
-
-RUN_CHECKPOINT = "final.ckpt"
-"""The checkpoint ``-m RUN_DIR`` uses: the one ``rdcl train`` writes when it completes."""
-
 
 def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -63,43 +57,15 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def resolve_model(path: Path) -> Path:
-    """The checkpoint behind ``-m``: the file itself, or :data:`RUN_CHECKPOINT` in a run folder.
-
-    A path that cannot be read is a PermissionError ("permission denied"), not "not found"."""
-    require_path(path, "model")
-    if path.is_dir():
-        require_dir(path, "model run folder")
-        final = path / RUN_CHECKPOINT
-        if final.is_file():
-            return final
-        last = path / "last.ckpt"
-        hint = f"; the run has not finished, pass -m {last} to use its latest weights"
-        raise FileNotFoundError(
-            f"no checkpoint in run folder {path}: expected {RUN_CHECKPOINT}"
-            + (hint if last.is_file() else "")
-        )
-    return require_file(path, "model")
-
-
-def _is_series_dir(path: Path) -> bool:
-    from rdcl.data.io import is_image_file
-
-    files = [p for p in path.iterdir() if p.is_file()]
-    return not any(is_image_file(p) for p in files) and any(
-        p.suffix.lower() in (".dcm", "") for p in files
-    )
-
-
 def _run_predict(args: argparse.Namespace) -> int:
-    from rdcl.data.io import is_image_file
+    from rdcl.data.io import is_dicom_folder, is_image_file
     from rdcl.inference import output_name
     from rdcl.inference.conventions import check_window, published_window
 
     src, dst = args.input, args.output
     require_path(src, "input")
     require_dir(src, "input folder") if src.is_dir() else require_file(src, "input")
-    folder = src.is_dir() and not _is_series_dir(src)
+    folder = src.is_dir() and not is_dicom_folder(src)
     if folder and dst.exists() and not dst.is_dir():
         raise NotADirectoryError(f"-o must be a folder when -i is a folder, found a file: {dst}")
     if not folder:
@@ -141,6 +107,7 @@ def _load_predictor(args: argparse.Namespace):
     """The predictor behind ``-m``: an exported file, or a checkpoint / run folder."""
     from rdcl.inference import Predictor
     from rdcl.inference.exported import is_exported, load_exported
+    from rdcl.training.api import find_checkpoint
 
     if is_exported(args.model):
         fixed = {"--step": args.step != 0.5, "--tile-batch": args.tile_batch != 4}
@@ -153,7 +120,7 @@ def _load_predictor(args: argparse.Namespace):
             )
         return load_exported(args.model, device=args.device)
     return Predictor.from_checkpoint(
-        resolve_model(args.model),
+        find_checkpoint(args.model, what="model"),
         device=args.device,
         step=args.step,
         tile_batch=args.tile_batch,
@@ -272,7 +239,7 @@ def _threads(text: str) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from rdcl.metrics.evaluate import evaluate_folders, summarize
+    from rdcl.metrics.evaluate import evaluate_folders, format_results
 
     for path, flag in ((args.pred, "--pred"), (args.gt, "--gt")):
         require_path(path, flag)
@@ -297,24 +264,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         allow_missing=args.allow_missing,
     )
-    summary = summarize(rows)
-    tau = f"{args.tolerance:g}"
-    out = sys.stdout
-    out.write(f"case\tDSC\tNSD@{tau}mm\tHD95_mm\tASSD_mm\n")
-    for row in rows:
-        values = "\t".join(f"{row[k]:.4f}" for k in METRICS)
-        note = "\tno prediction: scored as an empty mask" if row.get("missing") else ""
-        out.write(f"{row['case']}\t{values}{note}\n")
-    for key, label in zip(METRICS, ("DSC", f"NSD@{tau}mm", "HD95_mm", "ASSD_mm"), strict=True):
-        s = summary[key]
-        extra = f", {s['n_inf']} infinite left out" if s.get("n_inf") else ""
-        out.write(f"{label}: mean {s['mean']:.4f} +- {s['std']:.4f} (n={s['n']}{extra})\n")
-    n_missing = sum(bool(r.get("missing")) for r in rows)
-    if n_missing:
-        out.write(
-            f"{n_missing} of {len(rows)} cases had no prediction and were scored as empty masks "
-            "(--allow-missing)\n"
-        )
+    sys.stdout.write(format_results(rows, tolerance_mm=args.tolerance))
     if args.csv is not None:
         logger.info("wrote %s", args.csv)
     return 0

@@ -1,44 +1,20 @@
-"""``rdcl demo`` (the whole method on synthetic CT) and ``rdcl train`` (both training stages)."""
+"""``rdcl train``: both training stages (:func:`rdcl.training.api.run_training`), or stage 1
+alone (:func:`rdcl.training.api.run_pretraining`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 from rdcl.cli.common import (
     Command,
     add_config_arguments,
-    add_overwrite,
-    check_out_dir,
     require_dir,
     resolve_config,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _add_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="report folder")
-    add_overwrite(p, "the demo's outputs in a non-empty folder")
-    p.add_argument("--seed", type=int, default=0, help="seed for the data and training (0)")
-    p.add_argument("--fast", action="store_true", help="test-sized settings (well under 1 min)")
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    check_out_dir(args.out, overwrite=args.overwrite)
-    from rdcl.demo import run_demo
-
-    run_demo(
-        args.out,
-        overwrite=args.overwrite,
-        seed=args.seed,
-        fast=args.fast,
-        progress=not args.quiet,
-    )
-    logger.info("report: %s", args.out / "report.md")
-    return 0
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -82,8 +58,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from rdcl.data.layout import load_dataset
     from rdcl.training.distributed import env_rank
 
-    main_rank = env_rank() == 0  # under torchrun rank 0 alone reports (rdcl.training.distributed)
-    if not main_rank:
+    if env_rank() != 0:  # under torchrun rank 0 alone reports (rdcl.training.distributed)
         logging.getLogger("rdcl").setLevel(logging.WARNING)
         logging.getLogger("rdcl.cli").setLevel(logging.WARNING)
 
@@ -93,92 +68,37 @@ def _run_train(args: argparse.Namespace) -> int:
         from rdcl.study.splits import read_case_list
 
         covid = select_cases(covid, read_case_list(args.cases))
-    general = [load_dataset(require_dir(g, "--general folder")) for g in args.general]
-    for g in general:
-        if g.dim != covid.dim:
-            raise ValueError(
-                f"--general {g.root} is {g.dim}D but --data {covid.root} is {covid.dim}D"
-            )
+    general = [require_dir(g, "--general folder") for g in args.general]
     overrides = list(args.overrides)
     if args.method:
         overrides.append(f"train.method={args.method}")
     if args.device:
         overrides.append(f"train.device={args.device}")
     args.overrides = overrides
-    cfg = resolve_config(args, dim=covid.dim)
-    from rdcl.inference.predictor import resolve_device
-
-    resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
-    if args.out.exists() and not args.out.is_dir():
-        raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
+    cfg = resolve_config(args, dim=covid.dim)  # the default preset follows the data
     if args.pretrained is not None:
         from rdcl.paths import require_file
 
         require_file(args.pretrained, "--pretrained checkpoint")
-    from rdcl.training import run_training
-    from rdcl.training.runlock import RunInUseError
+    from rdcl.training.api import run_pretraining, run_training
 
-    before = set(args.out.iterdir()) if args.out.is_dir() else None
-    try:
-        final = (_pretrain_only if args.pretrain_only else run_training)(
-            cfg,
-            covid,
-            general,
-            args.out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            cache_dir=args.cache,
-            pretrained=args.pretrained,
-            progress=not args.quiet,
-        )
-    except RunInUseError:  # the folder is another run's: touch nothing
-        raise
-    except BaseException:  # any failure before a checkpoint: the fresh folder goes again
-        if main_rank:  # the folder is rank 0's
-            _undo_fresh_run(args.out, before)
-        raise
+    options = {
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "cache_dir": args.cache,
+        "progress": not args.quiet,
+    }
+    if args.pretrain_only:
+        if args.pretrained is not None:
+            raise ValueError("--pretrain-only trains stage 1 itself; expected no --pretrained")
+        final = run_pretraining(cfg, general, args.out, covid=covid, **options)
+    else:
+        final = run_training(cfg, covid, general, args.out, pretrained=args.pretrained, **options)
     logger.info("trained model: %s", final)
     return 0
 
 
-def _pretrain_only(cfg, covid, general, out: Path, *, pretrained, **options) -> Path:
-    """Stage 1 alone (``--pretrain-only``): G with a decoder on the non-COVID sets."""
-    from rdcl.training import pretrain_general
-
-    if pretrained is not None:
-        raise ValueError("--pretrain-only trains stage 1 itself; expected no --pretrained")
-    return pretrain_general(cfg, general, out, **options)
-
-
-def _undo_fresh_run(out: Path, before: set[Path] | None) -> None:
-    """Remove what a failed run created in ``out`` when it had not trained anything yet.
-
-    ``before`` is the folder's content before the run (None: it did not exist). Nothing is
-    removed once a checkpoint exists (it may be resumed) or from a folder that held files.
-    """
-    if before or not out.is_dir() or any(out.rglob("*.ckpt")):
-        return
-    if before is None:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for p in out.iterdir():
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
 COMMANDS = (
-    Command(
-        "demo",
-        "run the whole method on synthetic CT and write a report",
-        _add_demo,
-        _run_demo,
-        description=(
-            "Synthesise a small COVID set and a non-COVID set, pre-train G, train the baseline\n"
-            "and rdcl, evaluate both on held-out cases and write report.md with figures."
-        ),
-    ),
     Command(
         "train",
         "train a model (stage 1: G on non-COVID lesions; stage 2: Algorithm 1)",

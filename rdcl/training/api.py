@@ -1,31 +1,72 @@
-"""One call from datasets to a trained model: :func:`run_training` (what ``rdcl train`` runs).
+"""One call from datasets to a trained model: :func:`run_training` (what ``rdcl train`` runs),
+:func:`run_pretraining` (``rdcl train --pretrain-only``) and :func:`find_checkpoint` (the
+checkpoint a run folder or file names, what ``rdcl predict -m`` and ``rdcl export -m`` use).
 
 Run folder layout::
 
     RUN_DIR/config.json, log.jsonl, last.ckpt, final.ckpt   stage 2 (the method)
     RUN_DIR/pretrain/...                                     stage 1 (G on non-COVID lesions)
     RUN_DIR/cache/<dataset>-<hash>/                          preprocessed arrays (default)
+
+A run that fails before its first checkpoint removes what it created in the run folder (the
+folder itself when it did not exist), so a typo in the data never leaves a half-made run behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rdcl.config import Config
+from rdcl.config import Config, ConfigError
 
+from .checkpoint import FINAL, LAST, CheckpointError
 from .datasets import as_cached, as_list, resolve_target_spacing
+from .distributed import env_rank
 from .loop import RunExistsError, existing_run_files, reset_run
 from .methods import get_method
-from .runlock import exit_on_sigterm, run_lock
+from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
 
 logger = logging.getLogger(__name__)
 
 PRETRAIN_DIR = "pretrain"
 """Sub-folder of the run folder that holds stage 1."""
+
+
+def find_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Path:
+    """The checkpoint file ``path`` names: the file itself, or a finished run folder's
+    ``final.ckpt`` (:data:`~rdcl.training.checkpoint.FINAL`).
+
+    Args:
+        path: a checkpoint file or a run folder.
+        what: how messages name ``path`` (e.g. ``"model"`` for ``-m``).
+
+    Raises:
+        CheckpointError: nothing at ``path``, or a run folder without ``final.ckpt`` (the
+            message points to its ``last.ckpt`` when the run has not finished).
+        PermissionError: ``path`` (or a folder on its way) is not readable.
+    """
+    from rdcl.paths import require_dir, require_file, require_path
+
+    path = Path(path)
+    try:
+        require_path(path, what)
+    except FileNotFoundError as exc:
+        raise CheckpointError(str(exc)) from None
+    if not path.is_dir():
+        return require_file(path, what)
+    require_dir(path, f"{what} run folder")
+    if (path / FINAL).is_file():
+        return path / FINAL
+    last = path / LAST
+    hint = f"; the run has not finished, pass {last} to use its latest weights"
+    raise CheckpointError(
+        f"no checkpoint in run folder {path}: expected {FINAL}" + (hint if last.is_file() else "")
+    )
 
 
 def run_training(
@@ -59,22 +100,29 @@ def run_training(
     Returns:
         Path of the stage-2 ``final.ckpt``.
 
-    Order: every input is validated (config, ``pretrained``, and every case of every dataset,
-    by preprocessing it) before an existing run is touched, so ``overwrite`` with bad inputs
-    keeps the old run. The run folder's lock (:mod:`rdcl.training.runlock`) is held from
-    preprocessing to the end; on ``resume`` the data must be those the run was trained on.
+    Order: every input is validated (config, device, the datasets' dimensionality, ``pretrained``,
+    and every case of every dataset, by preprocessing it) before an existing run is touched, so
+    ``overwrite`` with bad inputs keeps the old run. The run folder's lock
+    (:mod:`rdcl.training.runlock`) is held from preprocessing to the end; on ``resume`` the data
+    must be those the run was trained on. A run that fails before its first checkpoint removes
+    what it created (module docstring).
 
     Raises:
         RunExistsError: ``out_dir`` holds checkpoints and neither ``resume`` nor ``overwrite``
             is set (checked before anything is written).
         RunInUseError: another process is running in ``out_dir``.
-        ValueError: the method needs non-COVID data and none was given; bad config values.
-        rdcl.data.DatasetError, TrainingDivergedError, CheckpointError.
+        ConfigError: a ``cfg.model.dim`` other than the data's; a device this machine lacks.
+        rdcl.data.DatasetError: a non-COVID set of another dimensionality than the COVID set;
+            unreadable datasets.
+        ValueError: the method needs non-COVID data and none was given.
+        TrainingDivergedError, CheckpointError.
     """
-    cfg = resolve_target_spacing(cfg.validate(), covid)  # the COVID set's grid for both stages
+    cfg = cfg.validate()
+    covid, generals = _load(covid), [_load(g) for g in as_list(general)]
+    _check_inputs(cfg, covid, generals)
+    cfg = resolve_target_spacing(cfg, covid)  # the COVID set's grid for both stages
     method = get_method(cfg.train.method)
     out_dir = Path(out_dir)
-    generals = as_list(general)
     run_stage1 = method.needs_pretrained and pretrained is None
     if (run_stage1 or method.needs_general_batches) and not generals:
         raise ValueError(
@@ -96,34 +144,143 @@ def run_training(
         raise NotADirectoryError(f"the preprocessing cache must be a folder, found a file: {cache}")
     if method.needs_pretrained and pretrained is not None:
         load_pretrained(pretrained, cfg)  # a wrong checkpoint is refused before any writing
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(out_dir), exit_on_sigterm():
-        covid = as_cached(covid, cfg.data, cache)  # reads and checks every case
-        if run_stage1 or method.needs_general_batches:
-            generals = [as_cached(g, cfg.data, cache) for g in generals]
-        reset_run(out_dir, resume=resume, overwrite=overwrite)
-        if run_stage1 and (out_dir / PRETRAIN_DIR).is_dir():
-            reset_run(out_dir / PRETRAIN_DIR, resume=resume, overwrite=overwrite)
-        if run_stage1:
-            logger.info("stage 1: pre-training G on %d non-COVID dataset(s)", len(generals))
-            pretrained = pretrain_general(
+    with _removed_unless_trained(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(out_dir), exit_on_sigterm():
+            covid = as_cached(covid, cfg.data, cache)  # reads and checks every case
+            if run_stage1 or method.needs_general_batches:
+                generals = [as_cached(g, cfg.data, cache) for g in generals]
+            reset_run(out_dir, resume=resume, overwrite=overwrite)
+            if run_stage1 and (out_dir / PRETRAIN_DIR).is_dir():
+                reset_run(out_dir / PRETRAIN_DIR, resume=resume, overwrite=overwrite)
+            if run_stage1:
+                logger.info("stage 1: pre-training G on %d non-COVID dataset(s)", len(generals))
+                pretrained = pretrain_general(
+                    cfg,
+                    generals,
+                    out_dir / PRETRAIN_DIR,
+                    resume=resume,
+                    overwrite=overwrite,
+                    cache_dir=cache,
+                    progress=progress,
+                )
+            logger.info("stage 2: training %s", method.name)
+            return train(
                 cfg,
+                covid,
                 generals,
-                out_dir / PRETRAIN_DIR,
+                out_dir,
+                pretrained=pretrained if method.needs_pretrained else None,
                 resume=resume,
                 overwrite=overwrite,
                 cache_dir=cache,
                 progress=progress,
             )
-        logger.info("stage 2: training %s", method.name)
-        return train(
+
+
+def run_pretraining(
+    cfg: Config,
+    general: Sequence[Any],
+    out_dir: str | Path,
+    *,
+    covid: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Stage 1 alone (``rdcl train --pretrain-only``): G with a decoder on the non-COVID sets,
+    in ``out_dir`` itself, e.g. to share one stage 1 between several runs (pass its
+    ``final.ckpt`` as :func:`run_training`'s ``pretrained``).
+
+    ``general`` are the datasets G trains on; ``covid``, when given, is the COVID set the
+    pre-trained G is meant for (only its dimensionality is checked). Other arguments, the
+    checks and the errors are :func:`run_training`'s. Returns the ``final.ckpt`` path.
+    """
+    cfg = cfg.validate()
+    generals = [_load(g) for g in as_list(general)]
+    _check_inputs(cfg, _load(covid) if covid is not None else None, generals)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"the run folder must be a folder, found a file: {out_dir}")
+    with _removed_unless_trained(out_dir):
+        return pretrain_general(
             cfg,
-            covid,
             generals,
             out_dir,
-            pretrained=pretrained if method.needs_pretrained else None,
             resume=resume,
             overwrite=overwrite,
-            cache_dir=cache,
+            cache_dir=cache_dir,
             progress=progress,
         )
+
+
+def _load(dataset: Any) -> Any:
+    """A folder as its ``DatasetSpec`` (read once); a spec or a cached dataset as given."""
+    if isinstance(dataset, (str, Path)):
+        from rdcl.data import load_dataset
+
+        return load_dataset(dataset)
+    return dataset
+
+
+def _where(dataset: Any) -> str:
+    return str(getattr(dataset, "root", None) or getattr(dataset, "cache_dir", dataset))
+
+
+def _check_inputs(cfg: Config, covid: Any, generals: Sequence[Any]) -> None:
+    """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
+    differs from each other's or from the network's (``covid`` may be None)."""
+    from rdcl.data import DatasetError
+    from rdcl.inference.predictor import resolve_device
+
+    try:
+        resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+    ref, flag = (
+        (covid, "--data") if covid is not None else (next(iter(generals), None), "--general")
+    )
+    if ref is None:
+        return
+    for g in generals:
+        if g.dim != ref.dim:
+            raise DatasetError(
+                f"--general {_where(g)} is {g.dim}D but {flag} {_where(ref)} is {ref.dim}D"
+            )
+    if cfg.model.dim != ref.dim:
+        raise ConfigError(
+            f"the config describes a {cfg.model.dim}D network but the data ({_where(ref)}) is "
+            f"{ref.dim}D; choose a {ref.dim}D config (e.g. preset "
+            f"{'tiny2d' if ref.dim == 2 else 'tiny3d'})"
+        )
+
+
+@contextlib.contextmanager
+def _removed_unless_trained(out_dir: Path) -> Iterator[None]:
+    """On any failure (an interrupt included), remove what the block created in ``out_dir`` when
+    no checkpoint exists there yet: the folder itself when it did not exist before, its content
+    when it was empty. Nothing is removed once a checkpoint exists (it may be resumed), from a
+    folder that held files, when another run holds the folder, or on a rank other than 0."""
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None
+    try:
+        yield
+    except RunInUseError:  # the folder is another run's: touch nothing
+        raise
+    except BaseException:
+        if env_rank() == 0:  # under torchrun the folder is rank 0's
+            _undo_fresh_run(out_dir, before)
+        raise
+
+
+def _undo_fresh_run(out: Path, before: set[Path] | None) -> None:
+    if before or not out.is_dir() or any(out.rglob("*.ckpt")):
+        return
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
