@@ -27,13 +27,15 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from rdcl.errors import ConfigError
+
 INFINITY_OK = frozenset({"train.grad_clip", "train.dist_timeout_s"})
 """Float keys for which infinity is meaningful (no clipping, no timeout)."""
 
 _BOOL_STRINGS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(ConfigError):
     """A config value does not have (and cannot be coerced to) its declared type."""
 
 

@@ -63,7 +63,7 @@ def test_plot_overlays_writes_deterministic_png(tmp_path):
     assert png.shape == (480, 900, 4)  # figsize (9, 4.8) inches at 100 dpi, RGBA
     assert png[..., :3].std() > 0.05  # not a blank canvas
     assert a.read_bytes() == b.read_bytes()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
 def test_plot_overlays_2d_and_shape_errors(tmp_path):

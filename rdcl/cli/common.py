@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rdcl.fsutil import check_out_dir
+
+__all__ = [
+    "Command",
+    "add_config_arguments",
+    "add_overwrite",
+    "check_out_dir",  # rdcl.fsutil's, re-exported for the command modules
+    "require_dir",
+    "resolve_config",
+]
 
 if TYPE_CHECKING:
     from rdcl.config import Config
@@ -77,35 +85,3 @@ def require_dir(path: Path, what: str) -> Path:
     from rdcl.paths import require_dir as _require_dir
 
     return _require_dir(path, what)
-
-
-def check_out_dir(path: Path, *, overwrite: bool, what: str = "output folder") -> None:
-    """Refuse a file, or a non-empty folder without ``overwrite`` (nothing is changed)."""
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{what} must be a folder, found a file: {path}")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{what} exists and is not empty (pass --overwrite): {path}")
-
-
-@contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh sibling temp folder to write into; on success it replaces ``out``.
-
-    On any error the temp folder is removed and ``out`` is left exactly as it was, so a command
-    that fails halfway writes nothing. Check ``out`` (see :func:`check_out_dir`) before.
-    """
-    from rdcl.data.io import new_dir_mode
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    new_dir_mode(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(f"{tmp.name}-old")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

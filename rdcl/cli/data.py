@@ -10,11 +10,10 @@ from rdcl.cli.common import (
     Command,
     add_config_arguments,
     add_overwrite,
-    check_out_dir,
     require_dir,
     resolve_config,
-    staged_dir,
 )
+from rdcl.fsutil import check_out_dir, staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +95,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
             f"--out {args.out} would delete the dataset {args.data} (the cache folder replaces "
             "--out); expected a cache folder outside the dataset"
         )
-    check_out_dir(args.out, overwrite=args.overwrite, what="cache folder")
-    with staged_dir(args.out) as tmp:
+    with staged_dir(args.out, overwrite=args.overwrite, what="cache folder") as tmp:
         cached = preprocess_dataset(spec, cfg.data, tmp)
     logger.info("cached %d cases of %s in %s", len(cached), spec.name, args.out)
     return 0

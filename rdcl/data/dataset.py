@@ -8,12 +8,9 @@ from pathlib import Path
 
 from rdcl.data import io
 from rdcl.data.io import path_problem
+from rdcl.errors import DatasetError
 
 __all__ = ["Case", "DatasetError", "DatasetSpec", "check_case_files", "image_dim", "path_problem"]
-
-
-class DatasetError(ValueError):
-    """A dataset folder or one of its cases is invalid (one-line message naming the file)."""
 
 
 @dataclass(frozen=True)

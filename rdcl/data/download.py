@@ -24,13 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rdcl.errors import RdclInputError
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 """Bytes read per network read and per hash update."""
 
 
-class DownloadError(ValueError):
+class DownloadError(RdclInputError):
     """A download failed or its checksum did not match (one-line message)."""
 
 

@@ -19,7 +19,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +28,13 @@ import numpy as np
 
 from rdcl.data.lib_messages import captured_stderr
 from rdcl.data.nifti_check import NiftiCheckError, check_nifti, is_nifti_name
+from rdcl.errors import ImageReadError, ImageWriteError
+from rdcl.fsutil import atomic_write_path, make_staging_dir, move_into_place
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png")
-
-
-class ImageReadError(ValueError):
-    """An image file is missing, unreadable, corrupt or of an unsupported kind."""
-
-
-class ImageWriteError(ValueError):
-    """SimpleITK could not write an image (unwritable path, pixel type the format cannot hold)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +70,25 @@ class Geometry:
             and np.allclose(self.origin, other.origin, atol=atol)
             and np.allclose(self.direction, other.direction, atol=atol)
         )
+
+
+CHANNEL_SUFFIX = "_0000"
+"""nnU-Net's channel suffix: the image of case ``CASE`` is ``CASE_0000<ending>``, its label
+``CASE<ending>``, its predicted mask ``CASE<ending>``."""
+
+
+def channel_file_name(case: str, ending: str = ".nii.gz") -> str:
+    """File name of the (single-channel) image of ``case`` in the nnU-Net layout:
+    ``channel_file_name("lung_001")`` -> ``"lung_001_0000.nii.gz"``."""
+    return f"{case}{CHANNEL_SUFFIX}{ending}"
+
+
+def drop_channel_suffix(stem: str) -> str:
+    """``stem`` without a trailing nnU-Net channel suffix (``case_0000`` -> ``case``); a stem
+    that is nothing but the suffix, or lacks it, is returned unchanged."""
+    if len(stem) > len(CHANNEL_SUFFIX) and stem.endswith(CHANNEL_SUFFIX):
+        return stem[: -len(CHANNEL_SUFFIX)]
+    return stem
 
 
 def strip_suffix(path: str | Path) -> str:
@@ -120,22 +132,6 @@ def preserve_locale() -> Iterator[None]:
     finally:
         if locale.setlocale(locale.LC_ALL) != saved:
             locale.setlocale(locale.LC_ALL, saved)
-
-
-def new_file_mode(path: str | Path) -> None:
-    """Give a ``tempfile.mkstemp`` file (mode 0600) the mode of a newly created file
-    (``0666 & ~umask``), so that atomically written outputs are as readable as plain ones."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def new_dir_mode(path: str | Path) -> None:
-    """Give a ``tempfile.mkdtemp`` folder (mode 0700) the mode of a newly created folder
-    (``0777 & ~umask``), for output folders that are staged and then renamed into place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)
 
 
 def path_problem(path: str | Path) -> str | None:
@@ -404,22 +400,17 @@ def write_image(
     if suffix in _TWO_FILE_SUFFIXES:
         _write_header_and_data(img, path)
         return
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        _sitk_call(
-            lambda: sitk.WriteImage(
-                img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha")
-            ),
+    compress = suffix in (".nii.gz", ".nrrd", ".mha")
+    atomic_write_path(
+        path,
+        lambda tmp: _sitk_call(
+            lambda: sitk.WriteImage(img, str(tmp), useCompression=compress),
             path,
             "write image",
             ImageWriteError,
-        )
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        ),
+        suffix=suffix,
+    )
 
 
 _TWO_FILE_SUFFIXES = (".mhd", ".nhdr")
@@ -431,7 +422,7 @@ def _write_header_and_data(img, path: Path) -> None:
     ``path`` first (so the header names ``<stem>.raw``, not a temp name), then the data file(s)
     and last the header are moved into place."""
     sitk = _sitk()
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+    tmp_dir = make_staging_dir(path)
     try:
         _sitk_call(
             lambda: sitk.WriteImage(img, str(tmp_dir / path.name)),
@@ -442,9 +433,7 @@ def _write_header_and_data(img, path: Path) -> None:
         header = tmp_dir / path.name
         for f in sorted(tmp_dir.iterdir()):
             if f != header:
-                new_file_mode(f)
-                os.replace(f, path.parent / f.name)
-        new_file_mode(header)
-        os.replace(header, path)
+                move_into_place(f, path.parent / f.name)
+        move_into_place(header, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

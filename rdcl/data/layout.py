@@ -131,7 +131,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
     )
     if not img_dir.is_dir():
         raise DatasetError(f"empty dataset: folder {img_dir} not found")
-    suffix = "_0000" + ending
+    suffix = io.CHANNEL_SUFFIX + ending
     cases = []
     for img in sorted(p for p in img_dir.iterdir() if p.name.endswith(suffix)):
         name = img.name[: -len(suffix)]

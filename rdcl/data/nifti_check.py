@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rdcl.errors import ImageReadError
+
 _FLOAT_TYPES = {16: "f4", 32: "f4", 64: "f8", 1792: "f8", 1536: "f16", 2048: "f16"}
 """NIfTI datatype code -> numpy float kind of its components (float32/64/128, complex64/128/256)."""
 
 _CHUNK = 1 << 22
 
 
-class NiftiCheckError(ValueError):
+class NiftiCheckError(ImageReadError):
     """The NIfTI file is truncated, holds non-finite voxels or has invalid voxel sizes."""
 
 

@@ -29,12 +29,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import tarfile
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +39,7 @@ import numpy as np
 from rdcl.data import io, published
 from rdcl.data.dataset import Case, DatasetError, DatasetSpec
 from rdcl.data.layout import load_case, load_dataset
+from rdcl.fsutil import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -119,29 +117,6 @@ def _dataset_json(name: str, n: int, lesion: str, normalization: str, window) ->
     }
 
 
-@contextmanager
-def _staged_dataset(out: Path, *, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh hidden sibling folder of ``out`` to write a dataset into; when the block
-    succeeds it replaces ``out``, when it fails it is removed and ``out`` is left as it was.
-
-    Raises:
-        FileExistsError: ``out`` is a file or a non-empty folder and ``overwrite`` is false.
-    """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder exists and is not empty (pass --overwrite): {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    io.new_dir_mode(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    tmp.rename(out)
-
-
 def _write_native(
     out: Path,
     cases: list[Case],
@@ -153,13 +128,13 @@ def _write_native(
     """Write ``cases`` (validated by :func:`load_case`) in the native layout into ``out``."""
     if not cases:
         raise DatasetError("no cases found to prepare")
-    with _staged_dataset(out, overwrite=overwrite) as tmp:
+    with staged_dir(out, overwrite=overwrite) as tmp:
         for case in cases:
             image, label, geometry = load_case(case)
             if label is None:
                 raise DatasetError(f"{case.image}: no label; expected a labelled case")
             image = convert(case, image)
-            io.write_image(image, geometry, tmp / "imagesTr" / f"{case.name}_0000.nii.gz")
+            io.write_image(image, geometry, tmp / "imagesTr" / io.channel_file_name(case.name))
             label_path = tmp / "labelsTr" / f"{case.name}.nii.gz"
             io.write_image(label.astype(np.uint8), geometry, label_path)
             logger.info("prepared %s", case.name)
@@ -339,7 +314,7 @@ def prepare_slices(
         raise ValueError(f"expected at least 1 slice per case, found {max_per_case}")
     out = Path(out)
     n = 0
-    with _staged_dataset(out, overwrite=overwrite) as tmp:
+    with staged_dir(out, overwrite=overwrite) as tmp:
         for case in cases:
             image, label, geometry = load_case(case)
             if image.ndim != 3 or label is None:
@@ -347,7 +322,9 @@ def prepare_slices(
             geom2 = slice_geometry(geometry)
             for z in lesion_slices(label, max_per_case):
                 name = f"{case.name}_z{z:03d}"
-                io.write_image(_as_int16(image[z]), geom2, tmp / "imagesTr" / f"{name}_0000.nii.gz")
+                io.write_image(
+                    _as_int16(image[z]), geom2, tmp / "imagesTr" / io.channel_file_name(name)
+                )
                 io.write_image(
                     label[z].astype(np.uint8), geom2, tmp / "labelsTr" / f"{name}.nii.gz"
                 )

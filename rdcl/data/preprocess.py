@@ -12,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -23,9 +20,10 @@ import numpy as np
 
 from rdcl.config import DataConfig
 from rdcl.data.intensity import IntensityStats, compute_intensity_stats, normalize
-from rdcl.data.io import Geometry, new_file_mode
+from rdcl.data.io import Geometry
 from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case
 from rdcl.data.resample import resample_image, resample_label, target_shape
+from rdcl.fsutil import atomic_write
 
 __all__ = [
     "CachedDataset",
@@ -140,20 +138,8 @@ def _fingerprint(spec: DatasetSpec, data_cfg: DataConfig, stats: IntensityStats 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def preprocess_dataset(
@@ -215,12 +201,12 @@ def preprocess_dataset(
         for name, arr in (("image", x), ("label", y)):
             if arr is not None:
                 npy = f"{case.name}.{name}.npy"
-                _atomic_write(cache_dir / npy, lambda f, a=arr: np.save(f, np.ascontiguousarray(a)))
+                atomic_write(cache_dir / npy, lambda f, a=arr: np.save(f, np.ascontiguousarray(a)))
                 arrays.append(npy)
         if y is not None:
             meta["fg"] = _foreground_sample(y, seed=i)
         fname = f"{case.name}.npz"
-        _atomic_write(cache_dir / fname, lambda f, a=meta: np.savez(f, **a))
+        atomic_write(cache_dir / fname, lambda f, a=meta: np.savez(f, **a))
         files.append(fname)
     if stats is None:
         stats = compute_intensity_stats(collected)

@@ -164,14 +164,14 @@ def _figures(
 ) -> dict[str, Path]:
     """Overlays of each method on the held-out case with the most lesion, loss curves and
     relation matrices; returns caption -> PNG path."""
-    from rdcl.data.io import read_image
+    from rdcl.data.io import channel_file_name, read_image
 
     figs = out_dir / "figures"
     labels = sorted((covid / "labelsTs").glob("*.nii.gz"))
     sizes = [int(np.count_nonzero(read_image(p)[0])) for p in labels]
     label = labels[int(np.argmax(sizes))]
     case = label.name[: -len(".nii.gz")]
-    image, geometry = read_image(covid / "imagesTs" / f"{case}_0000.nii.gz")
+    image, geometry = read_image(covid / "imagesTs" / channel_file_name(case))
     gt = read_image(label)[0]
     out: dict[str, Path] = {}
     for method in METHODS:

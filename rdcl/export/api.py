@@ -8,8 +8,6 @@ removes the temporary file and leaves an existing ``out`` untouched.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rdcl.data.io import Geometry, new_file_mode
+from rdcl.data.io import Geometry
+from rdcl.errors import RdclInputError
 from rdcl.export.check import CheckResult, check_input, compare
 from rdcl.export.metadata import build_metadata
+from rdcl.fsutil import atomic_write_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ FORMATS = ("torchscript", "aoti")
 """Values of ``export_model(fmt=...)``."""
 
 
-class ExportCheckError(ValueError):
+class ExportCheckError(RdclInputError):
     """The exported file did not reproduce the eager predictor (the file was not kept)."""
 
 
@@ -106,22 +106,18 @@ def export_predictor(
     out = Path(out)
     meta = build_metadata(predictor, kind=kind, method=config.get("train", {}).get("method"))
     suffix = ".pt2" if fmt == "aoti" else out.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    checked: list[CheckResult] = []
+
+    def write(tmp: Path) -> None:
         image, geometry, desc = check_input(predictor, check_path)
-        if fmt == "torchscript":
-            result = _export_torchscript(predictor, tmp, meta, config, image, geometry, desc)
-        else:
-            result = _export_aoti(predictor, tmp, meta, config, image, geometry, desc)
+        export = _export_torchscript if fmt == "torchscript" else _export_aoti
+        result = export(predictor, tmp, meta, config, image, geometry, desc)
         if not result.passed:
             raise ExportCheckError(result.message + f"; {out} was not written")
-        new_file_mode(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        checked.append(result)
+
+    atomic_write_path(out, write, suffix=suffix)
+    result = checked[0]
     logger.info("%s", result.message)
     return ExportResult(out, fmt, meta, result)
 

@@ -16,7 +16,8 @@ import torch
 from rdcl.config import Config
 from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
-from rdcl.inference.predictor import Predictor, resolve_device
+from rdcl.device import resolve_device
+from rdcl.inference.predictor import Predictor
 
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt")
 AOTI_SUFFIXES = (".pt2",)

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,14 +26,17 @@ from torch import nn
 
 from rdcl.config import Config
 from rdcl.data.io import (
+    CHANNEL_SUFFIX,
     Geometry,
+    drop_channel_suffix,
     is_image_file,
-    new_dir_mode,
     read_image,
     strip_suffix,
     write_image,
 )
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
+from rdcl.device import resolve_device
+from rdcl.fsutil import make_staging_dir
 from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
 from rdcl.progress import progress_bar
@@ -47,42 +49,11 @@ PNG_FOREGROUND = 255
 MaskCallback = Callable[[Path, np.ndarray, np.ndarray, Geometry], None]
 """``on_mask(input path, image, mask uint8 0/1, geometry)``, called after each prediction."""
 
-CHANNEL_SUFFIX = "_0000"
-"""nnU-Net's channel suffix, dropped from output names (``case_0000.nii.gz`` -> ``case.nii.gz``)."""
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given.
-
-    Raises ValueError for a name torch does not know and for a CUDA device that this machine
-    does not have (instead of torch's traceback at the first tensor moved there).
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"expected a device cpu, cuda, cuda:N or auto, found {device!r}") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(
-                f"device {str(device)!r} requested but no CUDA GPU is available; "
-                "expected cpu or auto"
-            )
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(
-                f"device {str(device)!r}: expected a CUDA index below {count}, found {dev.index}"
-            )
-    return dev
-
 
 def output_name(in_path: str | Path, suffix: str | None = None) -> str:
     """Mask file name for an input image: channel suffix dropped, same (or given) suffix."""
     in_path = Path(in_path)
-    stem = strip_suffix(in_path)
-    if stem.endswith(CHANNEL_SUFFIX):
-        stem = stem[: -len(CHANNEL_SUFFIX)]
+    stem = drop_channel_suffix(strip_suffix(in_path))
     return stem + (suffix if suffix is not None else in_path.name[len(strip_suffix(in_path)) :])
 
 
@@ -390,10 +361,7 @@ class Predictor:
 def _staging_dir(out_dir: Path) -> tuple[Path, list[Path]]:
     """A fresh hidden folder beside ``out_dir`` and the missing parents created for it."""
     made = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.predict-", dir=out_dir.parent))
-    new_dir_mode(staging)
-    return staging, made
+    return make_staging_dir(out_dir, "predict"), made
 
 
 def _publish(staging: Path, out_dir: Path) -> None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from rdcl.fsutil import write_text_atomic
 
 AUTO_LUNG_HU = -400.0
 """Voxels below this HU are lung (or air) candidates in :func:`auto_lung_mask`."""
@@ -162,21 +162,6 @@ def _row(q: Quantification) -> dict[str, object]:
     }
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    from rdcl.data.io import new_file_mode
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(rows: Sequence[Quantification], csv_path: str | Path) -> tuple[Path, Path]:
     """Write ``csv_path`` and the same rows as JSON beside it (``.json`` suffix), atomically.
 
@@ -202,6 +187,6 @@ def write_report(rows: Sequence[Quantification], csv_path: str | Path) -> tuple[
             f"{AUTO_LUNG_MIN_ML:g} mL, holes filled per axial slice"
         ),
     }
-    _atomic_text(csv_path, buf.getvalue())
-    _atomic_text(json_path, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(csv_path, buf.getvalue())
+    write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
     return csv_path, json_path

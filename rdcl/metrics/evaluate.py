@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rdcl.data import published
-from rdcl.data.io import is_image_file, new_file_mode, read_image, strip_suffix
+from rdcl.data.io import (
+    CHANNEL_SUFFIX,
+    drop_channel_suffix,
+    is_image_file,
+    read_image,
+    strip_suffix,
+)
+from rdcl.fsutil import write_text_atomic
 from rdcl.metrics.surface import dice, surface_distances
 
 logger = logging.getLogger(__name__)
@@ -38,10 +44,7 @@ tolerance with which :func:`rdcl.data.layout.load_case` pairs an image with its 
 
 def _case_key(path: Path) -> str:
     """Case name of a file: suffix stripped, nnU-Net channel suffix ``_0000`` tolerated."""
-    name = strip_suffix(path)
-    if len(name) > 5 and name.endswith("_0000"):
-        name = name[:-5]
-    return name
+    return drop_channel_suffix(strip_suffix(path))
 
 
 def _alias(path: Path) -> str:
@@ -66,7 +69,7 @@ def _candidates(g: Path, preds: list[Path], aliases: dict[str, list[Path]]) -> l
     """The predictions that name the label ``g``'s case: ``CASE.*`` and ``CASE_0000.*``, or else
     the ones with the same published-layout key."""
     case = strip_suffix(g)
-    direct = [p for p in preds if strip_suffix(p) in (case, f"{case}_0000")]
+    direct = [p for p in preds if strip_suffix(p) in (case, case + CHANNEL_SUFFIX)]
     if direct:
         return direct
     return aliases.get(_alias(g), []) if _alias(g) else []
@@ -169,20 +172,13 @@ def _check_threads(threads: int | None) -> None:
 
 
 def _write_csv(rows: Sequence[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(
-                {**{k: r[k] for k in COLUMNS}, "missing": int(bool(r.get("missing")))} for r in rows
-            )
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(
+        {**{k: r[k] for k in COLUMNS}, "missing": int(bool(r.get("missing")))} for r in rows
+    )
+    write_text_atomic(path, buf.getvalue())
 
 
 def evaluate_folders(

@@ -6,7 +6,9 @@ global backend state) and written atomically; the same inputs give the same PNG 
 
 from __future__ import annotations
 
-from .curves import plot_loss_curves, read_log
+from rdcl.logfile import read_log
+
+from .curves import plot_loss_curves
 from .overlay import lesion_slice, plot_overlays
 from .relations import (
     RG_COVID,

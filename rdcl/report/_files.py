@@ -1,38 +1,15 @@
-"""Atomic file writing for the report (temp file in the target folder + ``os.replace``)."""
+"""Atomic PNG figures for the report (through :func:`rdcl.fsutil.atomic_write`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rdcl.data.io import new_file_mode
+from rdcl.fsutil import atomic_write
 
 PNG_METADATA = {"Software": None}
 """No matplotlib version stamp in the PNG, so identical figures give identical bytes."""
-
-
-def _temp_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
-    path = Path(path)
-    tmp = _temp_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_figure_atomic(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
@@ -43,12 +20,6 @@ def save_figure_atomic(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figures are written as PNG; expected a .png path, found {path}")
-    tmp = _temp_path(path)
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi, metadata=PNG_METADATA)
-        new_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(
+        path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, metadata=PNG_METADATA)
+    )

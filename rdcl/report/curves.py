@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from rdcl.logfile import read_log
 
 from ._files import save_figure_atomic
 
@@ -40,29 +41,6 @@ def _with_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 r[key] = abs(float(value)) / float(seg)
         out.append(r)
     return out
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """Parse a JSON-lines training log; blank lines are skipped.
-
-    Raises :class:`FileNotFoundError` when missing and :class:`ValueError` naming the line when a
-    line is not a JSON object.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training log not found: {path}")
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{i}: expected a JSON object per line: {exc}") from exc
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{i}: expected a JSON object, found {type(rec).__name__}")
-        records.append(rec)
-    return records
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:

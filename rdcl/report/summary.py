@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import write_text_atomic
+from rdcl.fsutil import write_text_atomic
 
 METRICS: tuple[tuple[str, str], ...] = (("dsc", "DSC"), ("nsd", "NSD@3mm"))
 """(per-case record key, column title) of the reported metrics; the keys of

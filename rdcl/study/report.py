@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rdcl.report._files import write_text_atomic
+from rdcl.fsutil import write_text_atomic
 from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures

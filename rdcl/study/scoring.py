@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from rdcl.report._files import write_text_atomic
+from rdcl.fsutil import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdcl.report._files import write_text_atomic
+from rdcl.errors import RdclInputError
+from rdcl.fsutil import write_text_atomic
 
 
-class SplitError(ValueError):
+class SplitError(RdclInputError):
     """A split file or split request is invalid (one-line message)."""
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rdcl.report._files import write_text_atomic
+from rdcl.fsutil import write_text_atomic
 from rdcl.report.summary import mean_std
 
 from .stats import PairedComparison, paired_comparison

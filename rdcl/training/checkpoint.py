@@ -9,8 +9,9 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
 
 ``step`` counts completed optimiser steps. Writes are atomic: the payload goes to a temporary file
 ``.<name>.<random>.tmp`` in the destination folder, is fsync'ed, then ``os.replace``'d over the
-target, so a crash at any point leaves either the previous checkpoint or the new one, never a
-half-written file; :func:`remove_stale_temps` deletes the temporary files a killed run left.
+target (:func:`rdcl.fsutil.atomic_write`), so a crash at any point leaves either the previous
+checkpoint or the new one, never a half-written file; :func:`remove_stale_temps` deletes the
+temporary files a killed run left.
 
 Everything but tensors is plain data (dicts, lists, str, int, float, bool, None; the RNG states
 included), so reads use ``torch.load(weights_only=True)``: a checkpoint cannot run code when it
@@ -20,16 +21,18 @@ weights hold NaN/inf is never written (:func:`save_checkpoint` refuses it).
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from rdcl.errors import CheckpointError
+from rdcl.fsutil import atomic_write
+from rdcl.fsutil import remove_stale_temps as _remove_stale_temps
 
 FORMAT = "rdcl-checkpoint/1"
 """The format tag written into, and required from, every checkpoint."""
@@ -42,10 +45,6 @@ LAST = "last.ckpt"
 
 FINAL = "final.ckpt"
 """File name of the checkpoint written when a stage completes (no optimiser state)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not an rdcl checkpoint of a known format."""
 
 
 _NP_CORE = getattr(np, "_core", None) or np.core
@@ -98,41 +97,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f"refusing to write checkpoint {path}: the weights hold {bad} NaN/inf values "
             f"(first in {where!r}); expected finite weights"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600: give a plain new file's mode
-                os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and restoring it at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (best effort: some file systems refuse directory fsync)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
@@ -142,13 +107,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     Call it only while no other process writes checkpoints into ``folder`` (the training loop
     holds the run folder's lock, see :mod:`rdcl.training.runlock`).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    stale = sorted(folder.glob(".*.ckpt.*.tmp"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    return _remove_stale_temps(folder, "*.ckpt")
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:

@@ -227,7 +227,7 @@ def setup_distributed(
         device = _device_for_rank(device_name, local, world)
         return DistContext(rank, world, local, str(dist.get_backend())), device
     if not launched_distributed():
-        from .loop import resolve_device
+        from rdcl.device import resolve_device
 
         return DistContext(), resolve_device(device_name)
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from rdcl.config import Config
+from rdcl.device import resolve_device as resolve_device  # exported by rdcl.training
+from rdcl.fsutil import write_text_atomic
 from rdcl.progress import progress_bar
 
 from .checkpoint import (
@@ -51,13 +53,6 @@ TERMS = ("loss", "seg", "d_g", "d_t", "loss_g", "loss_t")
 
 class RunExistsError(FileExistsError):
     """The output folder already holds a run and neither resume nor overwrite was asked for."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass
@@ -134,11 +129,10 @@ def reset_run(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 def write_config(cfg: Config, out_dir: Path, run: dict[str, Any] | None = None) -> None:
     """Write the resolved config as ``out_dir/config.json``, with ``run`` (how this run executes:
-    world size, per-rank batch; ignored by ``Config.from_dict``) as its ``"run"`` entry."""
-    tmp = out_dir / ".config.json.tmp"
+    world size, per-rank batch; ignored by ``Config.from_dict``) as its ``"run"`` entry;
+    atomic (:func:`rdcl.fsutil.write_text_atomic`)."""
     payload = cfg.to_dict() if run is None else {**cfg.to_dict(), "run": run}
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(out_dir / "config.json")
+    write_text_atomic(out_dir / "config.json", json.dumps(payload, indent=2))
 
 
 RESUME_FREE_KEYS = frozenset(

@@ -22,6 +22,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rdcl.errors import TrainingDivergedError
+from rdcl.fsutil import write_text_atomic
+from rdcl.logfile import read_log as read_log  # the one reader, exported here too
+
 LOG_NAME = "log.jsonl"
 """File name of the per-step log inside a stage's output folder."""
 
@@ -42,10 +46,6 @@ LOG_KEYS = (
     "batch",
 )
 """The keys of every log record, in order."""
-
-
-class TrainingDivergedError(RuntimeError):
-    """A loss term or the gradient norm became NaN or infinite; training stopped before the step."""
 
 
 def check_finite(terms: dict[str, float | None], *, step: int, stage: str, last_good: Path | None):
@@ -85,7 +85,7 @@ class JsonlLog:
                 for line in self.path.read_text().splitlines()
                 if line.strip() and _step_of(line) <= keep_until
             ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         self._fh = self.path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -111,8 +111,3 @@ def _step_of(line: str) -> int:
     except (ValueError, KeyError, TypeError):
         # a torn last line of a killed run: drop it
         return 1 << 62
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``log.jsonl`` file, in order."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -164,8 +164,8 @@ def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, umask_022)
     write_image(np.ones((3, 4, 5), np.uint8), Geometry.default(3), out)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     from rdcl.data.preprocess import _write_json
+    from rdcl.fsutil import write_text_atomic
     from rdcl.metrics.evaluate import _write_csv
-    from rdcl.report._files import write_text_atomic
 
     _write_json(tmp_path / "a.json", {"a": 1})
     row = {"case": "c", "dsc": 1.0, "nsd": 1.0, "hd95": 0.0, "assd": 0.0}

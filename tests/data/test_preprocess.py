@@ -116,7 +116,7 @@ def test_preprocess_dataset_values_and_cache_reuse(nnunet_dir, tmp_path, monkeyp
     info = json.loads((cache / "stats.json").read_text())
     assert info["normalization"] == "ct" and info["dataset"]["dim"] == 3
     assert ds.window is None
-    assert not list(cache.glob(".tmp-*"))
+    assert not list(cache.glob(".*"))  # no temporary file left
 
     # Same inputs: nothing is re-read.
     def boom(case):

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from rdcl.data.io import Geometry, new_dir_mode, write_image
+from rdcl.data.io import Geometry, channel_file_name, write_image
 from rdcl.data.synth.memory import SynthMemoryError, check_memory, estimate_bytes
 from rdcl.data.synth.phantom import KINDS, default_spacing, synthesize_phantom
+from rdcl.fsutil import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -41,30 +39,6 @@ def _resolve(dim, shape, spacing) -> tuple[tuple[int, ...], tuple[float, ...]]:
     if len(spacing) != dim:
         raise ValueError(f"spacing must have {dim} entries for dim={dim}, found {spacing}")
     return shape, spacing
-
-
-def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output path exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder exists and is not empty (pass overwrite=True / --overwrite): {out}"
-        )
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out``, replacing an existing ``out`` last."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old / out.name, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def synthesize_dataset(
@@ -104,13 +78,9 @@ def synthesize_dataset(
     shape, spacing = _resolve(dim, shape, spacing)
     check_memory(shape)  # before anything is created
     out = Path(out_dir)
-    _check_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     geometry = case_geometry(shape, spacing)
     salt = zlib.crc32(kind.encode())
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    new_dir_mode(tmp)
-    try:
+    with staged_dir(out, overwrite=overwrite) as tmp:
         case_kinds = {}
         for i in range(n_cases + n_test):
             name = f"{kind}_{i:03d}"
@@ -124,7 +94,7 @@ def synthesize_dataset(
                     f"{'x'.join(map(str, shape))} (estimated need {estimate_bytes(shape):,} "
                     "bytes); choose a smaller shape"
                 ) from None
-            write_image(ph.image, geometry, tmp / images / f"{name}_0000.nii.gz")
+            write_image(ph.image, geometry, tmp / images / channel_file_name(name))
             write_image(ph.mask, geometry, tmp / labels / f"{name}.nii.gz")
             case_kinds[name] = ph.kind
         description = {
@@ -146,10 +116,5 @@ def synthesize_dataset(
             },
         }
         (tmp / "dataset.json").write_text(json.dumps(description, indent=2) + "\n")
-        _check_target(out, overwrite)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("wrote %d + %d synthetic %s cases to %s", n_cases, n_test, kind, out)
     return out

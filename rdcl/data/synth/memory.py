@@ -13,11 +13,13 @@ import os
 import resource
 from pathlib import Path
 
+from rdcl.errors import RdclInputError
+
 BYTES_PER_VOXEL = 160
 """Planning figure for the peak memory of one phantom, bytes per voxel (measured <= 132)."""
 
 
-class SynthMemoryError(ValueError):
+class SynthMemoryError(RdclInputError):
     """The requested phantom shape needs more memory than this machine can give."""
 
 
