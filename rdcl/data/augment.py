@@ -1,4 +1,4 @@
-"""Patch extraction with padding, spatial and intensity augmentation (numpy/scipy).
+"""Patch extraction with padding, spatial and intensity augmentation (numpy, torch CPU ops).
 
 Everything takes an explicit :class:`numpy.random.Generator`, so a batch is a pure function of its
 seed. Arrays are ``image (C, *spatial)`` float32 and ``label (*spatial)`` {0, 1}, 2D or 3D.
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 PAD_MODES = ("constant", "edge")
@@ -140,16 +141,18 @@ def _linear_axis(
     return i0, i1, (c - i0).astype(np.float32), valid
 
 
-def _lerp_take(a: np.ndarray, axis: int, i0, i1, w: np.ndarray) -> np.ndarray:
-    """``(1 - w) a[i0] + w a[i1]`` along ``axis`` (``w`` broadcast along that axis); one gather
-    when every ``w`` is 0 (integer coordinates, e.g. z without scaling)."""
+def _lerp_take(a: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, w: np.ndarray):
+    """``(1 - w) a[i0] + w a[i1]`` along ``axis`` (``w`` broadcast along it): two
+    :func:`numpy.take` gathers blended in one pass by ``torch.lerp`` (on the same memory); one
+    gather when every ``w`` is 0 (integer coordinates, e.g. z without scaling)."""
     lo = np.take(a, i0, axis=axis)
     if not w.any():
         return lo
     shape = [1] * a.ndim
     shape[axis] = -1
-    w = w.reshape(shape)
-    return lo * (1 - w) + np.take(a, i1, axis=axis) * w
+    hi = torch.from_numpy(np.take(a, i1, axis=axis))
+    torch.from_numpy(lo).lerp_(hi, torch.from_numpy(w).reshape(shape))
+    return lo
 
 
 def _separable_transform(
@@ -166,7 +169,8 @@ def _separable_transform(
     ``edge``, else ``"constant"`` with 0) up to float32 rounding: the trilinear weights factor into
     a z part and a (y, x) part, and so does the validity of a point. One shared set of
     in-plane indices and weights gathers every slice of every channel (without rotation the plane
-    is separable too: one gather per axis), then z is interpolated between patch-sized slices."""
+    is separable too: one gather per axis), then z is interpolated between patch-sized slices.
+    Gathers are :func:`numpy.take`, blends ``torch.lerp`` on the same memory."""
     spatial = channels.shape[1:]
     ny, nx = spatial[-2:]
     yi0, yi1, wy, vy = _linear_axis(y, ny, edge)
@@ -176,10 +180,10 @@ def _separable_transform(
         out = _lerp_take(out, out.ndim - 1, xi0[0], xi1[0], wx[0])
     else:
         flat = channels.reshape(-1, ny * nx)
-        wy, wx = wy.ravel(), wx.ravel()
-        top = _lerp_take(flat, 1, (yi0 * nx + xi0).ravel(), (yi0 * nx + xi1).ravel(), wx)
-        bottom = _lerp_take(flat, 1, (yi1 * nx + xi0).ravel(), (yi1 * nx + xi1).ravel(), wx)
-        out = (top * (1 - wy) + bottom * wy).reshape(*channels.shape[:-2], *y.shape)
+        top = _lerp_take(flat, 1, (yi0 * nx + xi0).ravel(), (yi0 * nx + xi1).ravel(), wx.ravel())
+        bottom = _lerp_take(flat, 1, (yi1 * nx + xi0).ravel(), (yi1 * nx + xi1).ravel(), wx.ravel())
+        torch.from_numpy(top).lerp_(torch.from_numpy(bottom), torch.from_numpy(wy.ravel()))
+        out = top.reshape(*channels.shape[:-2], *y.shape)
     if vy is not None and vx is not None:
         inside = vy & vx
         if not inside.all():
