@@ -145,6 +145,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.cudnn_benchmark",
         "train.channels_last",
         "train.compile",
+        "train.cuda_graphs",
         "train.batched_general",
         "train.dist_timeout_s",
     }

@@ -49,8 +49,10 @@ from .schedule import make_optimizer
 from .step import (
     StepForward,
     apply_backend_switches,
+    check_cuda_graphs,
     compile_step,
     forward_precision,
+    graph_step,
     memory_format,
     prepare_network,
     to_device,
@@ -94,14 +96,14 @@ def pretrain_general(
     Raises:
         RunExistsError, TrainingDivergedError, ValueError (no datasets or zero steps).
     """
-    cfg = cfg.validate()
     if not general_datasets:
         raise ValueError("stage 1 needs at least one non-COVID dataset, found none")
     if cfg.train.pretrain_steps < 1:
         raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
     cfg = resolve_target_spacing(cfg, general_datasets)
     ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
-    ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
+    batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
+    check_cuda_graphs(cfg.train, device, ctx.world_size)
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
 
@@ -119,7 +121,8 @@ def pretrain_general(
     optimizer = make_optimizer(net.parameters(), tcfg)
     sampler = ctx.shard(make_sampler(list(general_datasets), cfg.data, seed=tcfg.seed))
     seg_loss = _seg_loss(sync=ctx.active)
-    forward = compile_step(ctx.wrap(StepForward(net), device), tcfg)
+    step_net = graph_step(StepForward(net), cfg, device, batch=batch, inputs=1)
+    forward = compile_step(ctx.wrap(step_net, device), tcfg)
 
     def compute(step: int, batch: dict) -> tuple[dict, None]:
         with forward_precision(tcfg, device):
@@ -256,7 +259,6 @@ def train(
     Raises:
         RunExistsError, TrainingDivergedError, CheckpointError, ValueError (missing inputs).
     """
-    cfg = cfg.validate()
     method = get_method(cfg.train.method)
     if cfg.train.steps < 1:
         raise ValueError(f"train.steps must be >= 1, found {cfg.train.steps}")
@@ -271,7 +273,8 @@ def train(
         )
     state = load_pretrained(pretrained, cfg) if method.needs_pretrained else None
     ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
-    ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
+    batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
+    check_cuda_graphs(cfg.train, device, ctx.world_size)
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
 
@@ -299,6 +302,7 @@ def train(
     )
     seg_loss = _seg_loss(sync=ctx.active)
     step_net = StepForward(net, batched=tcfg.batched_general)
+    step_net = graph_step(step_net, cfg, device, batch=batch, inputs=2 if method.use_lg else 1)
     forward = compile_step(ctx.wrap(step_net, device), tcfg)
 
     def compute(step: int, batch: tuple[dict, dict | None]) -> tuple[dict, float | None]:
