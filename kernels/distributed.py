@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .ops import _gram_norms, kernel_modules, use_triton
-from .reference import normalize_rows, relation_matrix_reference
+from .ops import _gram_norms
+from .reference import acc_dtype, normalize_rows, relation_matrix_reference
+from .runtime import kernel_modules, use_triton
 
 
 def distributed_active(group: dist.ProcessGroup | None = None) -> bool:
@@ -32,14 +33,14 @@ class _GlobalRelation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: torch.Tensor, group: dist.ProcessGroup | None) -> torch.Tensor:
         x = features.reshape(features.shape[0], features.shape[1], -1)
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        acc = acc_dtype(x.dtype)
         total = x.to(acc).sum(dim=0)
         count = torch.tensor(float(x.shape[0]), dtype=acc, device=x.device)
         dist.all_reduce(total, group=group)
         dist.all_reduce(count, group=group)
         a = (total / count).unsqueeze(0)
         if use_triton(a):
-            r, norms = kernel_modules()[0].relation_forward(a, "mean")
+            r, norms = kernel_modules().gram_forward.relation_forward(a, "mean")
         else:
             r, norms = relation_matrix_reference(a), _gram_norms(a, False)
         ctx.save_for_backward(a, r, norms, count)
@@ -52,8 +53,8 @@ class _GlobalRelation(torch.autograd.Function):
     def backward(ctx, grad_r: torch.Tensor) -> tuple[torch.Tensor, None]:
         a, r, norms, count = ctx.saved_tensors
         if use_triton(a):
-            relation = kernel_modules()[0]
-            grad_g = relation.gram_grad(grad_r, r, norms)
+            backward = kernel_modules().gram_backward
+            grad_g = backward.gram_grad(grad_r, r, norms)
         else:
             with torch.enable_grad():
                 gram = (a[0] @ a[0].T).requires_grad_(True)
@@ -62,7 +63,7 @@ class _GlobalRelation(torch.autograd.Function):
         grad_g = grad_g.contiguous()
         dist.all_reduce(grad_g, group=ctx.group)
         if use_triton(a):
-            grad_a = relation.gram_grad_to_features(grad_g, a, "mean")[0]
+            grad_a = backward.gram_grad_to_features(grad_g, a, "mean")[0]
         else:
             grad_a = (grad_g + grad_g.T) @ a[0]
         b, c = ctx.local_shape[0], ctx.local_shape[1]

@@ -7,79 +7,30 @@ Ops (namespace ``rdcl``), each with a fake (meta) implementation and autograd:
 - ``rdcl::relation_losses(g_noncovid, g_covid, t_covid) -> (losses (2,), r (3, C, C), norms)``
 - ``rdcl::relation_losses_backward(grad_losses, g_noncovid, g_covid, t_covid, r, norms) -> 3 grads``
 
-Dispatch happens at call time, inside each op: the Triton kernels for CUDA tensors, and for CPU
-tensors when ``TRITON_INTERPRET=1`` is set now; the pure-PyTorch reference otherwise (the reference
-is the CPU implementation, with its closed-form backward). Triton fixes the
-interpreter/compiler choice when a kernel is decorated, so :func:`kernel_modules` re-imports the
-kernel modules when the flag no longer matches the mode they were decorated in.
+Dispatch happens at call time, inside each op (:func:`rdcl.kernels.runtime.use_triton`): the
+Triton kernels for CUDA tensors, and for CPU tensors when ``TRITON_INTERPRET=1`` is set now; the
+pure-PyTorch reference otherwise (the reference is the CPU implementation, with its closed-form
+backward). :func:`rdcl.kernels.runtime.kernel_modules` explains why the kernel modules may be
+re-decorated when the flag changes.
 """
 
 from __future__ import annotations
-
-import importlib
-from types import ModuleType
 
 import torch
 
 from .reference import (
     EPS,
+    acc_dtype,
     relation_losses_backward_reference,
     relation_losses_reference,
     relation_matrix_backward_reference,
     relation_matrix_reference,
 )
-
-try:
-    import triton  # noqa: F401
-
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - triton is an optional dependency
-    HAS_TRITON = False
-
-
-def _interpreting() -> bool:
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def kernel_modules() -> tuple[ModuleType, ModuleType]:
-    """The ``relation`` and ``relation_loss`` kernel modules, decorated for the current mode.
-
-    Raises:
-        ImportError: triton is not installed (``pip install rdcl[triton]``).
-    """
-    if not HAS_TRITON:
-        raise ImportError("the relation kernels need triton: pip install 'triton>=3.8'")
-    from triton.runtime.interpreter import InterpretedFunction
-
-    from . import relation, relation_loss
-
-    if isinstance(relation._relation_fwd_kernel, InterpretedFunction) != _interpreting():
-        relation = importlib.reload(relation)
-        relation_loss = importlib.reload(relation_loss)
-    elif (
-        isinstance(relation_loss._relation_loss_fwd_kernel, InterpretedFunction) != _interpreting()
-    ):
-        relation_loss = importlib.reload(relation_loss)
-    return relation, relation_loss
-
-
-def use_triton(*tensors: torch.Tensor) -> bool:
-    """True when the Triton path serves these tensors now (CUDA, or CPU under the interpreter)."""
-    if not HAS_TRITON:
-        return False
-    if all(t.is_cuda for t in tensors):
-        return True
-    return all(t.device.type == "cpu" for t in tensors) and _interpreting()
-
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .runtime import HAS_TRITON, kernel_modules, use_triton
 
 
 def _gram_norms(features: torch.Tensor, per_sample: bool) -> torch.Tensor:
-    a = features.reshape(features.shape[0], features.shape[1], -1).to(_acc(features.dtype))
+    a = features.reshape(features.shape[0], features.shape[1], -1).to(acc_dtype(features.dtype))
     if not per_sample:
         a = a.mean(dim=0, keepdim=True)
     norms = torch.linalg.vector_norm(a @ a.transpose(1, 2), dim=-1)
@@ -93,7 +44,7 @@ def relation_matrix_op(
     """(R, unclamped Gram row norms); R is (C, C), or (B, C, C) when ``per_sample``."""
     reduce = None if per_sample else "mean"
     if use_triton(features):
-        return kernel_modules()[0].relation_forward(features, reduce)
+        return kernel_modules().gram_forward.relation_forward(features, reduce)
     r = relation_matrix_reference(features, reduce)
     return r, _gram_norms(features, per_sample)
 
@@ -102,7 +53,7 @@ def relation_matrix_op(
 def _(features: torch.Tensor, per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
     b, c = features.shape[0], features.shape[1]
     lead = (b,) if per_sample else ()
-    dtype = _acc(features.dtype)
+    dtype = acc_dtype(features.dtype)
     return features.new_empty((*lead, c, c), dtype=dtype), features.new_empty(
         (*lead, c), dtype=dtype
     )
@@ -119,7 +70,7 @@ def relation_matrix_backward_op(
     """dL/dfeatures (shape and dtype of ``features``) from dL/dR."""
     reduce = None if per_sample else "mean"
     if use_triton(features):
-        return kernel_modules()[0].relation_backward(grad_r, features, r, norms, reduce)
+        return kernel_modules().gram_backward.relation_backward(grad_r, features, r, norms, reduce)
     return relation_matrix_backward_reference(grad_r, features, r, norms, reduce)
 
 
@@ -151,7 +102,7 @@ def relation_losses_op(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """((d_g, d_t) squared Frobenius norms as a (2,) tensor, R (3, C, C), row norms (3, C))."""
     if use_triton(g_noncovid, g_covid, t_covid):
-        return kernel_modules()[1].relation_loss_forward(g_noncovid, g_covid, t_covid)
+        return kernel_modules().relation_loss.relation_loss_forward(g_noncovid, g_covid, t_covid)
     d_g, d_t = relation_losses_reference(g_noncovid, g_covid, t_covid)
     feats = (g_noncovid, g_covid, t_covid)
     dtype = d_g.dtype
@@ -169,7 +120,7 @@ def _(g_noncovid, g_covid, t_covid):
         )
     c = g_noncovid.shape[1]
     dtype = torch.promote_types(torch.promote_types(g_noncovid.dtype, g_covid.dtype), t_covid.dtype)
-    dtype = _acc(dtype)
+    dtype = acc_dtype(dtype)
     return (
         g_noncovid.new_empty((2,), dtype=dtype),
         g_noncovid.new_empty((3, c, c), dtype=dtype),
@@ -189,7 +140,7 @@ def relation_losses_backward_op(
     """Gradients of grad_losses[0] * d_g + grad_losses[1] * d_t for the three inputs."""
     feats = (g_noncovid, g_covid, t_covid)
     if use_triton(*feats):
-        return kernel_modules()[1].relation_loss_backward(grad_losses, *feats, r, norms)
+        return kernel_modules().relation_loss.relation_loss_backward(grad_losses, *feats, r, norms)
     return relation_losses_backward_reference(grad_losses, feats, r, norms)
 
 

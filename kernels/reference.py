@@ -30,6 +30,14 @@ REDUCTIONS = ("sum", "mean")
 """Reductions of the squared relation difference: Eq. 4-5's sum, or the mean over C x C."""
 
 
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation and output dtype for features of ``dtype``: fp64 for fp64, fp32 otherwise.
+
+    The one rule every path follows (reference, Triton kernels, distributed mean, fake tensors).
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def row_floor(norms: torch.Tensor) -> torch.Tensor:
     """Per-matrix row-norm floor max(ROW_FLOOR * max_j n_j, EPS).
 
@@ -84,7 +92,7 @@ def relation_matrix_reference(features: torch.Tensor, reduce: str | None = "mean
     _check(features)
     if reduce not in ("mean", None):
         raise ValueError(f"reduce must be 'mean' or None, found {reduce!r}")
-    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    dtype = acc_dtype(features.dtype)
     a = features.reshape(features.shape[0], features.shape[1], -1).to(dtype)
     if reduce == "mean":
         a = a.mean(dim=0, keepdim=True)
@@ -147,7 +155,7 @@ def relation_matrix_backward_reference(
         dL/dF with the shape and dtype of ``features`` (contiguous).
     """
     _check(features)
-    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    dtype = acc_dtype(features.dtype)
     b, c = features.shape[0], features.shape[1]
     a = features.reshape(b, c, -1).to(dtype)
     if reduce == "mean":

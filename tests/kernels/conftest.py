@@ -11,7 +11,7 @@ from rdcl.kernels import ops
 def interpret(monkeypatch: pytest.MonkeyPatch):
     """Run the Triton path on CPU (TRITON_INTERPRET=1, read by the ops at call time).
 
-    Yields the (relation, relation_loss) kernel modules decorated for the interpreter.
+    Yields :class:`rdcl.kernels.runtime.KernelModules` decorated for the interpreter.
     """
     if not ops.HAS_TRITON:
         pytest.skip("triton is not installed (pip install 'triton>=3.8')")

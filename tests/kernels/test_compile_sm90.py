@@ -2,9 +2,10 @@
 
 Triton lowers to PTX and assembles a cubin with its bundled ptxas for an explicit target; no
 driver is needed. Each case is the configuration the launchers pick on a GPU for the shapes of
-the paper (fp32 with 3xtf32 products, multi-tile C = 320, single-tile C = 32) plus bf16 input,
-each compiled twice: with 32-bit integer arguments, and with every integer argument 64-bit (what
-Triton passes for a size, stride or offset >= 2^31, e.g. features (3, 16, 300, 512, 512)).
+the paper (fp32 with 3xtf32 products, multi-tile C = 320, single-tile C = 32) plus bf16 input
+with strided N, each compiled twice: with 32-bit integer arguments, and with every integer
+argument 64-bit (what Triton passes for a value >= 2^31). Sizes, strides and addresses of the
+features come from the int64 matrix table (``rdcl.kernels.launch``), so they are 64-bit always.
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ pytest.importorskip("triton.backends.nvidia", reason="triton was built without t
 F32 = tl.float32
 ROW = dict(BLOCK_R=8, BLOCK_W=512, ACC=F32)
 FLOORED = dict(ROW, FLOOR=1e-3, EPS=1e-12)
+# (module, kernel, type of the *_ptr arguments except the int64 matrix table, constexprs)
 CASES = [
-    ("relation", "_relation_fwd_gram_kernel", "*fp32",
-     dict(PER_SAMPLE=False, BLOCK_C=64, BLOCK_K=128, SINGLE=False, ACC=F32, PRECISION="tf32x3")),
-    ("relation", "_relation_fwd_gram_kernel", "*bf16",
-     dict(PER_SAMPLE=True, BLOCK_C=32, BLOCK_K=256, SINGLE=True, ACC=F32, PRECISION="ieee")),
-    ("relation", "_relation_fwd_kernel", "*fp32", ROW),
-    ("relation", "_relation_norm_kernel", "*fp32", FLOORED),
-    ("relation", "_relation_bwd_kernel", "*fp32", FLOORED),
-    ("relation", "_relation_bwd_feat_kernel", "*fp32",
-     dict(PER_SAMPLE=False, BLOCK_I=64, BLOCK_N=128, ACC=F32, PRECISION="tf32x3")),
+    ("gram_forward", "_gram_kernel", "*fp32",
+     dict(DTYPE=F32, UNIT_N=True, BLOCK_C=64, BLOCK_K=128, SINGLE=False, ACC=F32,
+          PRECISION="tf32x3")),
+    ("gram_forward", "_gram_kernel", "*fp32",
+     dict(DTYPE=tl.bfloat16, UNIT_N=False, BLOCK_C=32, BLOCK_K=256, SINGLE=True, ACC=F32,
+          PRECISION="ieee")),
+    ("gram_forward", "_split_sum_kernel", "*fp32", ROW),
+    ("gram_forward", "_normalize_kernel", "*fp32", FLOORED),
+    ("gram_backward", "_gram_grad_kernel", "*fp32", FLOORED),
+    ("gram_backward", "_features_grad_kernel", "*fp32",
+     dict(DTYPE=F32, UNIT_N=True, BLOCK_I=64, BLOCK_N=128, ACC=F32, PRECISION="tf32x3")),
+    ("gram_backward", "_features_grad_kernel", "*fp32",
+     dict(DTYPE=tl.bfloat16, UNIT_N=False, BLOCK_I=32, BLOCK_N=256, ACC=F32, PRECISION="ieee")),
     ("relation_loss", "_relation_loss_fwd_kernel", "*fp32", FLOORED),
     ("relation_loss", "_relation_loss_bwd_kernel", "*fp32", FLOORED),
 ]  # fmt: skip
@@ -40,10 +46,12 @@ CASES = [
 @pytest.mark.parametrize(("module", "name", "ptr", "constexprs"), CASES)
 def test_kernel_compiles_for_sm90(monkeypatch, module, name, ptr, constexprs, int_type) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    relation, relation_loss = ops.kernel_modules()
-    fn = getattr({"relation": relation, "relation_loss": relation_loss}[module], name)
+    fn = getattr(getattr(ops.kernel_modules(), module), name)
     assert isinstance(fn, triton.runtime.jit.JITFunction)
-    signature = {a: (ptr if a.endswith("_ptr") else int_type) for a in fn.arg_names}
+    signature = {
+        a: ("*i64" if a == "table_ptr" else ptr if a.endswith("_ptr") else int_type)
+        for a in fn.arg_names
+    }
     signature.update({k: "constexpr" for k in constexprs})
     assert set(signature) == set(fn.arg_names)
     kernel = triton.compile(

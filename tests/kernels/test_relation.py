@@ -120,11 +120,11 @@ def test_low_precision_inputs_accumulate_in_fp32(interpret, rel_err, dtype: torc
 
 
 def test_split_k_is_deterministic_and_split_independent(interpret, rel_err) -> None:
-    relation, _ = interpret
+    forward = interpret.gram_forward
     x = torch.randn(2, 32, 4099, generator=torch.Generator().manual_seed(6))
-    r1, n1 = relation.relation_forward(x, splits=1)
-    r7, n7 = relation.relation_forward(x, splits=7)
-    r7b, _ = relation.relation_forward(x, splits=7)
+    r1, n1 = forward.relation_forward(x, splits=1)
+    r7, n7 = forward.relation_forward(x, splits=7)
+    r7b, _ = forward.relation_forward(x, splits=7)
     assert torch.equal(r7, r7b)
     torch.testing.assert_close(r1, r7, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(n1, n7, rtol=1e-6, atol=1e-6)
