@@ -180,3 +180,22 @@ def test_consumer_matches_python_engine(prefix: Path, tmp_path: Path) -> None:
     assert float(values["dsc"]) == pytest.approx(dice(pred, gt), rel=0, abs=1e-15)
     # Same areas and distances; only the summation order differs (numpy sums pairwise).
     assert float(values["nsd"]) == pytest.approx(expected_nsd, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("minor_step", [1, -1])
+def test_package_refuses_another_minor_version(prefix: Path, tmp_path: Path, minor_step) -> None:
+    """rdclConfigVersion.cmake: only the same MAJOR.MINOR is compatible (0.x may change the API),
+    so neither a newer nor an older minor version is accepted."""
+    major, minor, _ = (int(p) for p in rdcl.__version__.split("."))
+    if minor + minor_step < 0:
+        pytest.skip(f"no minor version before {rdcl.__version__}")
+    src = tmp_path / "consumer"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.24)\nproject(consumer LANGUAGES CXX)\n"
+        f"find_package(rdcl {major}.{minor + minor_step} REQUIRED)\n"
+    )
+    cmd = ["cmake", "-S", str(src), "-B", str(tmp_path / "build"), f"-DCMAKE_PREFIX_PATH={prefix}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert rdcl.__version__ in proc.stderr  # "the following configuration files were considered"
