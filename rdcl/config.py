@@ -3,6 +3,13 @@
 A :class:`Config` is saved with every checkpoint and embedded in every exported model. Nothing in
 rdcl reads hidden globals or environment variables for configuration.
 
+Every config is checked when it is constructed (``__post_init__``): each section's field types
+(:mod:`rdcl.config_types`) and values, and in :class:`Config` the constraints between sections
+(patch and spacing dimensionality, patch a multiple of the network's stride). A constructor,
+:func:`dataclasses.replace`, :meth:`Config.from_dict`, :meth:`Config.override` and
+:func:`load_config` all raise :class:`ConfigError` (one line) for an invalid value, so a config
+object that exists is a valid one.
+
 Axis convention: every spatial tuple is in array order, (z, y, x) in 3D and (y, x) in 2D; spacings
 are in mm.
 """
@@ -72,8 +79,9 @@ class ModelConfig:
     norm_eps: float = 1e-5
     negative_slope: float = 0.01
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` when the stage lists are inconsistent."""
+    def __post_init__(self) -> None:
+        """Raise :class:`ConfigError` for a wrongly typed value or inconsistent stage lists."""
+        _check_types(self, "model")
         if self.dim not in (2, 3):
             raise ConfigError(f"model.dim must be 2 or 3, found {self.dim}")
         for name in ("in_channels", "num_classes", "convs_per_stage"):
@@ -134,8 +142,9 @@ class DataConfig:
     augment: bool = True
     num_workers: int = 0
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` on impossible values."""
+    def __post_init__(self) -> None:
+        """Raise :class:`ConfigError` for a wrongly typed or impossible value."""
+        _check_types(self, "data")
         if self.normalization not in ("ct", "window", "zscore"):
             raise ConfigError(
                 f"data.normalization must be 'ct', 'window' or 'zscore', found "
@@ -202,11 +211,11 @@ class TrainConfig:
     autocast: str = "none"
     fused_sgd: bool = False
     compile: bool = False
-    cuda_graphs: bool = False
     dist_timeout_s: float = 1800.0
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` on impossible values."""
+    def __post_init__(self) -> None:
+        """Raise :class:`ConfigError` for a wrongly typed or impossible value."""
+        _check_types(self, "train")
         if self.method not in METHODS:
             raise ConfigError(f"train.method must be one of {METHODS}, found {self.method!r}")
         for name in ("pretrain_steps", "steps", "rampup_steps"):
@@ -236,16 +245,6 @@ class TrainConfig:
             )
         if not self.dist_timeout_s > 0:
             raise ConfigError(f"train.dist_timeout_s must be > 0, found {self.dist_timeout_s}")
-        if self.cuda_graphs and not self.device.startswith(("cuda", "auto")):
-            raise ConfigError(
-                f"train.cuda_graphs needs a CUDA device (train.device cuda, cuda:N or auto), "
-                f"found {self.device!r}"
-            )
-        if self.cuda_graphs and self.compile:
-            raise ConfigError(
-                "train.cuda_graphs and train.compile cannot both be on (torch.compile's "
-                "mode='reduce-overhead' is its own CUDA graph); found both true"
-            )
 
 
 @dataclass(frozen=True)
@@ -256,17 +255,15 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> Config:
-        """Check every section's field types (:mod:`rdcl.config_types`), values and the
-        cross-section constraints; returns ``self``."""
-        try:
-            for name in ("model", "data", "train"):
-                check_section(getattr(self, name), name)
-        except ConfigValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self.model.validate()
-        self.data.validate()
-        self.train.validate()
+    def __post_init__(self) -> None:
+        """Raise :class:`ConfigError` when the sections do not fit together (each section has
+        checked itself when it was constructed)."""
+        for name, klass in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), klass):
+                raise ConfigError(
+                    f"config section {name!r} must be a {klass.__name__}, found "
+                    f"{type(getattr(self, name)).__name__}"
+                )
         if len(self.data.patch_size) != self.model.dim:
             raise ConfigError(
                 f"data.patch_size must have {self.model.dim} entries (model.dim), found "
@@ -285,7 +282,6 @@ class Config:
                 f"data.patch_size {self.data.patch_size} must be a multiple of the network's "
                 f"total stride {total}"
             )
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable nested dict (tuples become lists)."""
@@ -303,11 +299,12 @@ class Config:
         kwargs = {}
         for name, klass in sections.items():
             kwargs[name] = _section_from_dict(klass, name, d.get(name, {}) or {})
-        return cls(**kwargs).validate()
+        return cls(**kwargs)
 
     def replace(self, **sections: Any) -> Config:
-        """Copy with whole sections replaced, e.g. ``cfg.replace(train=...)``."""
-        return dataclasses.replace(self, **sections).validate()
+        """Copy with whole sections replaced, e.g. ``cfg.replace(train=...)`` (checked as any
+        construction is)."""
+        return dataclasses.replace(self, **sections)
 
     def override(self, items: list[str] | tuple[str, ...]) -> Config:
         """Apply ``section.key=value`` overrides (values parsed as YAML, e.g. ``train.lr=0.1``,
@@ -341,6 +338,15 @@ class Config:
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
             path.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def _check_types(section: Any, name: str) -> None:
+    """Raise :class:`ConfigError` when a field of ``section`` (a section dataclass instance named
+    ``name`` in files) does not hold a value of its declared type, e.g. ``steps="10"``."""
+    try:
+        check_section(section, name)
+    except ConfigValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _flat(value: Any) -> list[Any]:
@@ -434,4 +440,4 @@ def preset(name: str) -> Config:
     """Return a named preset (``paper3d``, ``paper2d``, ``tiny3d``, ``tiny2d``)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name].validate()
+    return PRESETS[name]

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from rdcl.config import Config, ConfigError, load_config, preset
+from rdcl.config import Config, ConfigError, ModelConfig, TrainConfig, load_config, preset
 
 
 def test_paper_preset_is_table_one():
@@ -61,8 +62,35 @@ def test_unknown_keys_in_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def test_defaults_validate():
-    assert Config().validate() == preset("paper3d")
+def test_defaults_are_paper3d():
+    assert Config() == preset("paper3d")
+
+
+def test_no_invalid_config_can_be_built():
+    """Every way of making a config checks it (issue 12, item 7): constructors,
+    dataclasses.replace on a section or on the whole config, and Config.replace give the same
+    one-line ConfigError as a file or --set would."""
+    cfg = preset("tiny3d")
+    with pytest.raises(ConfigError, match=r"model\.dim must be 2 or 3, found 4"):
+        ModelConfig(dim=4)
+    with pytest.raises(ConfigError, match=r"data\.batch_size must be >= 1, found 0"):
+        dataclasses.replace(cfg.data, batch_size=0)
+    with pytest.raises(ConfigError, match=r"train\.snapshots: expected an integer >= 0"):
+        dataclasses.replace(cfg.train, snapshots=-1)
+    with pytest.raises(ConfigError, match=r"train\.lr must be a finite number > 0, found 0"):
+        TrainConfig(lr=0)
+    odd = dataclasses.replace(cfg.data, patch_size=(15, 32, 32))  # fine on its own ...
+    with pytest.raises(ConfigError, match="multiple of the network's total stride") as built:
+        dataclasses.replace(cfg, data=odd)  # ... not with tiny3d's network
+    with pytest.raises(ConfigError) as overridden:
+        cfg.override(["data.patch_size=[15,32,32]"])
+    assert str(built.value) == str(overridden.value)
+    with pytest.raises(ConfigError, match="must have 3 entries"):
+        cfg.replace(data=dataclasses.replace(cfg.data, patch_size=(32, 32)))
+    with pytest.raises(ConfigError, match="must have 2 entries"):
+        Config(model=preset("tiny2d").model, data=cfg.data)
+    with pytest.raises(ConfigError, match="config section 'train' must be a TrainConfig"):
+        Config(train={"lr": 0.1})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("spacing", ["[0,1]", "[-1,1]", "[1,.nan]"])

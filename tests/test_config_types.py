@@ -77,7 +77,7 @@ def test_lr_must_be_positive(value):
 def test_non_finite_lr_refused_from_python_too():
     for lr in (float("nan"), float("inf")):
         with pytest.raises(ConfigError, match=r"train.lr"):
-            Config(train=TrainConfig(lr=lr)).validate()
+            TrainConfig(lr=lr)
 
 
 def test_broken_yaml_value_is_one_line():
@@ -141,7 +141,7 @@ def test_every_field_round_trips_as_its_declared_type(section, name):
 
 def test_python_built_sections_are_checked():
     with pytest.raises(ConfigError, match=r"train.steps"):
-        Config(train=TrainConfig(steps="10")).validate()  # type: ignore[arg-type]
+        TrainConfig(steps="10")  # type: ignore[arg-type]
     cfg = preset("tiny3d")
     ok = dataclasses.replace(cfg.data, patch_size=tuple(np.array([16, 32, 32])))
     assert cfg.replace(data=ok).data.patch_size == (16, 32, 32)  # numpy ints are integers

@@ -41,7 +41,6 @@ class Decoder(nn.Module):
         bottleneck_channels: int | None = None,
     ) -> None:
         super().__init__()
-        cfg.validate()
         n = len(cfg.features)
         if n < 2:
             raise ValueError(f"a U-Net needs at least 2 stages, found {n}")

@@ -23,7 +23,6 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        cfg.validate()
         self.dim = cfg.dim
         self.in_channels = cfg.in_channels
         self.output_channels: tuple[int, ...] = tuple(cfg.features)

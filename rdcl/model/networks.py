@@ -182,9 +182,8 @@ def build_network(cfg: ModelConfig, *, kind: str) -> nn.Module:
         kind: ``"single"``, ``"dual"`` or ``"multi_encoder"``.
 
     Raises:
-        ValueError: unknown ``kind``. ``rdcl.config.ConfigError``: inconsistent ``cfg``.
+        ValueError: unknown ``kind`` (``cfg`` was checked when it was constructed).
     """
-    cfg.validate()
     classes = {
         "single": SingleEncoderUNet,
         "dual": DualEncoderUNet,

@@ -117,7 +117,6 @@ def run_training(
         ValueError: the method needs non-COVID data and none was given.
         TrainingDivergedError, CheckpointError.
     """
-    cfg = cfg.validate()
     covid, generals = _load(covid), [_load(g) for g in as_list(general)]
     _check_inputs(cfg, covid, generals)
     cfg = resolve_target_spacing(cfg, covid)  # the COVID set's grid for both stages
@@ -197,7 +196,6 @@ def run_pretraining(
     pre-trained G is meant for (only its dimensionality is checked). Other arguments, the
     checks and the errors are :func:`run_training`'s. Returns the ``final.ckpt`` path.
     """
-    cfg = cfg.validate()
     generals = [_load(g) for g in as_list(general)]
     _check_inputs(cfg, _load(covid) if covid is not None else None, generals)
     out_dir = Path(out_dir)

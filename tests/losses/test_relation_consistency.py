@@ -102,6 +102,6 @@ def test_config_relation_reduction_is_validated() -> None:
     from rdcl.config import ConfigError
 
     assert TrainConfig().relation_reduction == "sum"
-    TrainConfig(relation_reduction="mean").validate()
+    assert TrainConfig(relation_reduction="mean").relation_reduction == "mean"
     with pytest.raises(ConfigError, match=r"train\.relation_reduction must be one of"):
-        TrainConfig(relation_reduction="Sum").validate()
+        TrainConfig(relation_reduction="Sum")
