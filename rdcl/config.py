@@ -211,6 +211,7 @@ class TrainConfig:
     autocast: str = "none"
     fused_sgd: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     dist_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
@@ -245,6 +246,16 @@ class TrainConfig:
             )
         if not self.dist_timeout_s > 0:
             raise ConfigError(f"train.dist_timeout_s must be > 0, found {self.dist_timeout_s}")
+        if self.cuda_graphs and not self.device.startswith(("cuda", "auto")):
+            raise ConfigError(
+                f"train.cuda_graphs needs a CUDA device (train.device cuda, cuda:N or auto), "
+                f"found {self.device!r}"
+            )
+        if self.cuda_graphs and self.compile:
+            raise ConfigError(
+                "train.cuda_graphs and train.compile cannot both be on (torch.compile's "
+                "mode='reduce-overhead' is its own CUDA graph); found both true"
+            )
 
 
 @dataclass(frozen=True)
