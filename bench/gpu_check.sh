@@ -7,11 +7,14 @@
 # RDCL_GPU_CHECKS selects the parts (comma-separated, default "metrics,training"):
 #   metrics   CUDA surface engine + relation kernels: tests and benchmarks (builds the CUDA
 #             engine for sm_90, several minutes)
-#   training  issue 10: the training step benchmarks (single vs dual, every train.* speed switch,
-#             real loading vs synthetic tensors), torch.profiler breakdowns of the dual step, the
-#             loader benchmark pinned to 2 CPU cores, and the DDP tests with NCCL when the machine
-#             has >= 2 GPUs (gloo on the CPU otherwise). torch.compile variants run when
-#             RDCL_BENCH_COMPILE=1 (default here; set 0 to save minutes).
+#   training  issue 10: the training step benchmarks (single vs dual, every train.* speed switch
+#             including cuda_graphs, real loading vs synthetic tensors), the CUDA-graph step
+#             against the eager one (tests/training/test_step_sync.py), torch.profiler
+#             breakdowns of the dual step, the loader benchmark pinned to 2 CPU cores (separable
+#             vs scipy spatial engine), the DDP tests with NCCL when the machine has >= 2 GPUs
+#             (gloo on the CPU otherwise) and the 2-rank gloo DDP time-per-sample benchmark.
+#             torch.compile variants run when RDCL_BENCH_COMPILE=1 (default here; set 0 to save
+#             minutes).
 # Example for the training part alone: RDCL_GPU_CHECKS=training OUT=gpu_results bash bench/gpu_check.sh
 #
 # The GPU machine has torch, triton, cupy, pybind11, cmake and nvcc but no SimpleITK and no
@@ -51,7 +54,10 @@ if has training; then
     # shellcheck disable=SC2086
     timeout 300 python bench/profile_step.py "$OUT" $sw 2>&1 | tail -12 | tee -a "$OUT/profile.log"
   done
-  # 2. the step: single vs dual, each switch on/off, real loading vs synthetic tensors
+  # 2. the step: single vs dual, each switch on/off (cuda_graphs included), real loading vs
+  #    synthetic tensors; first the CUDA-graph step against the eager one (losses of 3 steps)
+  timeout 300 python -m pytest -q -p no:cacheprovider -rs tests/training/test_step_sync.py \
+    2>&1 | tail -8 | tee "$OUT/cuda_graphs_test.log"
   timeout 900 python -m pytest -q -p no:cacheprovider bench/test_bench_step.py --benchmark-only \
     --benchmark-columns=min,median --benchmark-sort=name --benchmark-json="$OUT/bench_step.json" \
     2>&1 | tail -40 | tee "$OUT/bench_step.log"
@@ -70,6 +76,10 @@ EOF
   if [ "${gpus:-0}" -ge 2 ]; then ddp=cuda; else ddp=cpu; fi
   RDCL_DDP_DEVICE=$ddp timeout 300 python -m pytest -q -p no:cacheprovider \
     tests/training/test_ddp_training.py 2>&1 | tail -15 | tee "$OUT/ddp_$ddp.log"
+  # 5. 2 gloo ranks vs 1 process, time per sample (CPU cores 0,1; target ratio <= 1.3)
+  taskset -c 0,1 env OMP_NUM_THREADS=1 timeout 600 python -m pytest -q -p no:cacheprovider -s \
+    bench/test_bench_ddp.py --benchmark-only --benchmark-json="$OUT/bench_ddp.json" \
+    2>&1 | tail -12 | tee "$OUT/bench_ddp.log"
 fi
 
 # Issue 7, the exported predictor: eager Python predictor vs the exported TorchScript predictor

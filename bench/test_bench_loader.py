@@ -1,9 +1,12 @@
 """Loader throughput for the ``paper3d`` patch (56x160x192, batch 2, nnU-Net augmentation) on the
 CPU: patches per second from the memory-mapped cache, drawn in the main process or by 2 worker
-processes, against the same draws from arrays held in RAM.
+processes, against the same draws from arrays held in RAM; and the separable spatial engine (the
+default) against the scipy ``map_coordinates`` reference on the same draws (every test draws the
+same steps, so rows of one run compare like with like).
 
 Run: ``OMP_NUM_THREADS=1 python -m pytest bench/test_bench_loader.py --benchmark-only``
-(``patches_per_s`` is in each row's extra_info; results in bench/RESULTS.md). Not part of the test
+(``patches_per_s`` (best round) and ``patches_per_s_mean`` (all rounds) are in each row's
+extra_info; results in bench/RESULTS.md). Not part of the test
 suite (``testpaths`` is ``tests``). The cached dataset (``cache``) is built in bench/conftest.py.
 """
 
@@ -16,8 +19,10 @@ from rdcl.config import preset
 from rdcl.data import PatchSampler, make_loader
 from rdcl.data.preprocess import CachedDataset
 
-STEPS = 4
-"""Batches per benchmark round (8 patches)."""
+STEPS = 8
+"""Batches per benchmark round (16 patches; about a third of them rotated or scaled)."""
+
+ROUNDS = 3
 
 
 class _InRam:
@@ -37,8 +42,8 @@ class _InRam:
         return self.ds.foreground(i)
 
 
-def _run(benchmark, dataset, workers: int) -> None:
-    sampler = PatchSampler(dataset, preset("paper3d").data, seed=0)
+def _run(benchmark, dataset, workers: int, engine: str = "separable") -> None:
+    sampler = PatchSampler(dataset, preset("paper3d").data, seed=0, spatial_engine=engine)
     batch = sampler.batch_size
     state = {"start": 0}
 
@@ -51,10 +56,15 @@ def _run(benchmark, dataset, workers: int) -> None:
             n += b["image"].shape[0]
         return n
 
-    n = benchmark.pedantic(draw, rounds=2, iterations=1, warmup_rounds=0)
+    n = benchmark.pedantic(draw, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     assert n == STEPS * batch
-    seconds = benchmark.stats.stats.min
-    benchmark.extra_info.update(patches_per_s=STEPS * batch / seconds, workers=workers)
+    stats = benchmark.stats.stats
+    benchmark.extra_info.update(
+        patches_per_s=STEPS * batch / stats.min,
+        patches_per_s_mean=STEPS * batch / stats.mean,
+        workers=workers,
+        engine=engine,
+    )
 
 
 @pytest.mark.benchmark(group="loader-paper3d")
@@ -70,3 +80,13 @@ def test_loader_mmap_2_workers(benchmark, cache):
 @pytest.mark.benchmark(group="loader-paper3d")
 def test_loader_ram_inline(benchmark, cache):
     _run(benchmark, _InRam(cache), 0)
+
+
+@pytest.mark.benchmark(group="loader-paper3d")
+def test_loader_mmap_inline_scipy_engine(benchmark, cache):
+    _run(benchmark, cache, 0, "scipy")
+
+
+@pytest.mark.benchmark(group="loader-paper3d")
+def test_loader_mmap_2_workers_scipy_engine(benchmark, cache):
+    _run(benchmark, cache, 2, "scipy")

@@ -9,7 +9,9 @@ logged value, optimiser step. Inputs are synthetic tensors already on the device
 
 Patch: the full 56x160x192 on a GPU, (16, 64, 32) on the CPU (the same network on a patch 53x
 smaller; its strides and instance norm allow little less) unless ``RDCL_BENCH_PATCH=z,y,x``.
-``torch.compile`` variants run only with ``RDCL_BENCH_COMPILE=1`` (compilation takes minutes).
+``torch.compile`` variants run only with ``RDCL_BENCH_COMPILE=1`` (compilation takes minutes);
+``cuda_graphs`` (forward+backward replayed as CUDA graphs, ``rdcl.training.step.graph_step``)
+and the cuDNN/TF32 switches run only on CUDA.
 Run:
 ``OMP_NUM_THREADS=2 python -m pytest bench/test_bench_step.py --benchmark-only``; each row's
 extra_info holds the device, patch, ms/step and (CUDA) peak memory. Results: bench/RESULTS.md.
@@ -34,6 +36,7 @@ from rdcl.training.step import (
     StepForward,
     apply_backend_switches,
     compile_step,
+    graph_step,
     memory_format,
     prepare_network,
     to_device,
@@ -82,7 +85,10 @@ class _Step:
         self.optimizer = make_optimizer(self.net.parameters(), tcfg)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.seg_loss = DeepSupervisionLoss(DiceBCELoss())
-        self.forward = compile_step(StepForward(self.net, batched=tcfg.batched_general), tcfg)
+        step_net = StepForward(self.net, batched=tcfg.batched_general)
+        inputs = 2 if self.method.use_lg else 1
+        step_net = graph_step(step_net, cfg, DEVICE, batch=cfg.data.batch_size, inputs=inputs)
+        self.forward = compile_step(step_net, tcfg)
         self.step_index = 0
 
     def batch(self, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,6 +156,8 @@ SWITCHES = {
     "cudnn_benchmark": {"cudnn_benchmark": True},
     "tf32=False": {"tf32": False},
     "compile": {"compile": True},
+    "cuda_graphs": {"cuda_graphs": True},
+    "cuda_graphs+channels_last": {"cuda_graphs": True, "channels_last": True},
 }
 """Each switch flipped from its default, one at a time, on the dual-encoder (rdcl) step."""
 
@@ -159,7 +167,7 @@ SWITCHES = {
 def test_step_switch(benchmark, name):
     if name == "compile" and not COMPILE:
         pytest.skip("torch.compile takes minutes: set RDCL_BENCH_COMPILE=1")
-    if name in ("cudnn_benchmark", "tf32=False") and DEVICE.type != "cuda":
+    if name.startswith(("cudnn_benchmark", "tf32=False", "cuda_graphs")) and DEVICE.type != "cuda":
         pytest.skip(f"{name} only exists on CUDA")
     _bench(benchmark, _config("rdcl", **SWITCHES[name]))
 
