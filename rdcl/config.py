@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rdcl.config_types import ConfigValueError, check_section, coerce_section
+from rdcl.errors import ConfigError
 
 METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl")
 """Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
@@ -40,10 +41,6 @@ not a setting: :meth:`Config.from_dict` ignores it."""
 RELATION_REDUCTIONS = ("sum", "mean")
 """Values of ``train.relation_reduction``: Eq. 4-5's squared Frobenius norm (a sum over the C x C
 relation entries), or that sum / C^2."""
-
-
-class ConfigError(ValueError):
-    """A configuration value or file is invalid."""
 
 
 @dataclass(frozen=True)
