@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
+from rdcl.errors import RdclInputError
 from rdcl.paths import require_dir, require_file, require_path
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,15 @@ def _run_predict(args: argparse.Namespace) -> int:
         if dst.is_dir():
             dst = dst / output_name(src.name if src.is_file() else f"{src.name}.nii.gz")
         if not is_image_file(dst):
-            raise ValueError(f"-o {dst} must end with an image suffix (.nii.gz, .nrrd, .png, ...)")
+            raise RdclInputError(
+                f"-o {dst} must end with an image suffix (.nii.gz, .nrrd, .png, ...)"
+            )
         if dst.exists() and not args.overwrite:
             raise FileExistsError(f"output exists (pass --overwrite to replace it): {dst}")
     window = check_window(args.window) if args.window is not None else None
     quant = _Quantifier(args, folder=folder) if args.report is not None else None
     if args.lung_mask is not None and quant is None:
-        raise ValueError("--lung-mask needs --report QUANT.csv")
+        raise RdclInputError("--lung-mask needs --report QUANT.csv")
     predictor = _load_predictor(args)
     on_mask = quant.add if quant is not None else None
     if folder:
@@ -114,7 +117,7 @@ def _load_predictor(args: argparse.Namespace):
         fixed.update({"--mirror": args.mirror, "--amp": args.amp is not None})
         given = [k for k, v in fixed.items() if v]
         if given:
-            raise ValueError(
+            raise RdclInputError(
                 f"{', '.join(given)}: the sliding-window settings of an exported model are fixed "
                 f"at export (rdcl export {given[0]} ...); expected none with -m {args.model}"
             )
@@ -138,7 +141,7 @@ class _Quantifier:
         if self.path.is_dir():
             raise IsADirectoryError(f"--report must be a file path, found a folder: {self.path}")
         if self.path.suffix.lower() != ".csv":
-            raise ValueError(f"--report expected a .csv path, found {self.path}")
+            raise RdclInputError(f"--report expected a .csv path, found {self.path}")
         for p in (self.path, self.path.with_suffix(".json")):
             if p.exists() and not args.overwrite:
                 raise FileExistsError(f"report exists (pass --overwrite to replace it): {p}")
@@ -164,11 +167,11 @@ class _Quantifier:
             lung_path = _match_lung(lung_path, src)
         lung, lung_geom = read_image(lung_path)
         if lung.shape != shape:
-            raise ValueError(
+            raise RdclInputError(
                 f"lung mask {lung_path} has shape {lung.shape}, expected the image's {shape}"
             )
         if not lung_geom.matches(geometry, atol=1e-3):
-            raise ValueError(f"lung mask {lung_path} does not overlay {src} (geometry differs)")
+            raise RdclInputError(f"lung mask {lung_path} does not overlay {src} (geometry differs)")
         return lung, str(lung_path)
 
     def add(self, src: Path, image, mask, geometry) -> None:
@@ -245,7 +248,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         require_path(path, flag)
         require_dir(path, flag) if path.is_dir() else require_file(path, flag)
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
-        raise ValueError(f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}")
+        raise RdclInputError(
+            f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}"
+        )
     if args.csv is not None and args.csv.is_dir():
         raise IsADirectoryError(f"--csv must be a file path, found a folder: {args.csv}")
     if args.csv is not None and args.csv.exists() and not args.overwrite:

@@ -13,6 +13,7 @@ from rdcl.cli.common import (
     require_dir,
     resolve_config,
 )
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
     }
     if args.pretrain_only:
         if args.pretrained is not None:
-            raise ValueError("--pretrain-only trains stage 1 itself; expected no --pretrained")
+            raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
         final = run_pretraining(cfg, general, args.out, covid=covid, **options)
     else:
         final = run_training(cfg, covid, general, args.out, pretrained=args.pretrained, **options)

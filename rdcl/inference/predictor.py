@@ -36,6 +36,7 @@ from rdcl.data.io import (
 )
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
 from rdcl.device import resolve_device
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import make_staging_dir
 from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
@@ -162,20 +163,20 @@ class Predictor:
 
     def _validate(self, image: np.ndarray, geometry: Geometry) -> None:
         if image.ndim not in (2, 3):
-            raise ValueError(f"expected a 2D or 3D image, found {image.ndim}D {image.shape}")
+            raise RdclInputError(f"expected a 2D or 3D image, found {image.ndim}D {image.shape}")
         if image.ndim != geometry.dim:
-            raise ValueError(
+            raise RdclInputError(
                 f"image has {image.ndim} dimensions but its geometry has {geometry.dim}"
             )
         if image.ndim < self.dim:
-            raise ValueError(f"a {self.dim}D model cannot predict a {image.ndim}D image")
+            raise RdclInputError(f"a {self.dim}D model cannot predict a {image.ndim}D image")
         if image.size == 0:
-            raise ValueError(f"image is empty, shape {image.shape}")
+            raise RdclInputError(f"image is empty, shape {image.shape}")
         if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
-            raise ValueError(f"expected a real-valued image, found dtype {image.dtype}")
+            raise RdclInputError(f"expected a real-valued image, found dtype {image.dtype}")
         bad = int(np.count_nonzero(~np.isfinite(image)))
         if bad:
-            raise ValueError(f"image has {bad} NaN/inf voxels; expected finite intensities")
+            raise RdclInputError(f"image has {bad} NaN/inf voxels; expected finite intensities")
 
     @property
     def training_window(self) -> tuple[float, float]:
@@ -266,11 +267,11 @@ class Predictor:
         """
         out_path = Path(out_path)
         if not is_image_file(out_path):
-            raise ValueError(
+            raise RdclInputError(
                 f"output {out_path} must end with an image suffix (.nii.gz, .png, ...)"
             )
         if out_path.exists() and out_path.resolve() == Path(in_path).resolve():
-            raise ValueError(
+            raise RdclInputError(
                 f"output {out_path} would overwrite the input image; expected another path"
             )
         if out_path.exists() and not overwrite:
@@ -278,11 +279,11 @@ class Predictor:
         image, geometry = read_image(in_path)
         is_png = out_path.name.lower().endswith(".png")
         if is_png and image.ndim != 2:
-            raise ValueError(f"cannot write a {image.ndim}D mask as PNG: {out_path}")
+            raise RdclInputError(f"cannot write a {image.ndim}D mask as PNG: {out_path}")
         try:
             mask = self.predict_array(image, geometry, window=window)
         except ValueError as exc:
-            raise ValueError(f"{in_path}: {exc}") from exc
+            raise RdclInputError(f"{in_path}: {exc}") from exc
         if on_mask is not None:
             on_mask(Path(in_path), image, mask, geometry)
         if is_png:
@@ -328,7 +329,7 @@ class Predictor:
         if skipped:
             logger.warning("skipping %d non-image entries in %s: %s", len(skipped), in_dir, skipped)
         if not inputs:
-            raise ValueError(f"no image files (.nii.gz, .nrrd, .mha, .png, ...) in {in_dir}")
+            raise RdclInputError(f"no image files (.nii.gz, .nrrd, .mha, .png, ...) in {in_dir}")
         # Only an nnU-Net folder (every image CASE_0000.*) loses the channel suffix; elsewhere
         # _0000 is part of the name (COVID-19-CT100: tr_im_0000.png, tr_im_0001.png, ...).
         nnunet = all(strip_suffix(p).endswith(CHANNEL_SUFFIX) for p in inputs)
@@ -386,12 +387,12 @@ def _check_outputs(inputs: Sequence[Path], outputs: Sequence[Path], *, overwrite
     sources = {p.resolve() for p in inputs}
     for src, dst in zip(inputs, outputs, strict=True):
         if dst.resolve() in sources:
-            raise ValueError(
+            raise RdclInputError(
                 f"output {dst} would overwrite the input image {dst.name}; expected an output "
                 "folder other than the input folder (or --suffix)"
             )
         if dst in seen:
-            raise ValueError(f"inputs {seen[dst].name} and {src.name} both map to output {dst}")
+            raise RdclInputError(f"inputs {seen[dst].name} and {src.name} both map to output {dst}")
         seen[dst] = src
     existing = [p for p in outputs if p.exists()]
     if existing and not overwrite:

@@ -124,7 +124,7 @@ def run_training(
     out_dir = Path(out_dir)
     run_stage1 = method.needs_pretrained and pretrained is None
     if (run_stage1 or method.needs_general_batches) and not generals:
-        raise ValueError(
+        raise ConfigError(
             f"method {method.name!r} needs non-COVID lesion data (--general) to "
             f"{'pre-train G' if run_stage1 else 'compute L_G'}, found none"
         )
@@ -230,7 +230,7 @@ def _check_inputs(cfg: Config, covid: Any, generals: Sequence[Any]) -> None:
     """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
     differs from each other's or from the network's (``covid`` may be None)."""
     from rdcl.data import DatasetError
-    from rdcl.inference.predictor import resolve_device
+    from rdcl.device import resolve_device
 
     try:
         resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
