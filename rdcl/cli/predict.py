@@ -61,7 +61,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from rdcl.data.io import is_dicom_folder, is_image_file
     from rdcl.inference import output_name
-    from rdcl.inference.conventions import check_window, published_window
+    from rdcl.inference.conventions import check_window
 
     src, dst = args.input, args.output
     require_path(src, "input")
@@ -96,8 +96,6 @@ def _run_predict(args: argparse.Namespace) -> int:
         )
         logger.info("wrote %d masks to %s", len(written), dst)
     else:
-        if window is None:
-            window = published_window(src)
         predictor.predict_file(src, dst, overwrite=args.overwrite, window=window, on_mask=on_mask)
         logger.info("wrote %s", dst)
     if quant is not None:

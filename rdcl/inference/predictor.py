@@ -260,8 +260,10 @@ class Predictor:
 
         The mask gets the input's geometry; its format follows ``out_path``'s suffix (PNG masks
         are 0/255, others 0/1). ``window`` overrides the intensity convention (see
-        :meth:`predict_probabilities`). ``on_mask(in_path, image, mask 0/1, geometry)`` is called
-        with each predicted mask (for quantification). Raises FileExistsError before any work
+        :meth:`predict_probabilities`); without it a file named as in a published layout gets its
+        own (:func:`rdcl.inference.conventions.published_window`), any other the training
+        convention, as ``rdcl predict`` does. ``on_mask(in_path, image, mask 0/1, geometry)`` is
+        called with each predicted mask (for quantification). Raises FileExistsError before any work
         when ``out_path`` exists and ``overwrite`` is False; ValueError for an unsupported suffix
         or a 3D mask to PNG.
         """
@@ -277,6 +279,8 @@ class Predictor:
         if out_path.exists() and not overwrite:
             raise FileExistsError(f"output exists (pass --overwrite to replace it): {out_path}")
         image, geometry = read_image(in_path)
+        if window is None:
+            window = published_window(in_path)
         is_png = out_path.name.lower().endswith(".png")
         if is_png and image.ndim != 2:
             raise RdclInputError(f"cannot write a {image.ndim}D mask as PNG: {out_path}")
@@ -345,10 +349,7 @@ class Predictor:
         try:
             for src, dst in bar:
                 dst = staging / dst.name  # moved to out_dir once every case succeeded
-                case_window = window if window is not None else published_window(src)
-                self.predict_file(
-                    src, dst, overwrite=overwrite, window=case_window, on_mask=on_mask
-                )
+                self.predict_file(src, dst, overwrite=overwrite, window=window, on_mask=on_mask)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             for folder in made:  # parents this call created, deepest first

@@ -216,3 +216,38 @@ def test_evaluate_table_columns_come_from_the_metrics_module():
     assert lines[3] == "DSC: mean 0.7500 +- 0.2500 (n=2)"
     assert lines[5] == "HD95_mm: mean 2.0000 +- 0.0000 (n=1, 1 infinite left out)"
     assert lines[-1].startswith("1 of 2 cases had no prediction")
+
+
+# -- intensity convention of a single file: predict_file as rdcl predict -i FILE ----------------
+
+
+class _Threshold(torch.nn.Module):
+    """Logits = normalised intensity - 0.5: with a (0, 100) training window the mask is v > 50."""
+
+    def forward(self, x):
+        return [x - 0.5]
+
+
+def test_predict_file_uses_a_published_files_own_convention(tmp_path):
+    """A coronacases_org_* volume is HU whatever the training data were: predict_file applies
+    its window as rdcl predict (and predict_folder) do; an explicit window still wins."""
+    import numpy as np
+
+    from rdcl.data.io import read_image
+
+    cfg = preset("tiny3d")
+    data = dataclasses.replace(
+        cfg.data, normalization="window", window=(0.0, 100.0), target_spacing=None
+    )
+    pred = Predictor(_Threshold(), config=cfg.replace(data=data), intensity=None, device="cpu")
+    image = np.random.default_rng(0).uniform(0, 100, size=(4, 16, 16)).astype(np.float32)
+    geom = Geometry.default(3)
+    src = tmp_path / "coronacases_org_001.nii.gz"
+    write_image(image, geom, src)
+    own = read_image(pred.predict_file(src, tmp_path / "own.nii.gz"))[0]
+    hu = pred.predict_array(image, geom, window=(-1250.0, 250.0))
+    training = pred.predict_array(image, geom)
+    np.testing.assert_array_equal(own, hu)
+    assert not np.array_equal(own, training)  # (v + 1250) / 15 > 50 for every v >= 0
+    given = pred.predict_file(src, tmp_path / "given.nii.gz", window=(0.0, 100.0))
+    np.testing.assert_array_equal(read_image(given)[0], training)
