@@ -6,11 +6,15 @@ same steps, so rows of one run compare like with like).
 
 Run: ``OMP_NUM_THREADS=1 python -m pytest bench/test_bench_loader.py --benchmark-only``
 (``patches_per_s`` (best round) and ``patches_per_s_mean`` (all rounds) are in each row's
-extra_info; results in bench/RESULTS.md). Not part of the test
-suite (``testpaths`` is ``tests``). The cached dataset (``cache``) is built in bench/conftest.py.
+extra_info, and for the in-process rows ``cpu_s_per_patch``, the process's CPU time per patch,
+which a loaded machine inflates far less than wall time; results in bench/RESULTS.md). Not part
+of the test suite (``testpaths`` is ``tests``). The cached dataset (``cache``) is built in
+bench/conftest.py.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -45,15 +49,17 @@ class _InRam:
 def _run(benchmark, dataset, workers: int, engine: str = "separable") -> None:
     sampler = PatchSampler(dataset, preset("paper3d").data, seed=0, spatial_engine=engine)
     batch = sampler.batch_size
-    state = {"start": 0}
+    state = {"start": 0, "cpu": 0.0}
 
     def draw() -> int:
         start = state["start"]
         state["start"] += STEPS
         n = 0
+        cpu = time.process_time()
         loader = make_loader(sampler, start, start + STEPS, workers, pin_memory=False)
         for b in loader:
             n += b["image"].shape[0]
+        state["cpu"] += time.process_time() - cpu
         return n
 
     n = benchmark.pedantic(draw, rounds=ROUNDS, iterations=1, warmup_rounds=0)
@@ -65,6 +71,9 @@ def _run(benchmark, dataset, workers: int, engine: str = "separable") -> None:
         workers=workers,
         engine=engine,
     )
+    if workers == 0:  # CPU time of this process: what the patches cost, whatever the load
+        cpu_per_patch = state["cpu"] / (ROUNDS * STEPS * batch)
+        benchmark.extra_info.update(cpu_s_per_patch=cpu_per_patch)
 
 
 @pytest.mark.benchmark(group="loader-paper3d")
