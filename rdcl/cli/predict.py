@@ -79,7 +79,11 @@ def _run_predict(args: argparse.Namespace) -> int:
         if dst.exists() and not args.overwrite:
             raise FileExistsError(f"output exists (pass --overwrite to replace it): {dst}")
     window = check_window(args.window) if args.window is not None else None
-    quant = _Quantifier(args, folder=folder) if args.report is not None else None
+    quant = None
+    if args.report is not None:
+        from rdcl.inference.quantifier import Quantifier
+
+        quant = Quantifier(args.report, args.lung_mask, folder=folder, overwrite=args.overwrite)
     if args.lung_mask is not None and quant is None:
         raise RdclInputError("--lung-mask needs --report QUANT.csv")
     predictor = _load_predictor(args)
@@ -128,78 +132,6 @@ def _load_predictor(args: argparse.Namespace):
         mirror=args.mirror,
         amp=args.amp,
     )
-
-
-class _Quantifier:
-    """Collects :mod:`rdcl.inference.quantify` rows from predicted masks (``on_mask``)."""
-
-    def __init__(self, args: argparse.Namespace, *, folder: bool) -> None:
-        self.path: Path = args.report
-        self.lung = args.lung_mask
-        if self.path.is_dir():
-            raise IsADirectoryError(f"--report must be a file path, found a folder: {self.path}")
-        if self.path.suffix.lower() != ".csv":
-            raise RdclInputError(f"--report expected a .csv path, found {self.path}")
-        for p in (self.path, self.path.with_suffix(".json")):
-            if p.exists() and not args.overwrite:
-                raise FileExistsError(f"report exists (pass --overwrite to replace it): {p}")
-        if self.lung not in (None, "auto"):
-            lung = Path(self.lung)
-            if not lung.exists():
-                raise FileNotFoundError(f"--lung-mask not found: {lung}")
-            if folder and not lung.is_dir():
-                raise NotADirectoryError(
-                    f"--lung-mask must be a folder (or auto) for folder input, found {lung}"
-                )
-        self.rows: list = []
-
-    def _lung_for(self, src: Path, shape: tuple[int, ...], geometry) -> tuple:
-        from rdcl.data.io import read_image
-
-        if self.lung is None:
-            return None, None
-        if self.lung == "auto":
-            return None, "auto (approximate)"
-        lung_path = Path(self.lung)
-        if lung_path.is_dir():
-            lung_path = _match_lung(lung_path, src)
-        lung, lung_geom = read_image(lung_path)
-        if lung.shape != shape:
-            raise RdclInputError(
-                f"lung mask {lung_path} has shape {lung.shape}, expected the image's {shape}"
-            )
-        if not lung_geom.matches(geometry, atol=1e-3):
-            raise RdclInputError(f"lung mask {lung_path} does not overlay {src} (geometry differs)")
-        return lung, str(lung_path)
-
-    def add(self, src: Path, image, mask, geometry) -> None:
-        from rdcl.data.io import strip_suffix
-        from rdcl.inference.quantify import auto_lung_mask, quantify
-
-        lung, source = self._lung_for(src, mask.shape, geometry)
-        if self.lung == "auto":
-            lung = auto_lung_mask(image, geometry.spacing)
-        case = strip_suffix(src)
-        self.rows.append(quantify(case, mask, geometry.spacing, lung, source))
-
-    def write(self) -> tuple[Path, Path]:
-        from rdcl.inference.quantify import write_report
-
-        return write_report(self.rows, self.path)
-
-
-def _match_lung(folder: Path, src: Path) -> Path:
-    """The lung mask in ``folder`` for input ``src``: same name, or same name without the
-    ``_0000`` channel suffix, with any image suffix."""
-    from rdcl.data.io import is_image_file, strip_suffix
-    from rdcl.inference.predictor import CHANNEL_SUFFIX
-
-    stem = strip_suffix(src)
-    stems = {stem, stem[: -len(CHANNEL_SUFFIX)] if stem.endswith(CHANNEL_SUFFIX) else stem}
-    hits = [p for p in sorted(folder.iterdir()) if is_image_file(p) and strip_suffix(p) in stems]
-    if not hits:
-        raise FileNotFoundError(f"no lung mask for {src.name} in {folder} (expected {stem}.*)")
-    return hits[0]
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
