@@ -25,7 +25,6 @@ from .launch import (
     matrix_table,
     row_blocks,
     tl_dtype,
-    unit_n,
 )
 from .reference import EPS, ROW_FLOOR, acc_dtype
 
@@ -74,16 +73,18 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
 
 @triton.jit
 def _features_grad_kernel(table_ptr, dg_ptr, C, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
-                          BLOCK_I: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr,
+                          ALIGNED: tl.constexpr, N16: tl.constexpr, BLOCK_I: tl.constexpr,
+                          BLOCK_N: tl.constexpr, ACC: tl.constexpr,
                           PRECISION: tl.constexpr):  # fmt: skip
     """Grid (row blocks, N blocks, M): dF_m = (dG_m + dG_m^T) A_m / NB_m for the table matrices.
 
     ``table_ptr``: the (M, 7) int64 matrix table with the gradient column filled;
-    ``dg_ptr``: (M, C, C) dL/dG in the accumulation dtype.
+    ``dg_ptr``: (M, C, C) dL/dG in the accumulation dtype; DTYPE, UNIT_N, ALIGNED, N16: see
+    ``jit_helpers.load_matrix``.
     """
     m = i64(tl.program_id(2))
-    x, nb, n, sb, sc, sn = load_matrix(table_ptr, m, DTYPE, UNIT_N)
-    dx = load_grad_ptr(table_ptr, m, DTYPE)
+    x, nb, n, sb, sc, sn = load_matrix(table_ptr, m, DTYPE, UNIT_N, ALIGNED, N16)
+    dx = load_grad_ptr(table_ptr, m, DTYPE, ALIGNED)
     _feature_grad_tile(x, dx, dg_ptr + m * C * C, nb, C, n, sb, sc, sn, tl.program_id(0),
                        tl.program_id(1), BLOCK_I, BLOCK_N, ACC, PRECISION)  # fmt: skip
 
@@ -109,10 +110,10 @@ def features_grad(
     block_i = gram_block(c)
     n_max = max(x.shape[2] for x in xs)
     block_n = k_block(block_i, n_max)
-    table = matrix_table(xs, per_sample, grads)
+    table, hints = matrix_table(xs, per_sample, grads)
     grid = (triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), grad_g.shape[0])
     _features_grad_kernel[grid](
-        table, grad_g.to(acc).contiguous(), c, DTYPE=tl_dtype(x0.dtype), UNIT_N=unit_n(xs),
+        table, grad_g.to(acc).contiguous(), c, DTYPE=tl_dtype(x0.dtype), **hints,
         BLOCK_I=block_i, BLOCK_N=block_n, ACC=tl_dtype(acc),
         PRECISION=dot_precision(x0.dtype, precision),
     )  # fmt: skip

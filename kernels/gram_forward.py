@@ -31,7 +31,6 @@ from .launch import (
     matrix_table,
     row_blocks,
     tl_dtype,
-    unit_n,
 )
 from .reference import EPS, ROW_FLOOR, acc_dtype
 
@@ -66,15 +65,17 @@ def _gram_partial(x_ptr, part_ptr, NB, C, N, sb, sc, sn, tile, split, SPLITS,
 
 @triton.jit
 def _gram_kernel(table_ptr, part_ptr, C, SPLITS, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
-                 BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, SINGLE: tl.constexpr,
-                 ACC: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
+                 ALIGNED: tl.constexpr, N16: tl.constexpr, BLOCK_C: tl.constexpr,
+                 BLOCK_K: tl.constexpr, SINGLE: tl.constexpr, ACC: tl.constexpr,
+                 PRECISION: tl.constexpr):  # fmt: skip
     """Grid (tiles, SPLITS, M): split-K partial Grams of the M table matrices into part.
 
     ``table_ptr``: the (M, 7) int64 matrix table (``launch.matrix_table``); ``part_ptr``: an
-    (M, SPLITS, C, C) buffer in the accumulation dtype.
+    (M, SPLITS, C, C) buffer in the accumulation dtype; DTYPE, UNIT_N, ALIGNED, N16: see
+    ``jit_helpers.load_matrix``.
     """
     m = i64(tl.program_id(2))
-    x, nb, n, sb, sc, sn = load_matrix(table_ptr, m, DTYPE, UNIT_N)
+    x, nb, n, sb, sc, sn = load_matrix(table_ptr, m, DTYPE, UNIT_N, ALIGNED, N16)
     _gram_partial(x, part_ptr + m * SPLITS * C * C, nb, C, n, sb, sc, sn, tl.program_id(0),
                   tl.program_id(1), SPLITS, BLOCK_C, BLOCK_K, SINGLE, ACC, PRECISION)  # fmt: skip
 
@@ -131,9 +132,9 @@ def gram_partials(
     tiles = triton.cdiv(c, block_c) ** 2
     splits = splits or choose_splits(c, n_max, tiles * m, x0.device, block_k)
     part = torch.empty((m, splits, c, c), device=x0.device, dtype=acc)
-    table = matrix_table(xs, per_sample)
+    table, hints = matrix_table(xs, per_sample)
     _gram_kernel[(tiles, splits, m)](
-        table, part, c, splits, DTYPE=tl_dtype(x0.dtype), UNIT_N=unit_n(xs), BLOCK_C=block_c,
+        table, part, c, splits, DTYPE=tl_dtype(x0.dtype), **hints, BLOCK_C=block_c,
         BLOCK_K=block_k, SINGLE=c <= block_c, ACC=tl_dtype(acc),
         PRECISION=dot_precision(x0.dtype, precision),
     )  # fmt: skip

@@ -45,25 +45,38 @@ def i64(x):
 
 
 @triton.jit
-def load_matrix(table_ptr, m, DTYPE: tl.constexpr, UNIT_N: tl.constexpr):
+def load_matrix(table_ptr, m, DTYPE: tl.constexpr, UNIT_N: tl.constexpr, ALIGNED: tl.constexpr,
+                N16: tl.constexpr):  # fmt: skip
     """Row ``m`` of the matrix table: (F_m pointer, NB_m, N_m, stride_b, stride_c, stride_n).
 
-    Columns as in ``launch.TABLE_COLUMNS``; ``UNIT_N``: stride_n is the literal 1 (so the
-    compiler sees contiguous loads along N and can vectorise them).
+    Columns as in ``launch.TABLE_COLUMNS``. The flags restore what Triton's argument
+    specialisation would tell the compiler about scalar arguments (values read from memory carry
+    no such facts), so that loads along N are vectorised: ``UNIT_N``, stride_n is the literal 1;
+    ``ALIGNED``, the address is 16-byte aligned and stride_b, stride_c are multiples of 16;
+    ``N16``, N_m is a multiple of 16 (``launch.table_hints`` decides all three).
     """
     row = table_ptr + i64(m) * TABLE_WIDTH
     x = tl.load(row).to(tl.pointer_type(DTYPE))
+    nb, n, sb, sc = tl.load(row + 1), tl.load(row + 2), tl.load(row + 3), tl.load(row + 4)
     if UNIT_N:
         sn = 1
     else:
         sn = tl.load(row + 5)
-    return x, tl.load(row + 1), tl.load(row + 2), tl.load(row + 3), tl.load(row + 4), sn
+    if ALIGNED:
+        x, sb, sc = tl.multiple_of(x, 16), tl.multiple_of(sb, 16), tl.multiple_of(sc, 16)
+    if N16:
+        n = tl.multiple_of(n, 16)
+    return x, nb, n, sb, sc, sn
 
 
 @triton.jit
-def load_grad_ptr(table_ptr, m, DTYPE: tl.constexpr):
-    """The gradient pointer (column ``grad``) of row ``m`` of the matrix table."""
-    return tl.load(table_ptr + i64(m) * TABLE_WIDTH + 6).to(tl.pointer_type(DTYPE))
+def load_grad_ptr(table_ptr, m, DTYPE: tl.constexpr, ALIGNED: tl.constexpr):
+    """The gradient pointer (column ``grad``) of row ``m`` of the matrix table (16-byte aligned
+    when ``ALIGNED``, as in :func:`load_matrix`)."""
+    dx = tl.load(table_ptr + i64(m) * TABLE_WIDTH + 6).to(tl.pointer_type(DTYPE))
+    if ALIGNED:
+        dx = tl.multiple_of(dx, 16)
+    return dx
 
 
 @triton.jit

@@ -16,10 +16,14 @@ int64 row of a small (M, len(TABLE_COLUMNS)) tensor on the features' device:
 The kernels read a row with :func:`rdcl.kernels.jit_helpers.load_matrix` and cast the
 addresses back to pointers (``.to(tl.pointer_type(DTYPE))``); all matrices of one launch share
 the element dtype ``DTYPE`` and the channel count C. The table holds raw addresses, so the
-tensors it describes must stay alive until the launch has run (the launchers hold them).
+tensors it describes must stay alive until the launch has run (the launchers hold them). On CUDA
+the table is one small host-to-device copy per launch, from pinned memory without a host sync;
+for the same reason a launch cannot be captured in a CUDA graph (refused with a clear error).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import triton
@@ -81,11 +85,35 @@ def _table_rows(
     ]
 
 
+class MatrixTable(NamedTuple):
+    """A launch's matrix table and the compile-time facts about it (see the module docstring)."""
+
+    table: torch.Tensor
+    """(M, len(TABLE_COLUMNS)) int64 on the features' device."""
+    hints: dict[str, bool]
+    """The ``UNIT_N``, ``ALIGNED``, ``N16`` constexprs of ``jit_helpers.load_matrix``."""
+
+
+def _hints(rows: list[tuple[int, ...]]) -> dict[str, bool]:
+    """What Triton would have specialised on, had the row values been scalar arguments: unit
+    stride over N, 16-byte aligned addresses with stride_b and stride_c multiples of 16, and N a
+    multiple of 16, each for every row (the loads are vectorised only with these facts)."""
+    named = [dict(zip(TABLE_COLUMNS, row, strict=True)) for row in rows]
+    return {
+        "UNIT_N": all(r["stride_n"] == 1 or r["n"] == 1 for r in named),
+        "ALIGNED": all(
+            r["x"] % 16 == r["grad"] % 16 == r["stride_b"] % 16 == r["stride_c"] % 16 == 0
+            for r in named
+        ),
+        "N16": all(r["n"] % 16 == 0 for r in named),
+    }
+
+
 def matrix_table(
     xs: tuple[torch.Tensor, ...],
     per_sample: bool,
     grads: tuple[torch.Tensor, ...] | None = None,
-) -> torch.Tensor:
+) -> MatrixTable:
     """The int64 matrix table (M, len(TABLE_COLUMNS)) of a Gram or feature-gradient launch.
 
     Args:
@@ -95,7 +123,12 @@ def matrix_table(
         grads: contiguous (B_t, C, N_t) gradient buffers, one per input (backward only).
 
     Returns:
-        The table on the inputs' device (copied from pinned memory without a host sync on CUDA).
+        The table on the inputs' device (copied from pinned memory without a host sync on CUDA)
+        and its hints.
+
+    Raises:
+        RuntimeError: CUDA graph capture is running (a replay would re-read a host buffer that
+            is reused after this call), or non-CPU tensors under ``TRITON_INTERPRET``.
     """
     device = xs[0].device
     if device.type != "cpu" and interpreting():
@@ -105,15 +138,17 @@ def matrix_table(
         )
     pairs = zip(xs, grads if grads is not None else (None,) * len(xs), strict=True)
     rows = [row for x, g in pairs for row in _table_rows(x, g, per_sample)]
+    hints = _hints(rows)
     table = torch.tensor(rows, dtype=torch.int64)
     if device.type == "cuda":
-        return table.pin_memory().to(device, non_blocking=True)
-    return table.to(device)
-
-
-def unit_n(xs: tuple[torch.Tensor, ...]) -> bool:
-    """True when every input is unit-stride over N (the ``UNIT_N`` kernel specialisation)."""
-    return all(x.stride(2) == 1 or x.shape[2] == 1 for x in xs)
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                "the relation kernels copy a pointer table to the device at every call and "
+                "cannot be captured in a CUDA graph; call them outside the captured region "
+                "(train.cuda_graphs keeps the losses eager)"
+            )
+        return MatrixTable(table.pin_memory().to(device, non_blocking=True), hints)
+    return MatrixTable(table.to(device), hints)
 
 
 def dot_precision(dtype: torch.dtype, precision: str | None) -> str:
@@ -154,6 +189,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "TABLE_WIDTH",
     "TL_DTYPES",
+    "MatrixTable",
     "as_bcn",
     "choose_splits",
     "dot_precision",
@@ -162,5 +198,4 @@ __all__ = [
     "matrix_table",
     "row_blocks",
     "tl_dtype",
-    "unit_n",
 ]

@@ -19,24 +19,36 @@ def test_batch_mean_table_has_one_row_per_input_with_addresses_sizes_and_strides
     a = torch.randn(2, 5, 7)
     b = torch.randn(3, 12, 5, 4).transpose(1, 2).reshape(3, 5, -1)[:, :, ::2]  # strided view
     grads = (torch.empty(2, 5, 7), torch.empty(3, 5, 24))
-    rows = _rows(launch.matrix_table((a, b), False, grads))
+    table, hints = launch.matrix_table((a, b), False, grads)
+    rows = _rows(table)
     assert rows == [
         dict(x=a.data_ptr(), batch=2, n=7, stride_b=35, stride_c=7, stride_n=1,
              grad=grads[0].data_ptr()),
         dict(x=b.data_ptr(), batch=3, n=b.shape[2], stride_b=b.stride(0), stride_c=b.stride(1),
              stride_n=b.stride(2), grad=grads[1].data_ptr()),
     ]  # fmt: skip
-    assert b.stride(2) == 2 and not launch.unit_n((a, b)) and launch.unit_n((a,))
+    assert b.stride(2) == 2 and hints == dict(UNIT_N=False, ALIGNED=False, N16=False)
+    assert launch.matrix_table((a,), False).hints["UNIT_N"]
+
+
+def test_hints_state_what_triton_would_have_specialised_on() -> None:
+    x = torch.randn(2, 16, 64)  # fresh allocations are 16-byte aligned; strides 1024, 64, 1
+    assert launch.matrix_table((x,), False).hints == dict(UNIT_N=True, ALIGNED=True, N16=True)
+    assert launch.matrix_table((x,), True).hints["ALIGNED"]  # per-sample rows: + b * 1024 * 4 B
+    assert not launch.matrix_table((x[:, :, 1:],), False).hints["ALIGNED"]  # address + 4 B
+    assert not launch.matrix_table((x[:, :, :63],), False).hints["N16"]
+    grads = (torch.empty(2, 16, 64)[:, :, 1:],)  # a misaligned gradient buffer
+    assert not launch.matrix_table((x[:, :, :63],), False, grads).hints["ALIGNED"]
 
 
 def test_per_sample_table_has_one_row_per_sample() -> None:
     x = torch.randn(4, 3, 6, dtype=torch.float64)[1:]  # storage offset: data_ptr includes it
     grad = torch.empty(3, 3, 6, dtype=torch.float64)
-    rows = _rows(launch.matrix_table((x,), True, (grad,)))
+    rows = _rows(launch.matrix_table((x,), True, (grad,)).table)
     assert [r["x"] for r in rows] == [x[i].data_ptr() for i in range(3)]
     assert [r["grad"] for r in rows] == [grad[i].data_ptr() for i in range(3)]
     assert {(r["batch"], r["n"], r["stride_b"]) for r in rows} == {(1, 6, 18)}
-    assert _rows(launch.matrix_table((x,), True))[0]["grad"] == 0  # forward: no gradient
+    assert _rows(launch.matrix_table((x,), True).table)[0]["grad"] == 0  # forward: no gradient
 
 
 def test_interpreter_refuses_non_cpu_tensors(monkeypatch) -> None:
