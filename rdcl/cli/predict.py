@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -177,15 +176,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path, flag in ((args.pred, "--pred"), (args.gt, "--gt")):
         require_path(path, flag)
         require_dir(path, flag) if path.is_dir() else require_file(path, flag)
-    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
-        raise RdclInputError(
-            f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}"
-        )
-    if args.csv is not None and args.csv.is_dir():
-        raise IsADirectoryError(f"--csv must be a file path, found a folder: {args.csv}")
-    if args.csv is not None and args.csv.exists() and not args.overwrite:
-        raise FileExistsError(f"CSV exists (pass --overwrite to replace it): {args.csv}")
-    from rdcl.inference.predictor import resolve_device
+    from rdcl.device import resolve_device
 
     device = resolve_device(args.device).type
     rows = evaluate_folders(

@@ -20,6 +20,7 @@ from rdcl.data.io import (
     read_image,
     strip_suffix,
 )
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
 from rdcl.metrics.surface import dice, surface_distances
 
@@ -200,14 +201,24 @@ def evaluate_folders(
     ``allow_missing``, which scores a missing prediction as an empty mask (``"missing": True``).
     Geometry must agree (ValueError otherwise). ``threads`` (CPU surface engine) is None (all
     cores) or >= 1. With ``csv_path`` the rows are written atomically; an existing file raises
-    FileExistsError unless ``overwrite``. Empty-mask values follow rdcl.metrics.
+    FileExistsError unless ``overwrite``, a folder IsADirectoryError, and a ``tolerance_mm`` that
+    is not a finite distance >= 0 RdclInputError, before any work. Empty-mask values follow
+    rdcl.metrics.
     ``progress=False`` hides the progress bar.
     """
     from rdcl.progress import progress_bar
 
     _check_threads(threads)
+    if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise RdclInputError(
+            f"tolerance_mm (--tolerance) must be a finite distance >= 0 mm, found {tolerance_mm}"
+        )
+    if csv_path is not None and Path(csv_path).is_dir():
+        raise IsADirectoryError(f"--csv must be a file path, found a folder: {csv_path}")
     if csv_path is not None and Path(csv_path).exists() and not overwrite:
-        raise FileExistsError(f"expected no file at {csv_path} (pass overwrite=True), found one")
+        raise FileExistsError(
+            f"CSV exists (pass --overwrite, overwrite=True, to replace it): {csv_path}"
+        )
     rows = []
     cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file), allow_missing=allow_missing)
     bar = progress_bar(cases, desc="evaluate", unit="cases", disable=not progress or len(cases) < 2)

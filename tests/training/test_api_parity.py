@@ -251,3 +251,19 @@ def test_predict_file_uses_a_published_files_own_convention(tmp_path):
     assert not np.array_equal(own, training)  # (v + 1250) / 15 > 50 for every v >= 0
     given = pred.predict_file(src, tmp_path / "given.nii.gz", window=(0.0, 100.0))
     np.testing.assert_array_equal(read_image(given)[0], training)
+
+
+def test_evaluate_folders_checks_its_arguments_before_any_work(tmp_path):
+    """The checks rdcl evaluate made on --tolerance and --csv are evaluate_folders'."""
+    from rdcl.errors import RdclInputError
+    from rdcl.metrics.evaluate import evaluate_folders
+
+    empty = tmp_path / "none"  # never read: the arguments are refused first
+    for tau in (-1.0, math.nan, math.inf):
+        with pytest.raises(RdclInputError, match="must be a finite distance >= 0 mm"):
+            evaluate_folders(empty, empty, tolerance_mm=tau)
+    with pytest.raises(IsADirectoryError, match="must be a file path, found a folder"):
+        evaluate_folders(empty, empty, csv_path=tmp_path)
+    (tmp_path / "s.csv").write_text("x")
+    with pytest.raises(FileExistsError, match="CSV exists"):
+        evaluate_folders(empty, empty, csv_path=tmp_path / "s.csv")
