@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rdcl.fsutil import write_text_atomic
+from rdcl.training.checkpoint import FINAL
 from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures
@@ -26,12 +27,12 @@ def _relation_figures(plan: StudyPlan, spec, fig_dir: Path) -> dict[str, Path]:
     if row is None or row.pretrain_group is None:
         return {}
     run = plan.run_dir("rdcl", 0)
-    pre = plan.out / "pretrain" / row.pretrain_group / "final.ckpt"
-    if not ((run / "final.ckpt").is_file() and pre.is_file()):
+    pre = plan.out / "pretrain" / row.pretrain_group / FINAL
+    if not ((run / FINAL).is_file() and pre.is_file()):
         return {}
     train_cases = select_cases(spec, plan.split.folds[0].train)
     snaps = figures.relation_snapshots(
-        run / "final.ckpt", pre, train_cases, plan.general[0], RELATION_BATCH
+        run / FINAL, pre, train_cases, plan.general[0], RELATION_BATCH
     )
     out = figures.plot_relation_snapshots(snaps, fig_dir)
     kept = sorted((run / SNAPSHOT_DIR).glob("*.ckpt"))

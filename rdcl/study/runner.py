@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
+from rdcl.training.checkpoint import FINAL, LAST
 
 from .methods import StudyRow, group_sets
 from .scoring import read_scores, score_run
@@ -163,7 +164,7 @@ def _train_command(plan: StudyPlan, out: Path, extra: Sequence[str]) -> list[str
 
 
 def _resume_flags(run: Path) -> list[str]:
-    if (run / "last.ckpt").is_file():
+    if (run / LAST).is_file():
         return ["--resume"]
     if (run / "log.jsonl").is_file():
         return ["--overwrite"]
@@ -193,7 +194,7 @@ def failure_line(output: str) -> str:
 def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
     """Stage 1 of ``group`` (``rdcl train --pretrain-only``), run once and shared by all folds."""
     run = plan.out / "pretrain" / group
-    final = run / "final.ckpt"
+    final = run / FINAL
     if final.is_file():
         return final
     extra = ["--pretrain-only", *_resume_flags(run), "--general"]
@@ -212,7 +213,7 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec) -> list[dict]:
     if scores.is_file():
         logger.info("%s fold %d: done, skipped", row.name, fold + 1)
         return read_scores(scores)
-    if not (run / "final.ckpt").is_file():
+    if not (run / FINAL).is_file():
         extra = ["--method", row.method, "--cases", str(plan.fold_dir(fold) / "train.txt")]
         if row.pretrain_group is not None:
             extra += ["--pretrained", str(pretrain_checkpoint(plan, row.pretrain_group))]
@@ -225,7 +226,7 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec) -> list[dict]:
     n_test = len(plan.split.folds[fold].test)
     logger.info("%s fold %d: scoring %d test cases", row.name, fold + 1, n_test)
     return score_run(
-        run / "final.ckpt",
+        run / FINAL,
         spec,
         plan.split.folds[fold].test,
         run / "predictions",
