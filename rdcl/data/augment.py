@@ -217,12 +217,12 @@ def transformed_crop(
     (the reference). Both are trilinear with the same boundary rule; they agree to float32
     rounding (image within 1e-5; a label voxel whose interpolated value lies within rounding of
     the 0.5 threshold may differ; ``tests/data/test_augment_separable.py``)."""
+    if engine not in SPATIAL_ENGINES:
+        raise ValueError(f"engine must be one of {SPATIAL_ENGINES}, found {engine!r}")
     if angle == 0.0 and scale == 1.0:
         return crop(image, label, start, patch, pad_mode=pad_mode)
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
-    if engine not in SPATIAL_ENGINES:
-        raise ValueError(f"engine must be one of {SPATIAL_ENGINES}, found {engine!r}")
     patch = tuple(int(p) for p in patch)
     if engine == "scipy":
         return _scipy_transformed_crop(image, label, start, patch, angle, scale, pad_mode)

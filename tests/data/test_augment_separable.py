@@ -101,3 +101,5 @@ def test_sampler_batches_agree_across_engines():
         PatchSampler(cases, cfg, seed=0, spatial_engine="gpu")
     with pytest.raises(ValueError, match="engine must be one of"):
         transformed_crop(cases[0][0], None, (0, 0, 0), (4, 4, 4), angle=0.1, engine="x")
+    with pytest.raises(ValueError, match="engine must be one of"):  # also for the identity
+        transformed_crop(cases[0][0], None, (0, 0, 0), (4, 4, 4), engine="x")
