@@ -10,7 +10,7 @@ logged value, optimiser step. Inputs are synthetic tensors already on the device
 Patch: the full 56x160x192 on a GPU, (16, 64, 32) on the CPU (the same network on a patch 53x
 smaller; its strides and instance norm allow little less) unless ``RDCL_BENCH_PATCH=z,y,x``.
 ``torch.compile`` variants run only with ``RDCL_BENCH_COMPILE=1`` (compilation takes minutes);
-``cuda_graphs`` (forward+backward replayed as CUDA graphs, ``rdcl.training.step.graph_step``)
+``cuda_graphs`` (forward+backward replayed as CUDA graphs, ``rdcl.training.graphs.graph_step``)
 and the cuDNN/TF32 switches run only on CUDA.
 Run:
 ``OMP_NUM_THREADS=2 python -m pytest bench/test_bench_step.py --benchmark-only``; each row's
@@ -29,6 +29,7 @@ import torch
 from rdcl.config import Config, preset
 from rdcl.data import PatchSampler, make_loader
 from rdcl.losses import DeepSupervisionLoss, DiceBCELoss
+from rdcl.training.graphs import graph_step
 from rdcl.training.methods import build_for_method, get_method
 from rdcl.training.schedule import clip_gradients_tensor, make_optimizer, poly_lr, set_lr
 from rdcl.training.stages import method_terms
@@ -36,7 +37,6 @@ from rdcl.training.step import (
     StepForward,
     apply_backend_switches,
     compile_step,
-    graph_step,
     memory_format,
     prepare_network,
     to_device,

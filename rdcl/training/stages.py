@@ -42,6 +42,7 @@ from .datasets import (
     resolve_target_spacing,
 )
 from .distributed import setup_distributed
+from .graphs import check_cuda_graphs, graph_step
 from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
 from .runlock import exit_on_sigterm, run_lock
@@ -49,10 +50,8 @@ from .schedule import make_optimizer
 from .step import (
     StepForward,
     apply_backend_switches,
-    check_cuda_graphs,
     compile_step,
     forward_precision,
-    graph_step,
     memory_format,
     prepare_network,
     to_device,

@@ -17,9 +17,7 @@ speed"; bench/RESULTS.md):
 - ``fused_sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update).
 - ``compile``: ``torch.compile`` of the :class:`StepForward` module (after DDP wrapping).
 - ``cuda_graphs``: the forward and backward of :class:`StepForward` captured once as CUDA graphs
-  (``torch.cuda.make_graphed_callables``, static input buffers of the step's fixed shape) and
-  replayed every step; the losses, the one host transfer of the logged terms (the divergence
-  guard) and the optimiser step stay eager. One CUDA device, one rank, not with ``compile``.
+  and replayed every step (:mod:`rdcl.training.graphs`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from rdcl.config import Config, ConfigError, TrainConfig
+from rdcl.config import TrainConfig
 
 
 class StepForward(nn.Module):
@@ -97,61 +95,6 @@ def prepare_network(net: nn.Module, cfg: TrainConfig, dim: int) -> nn.Module:
 def compile_step(module: nn.Module, cfg: TrainConfig) -> nn.Module:
     """``torch.compile(module)`` when ``cfg.compile``, else ``module``."""
     return torch.compile(module) if cfg.compile else module
-
-
-def check_cuda_graphs(cfg: TrainConfig, device: torch.device, world_size: int) -> None:
-    """Raise :class:`ConfigError` when ``cfg.cuda_graphs`` is on but cannot run: the resolved
-    ``device`` is not CUDA (``train.device auto`` on a machine without one) or the run has
-    several ranks (DDP around a captured step is not supported yet)."""
-    if not cfg.cuda_graphs:
-        return
-    if device.type != "cuda":
-        raise ConfigError(
-            f"train.cuda_graphs needs a CUDA device, found {device} (train.device "
-            f"{cfg.device!r}); turn train.cuda_graphs off on this machine"
-        )
-    if world_size > 1:
-        raise ConfigError(
-            f"train.cuda_graphs runs one rank only for now, found a world size of {world_size}; "
-            "turn train.cuda_graphs off for DDP runs"
-        )
-
-
-def static_inputs(
-    cfg: Config, batch: int, count: int, device: torch.device
-) -> tuple[torch.Tensor, ...]:
-    """``count`` zero tensors shaped like the step's network inputs, ``(batch,
-    model.in_channels, *data.patch_size)`` float32 on ``device`` in the configured memory format:
-    the sample inputs of a CUDA-graph capture (every training batch has this shape)."""
-    fmt = memory_format(cfg.train, cfg.model.dim)
-    shape = (batch, cfg.model.in_channels, *cfg.data.patch_size)
-    return tuple(
-        torch.zeros(shape, device=device).contiguous(memory_format=fmt) for _ in range(count)
-    )
-
-
-def graph_step(
-    module: nn.Module, cfg: Config, device: torch.device, *, batch: int, inputs: int
-) -> nn.Module:
-    """``module`` (a :class:`StepForward`) with its training-mode forward and backward captured
-    as CUDA graphs when ``cfg.train.cuda_graphs``, else ``module`` unchanged.
-
-    The graphs are captured for ``inputs`` network inputs (1: ``x_c``; 2: ``x_c, x_n``) of shape
-    :func:`static_inputs` with ``batch`` samples each (the per-rank batch); every step copies its
-    batch into those static buffers and replays. The capture (``torch.cuda.make_graphed_callables``:
-    a few warm-up iterations on a side stream, then one capture each of forward and backward)
-    runs under the step's autocast setting; its warm-up computes gradients with
-    ``torch.autograd.grad``, so no ``.grad`` is touched. Call it after :func:`check_cuda_graphs`
-    and before DDP wrapping. A network part that synchronises with the host cannot be captured
-    (CUDA refuses it), which is why the step keeps its one host transfer outside the module
-    (``rdcl.training.loop``).
-    """
-    if not cfg.train.cuda_graphs:
-        return module
-    sample = static_inputs(cfg, batch, inputs, device)
-    module.train()
-    with forward_precision(cfg.train, device):
-        return torch.cuda.make_graphed_callables(module, sample, allow_unused_input=True)
 
 
 @contextlib.contextmanager

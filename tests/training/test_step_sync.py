@@ -24,8 +24,10 @@ from torch.overrides import TorchFunctionMode
 
 import rdcl
 from rdcl.config import ConfigError
+from rdcl.model import build_network
 from rdcl.training import stages
-from rdcl.training.step import StepForward, check_cuda_graphs, graph_step
+from rdcl.training.graphs import GraphedStep, TensorStep, check_cuda_graphs, graph_step
+from rdcl.training.step import StepForward
 
 SYNC_OPS = frozenset(
     {
@@ -162,6 +164,32 @@ def test_cuda_graphs_config_is_refused_where_it_cannot_run(tmp_path, fake_stream
                 tiny_cfg(device="auto", cuda_graphs=True), [fake_dataset("g")], out
             )
         assert not Path(out).exists()
+
+
+@pytest.mark.parametrize(("kind", "with_xn"), [("single", False), ("dual", False), ("dual", True)])
+def test_graphed_step_keeps_the_step_structure(kind, with_xn):
+    """What is captured takes and returns tensors only (make_graphed_callables counts None as an
+    argument); GraphedStep gives back StepForward's (logits, g_c, t_c, g_n) with its Nones."""
+    torch.manual_seed(0)
+    net = build_network(tiny_cfg().model, kind=kind)
+    step = StepForward(net)
+    x_c, x_n = torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)
+    xs = (x_c, x_n) if with_xn else (x_c,)
+    want = step(*xs)
+    tensor_step = TensorStep(step)
+    flat = tensor_step(*xs)
+    assert all(isinstance(t, torch.Tensor) for t in flat)
+    assert len(flat) == len(want[0]) + sum(f is not None for f in want[1:])
+    got = GraphedStep(tensor_step, len(xs))(*xs)
+    assert len(got) == 4 and len(got[0]) == len(want[0])
+    for a, b in zip(got[0], want[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip(got[1:], want[1:], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="captured for 2 input"):
+        GraphedStep(tensor_step, 2)(x_c)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
