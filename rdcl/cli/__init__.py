@@ -2,16 +2,20 @@
 
 Each subcommand lives in a small module (``rdcl/cli/<group>.py``) that registers its parser and a
 handler; handlers import the heavy modules (torch, SimpleITK, the model) only when they run, so
-``rdcl --help`` is quick. Errors caused by the user's input (missing or corrupt files, bad
-datasets, configs or checkpoints, outputs that exist without ``--overwrite``) print one line,
-``rdcl <command>: error: <message>``, to stderr and exit with status 2; handlers validate their
-inputs before writing anything. Logging is configured here and nowhere else in rdcl.
+``rdcl --help`` is quick. Errors caused by the user's input print one line,
+``rdcl <command>: error: <message>``, to stderr and exit with status 2: the typed
+:class:`rdcl.errors.RdclInputError` family (bad datasets, images, configs, checkpoints, argument
+values, a diverged run) and :class:`OSError` (missing files, permission denied, outputs that
+exist without ``--overwrite``). Any other exception, a plain ``ValueError`` included, is a bug in
+rdcl and keeps its traceback. Handlers validate their inputs before writing anything. Logging is
+configured here and nowhere else in rdcl.
 
 Adding a command (e.g. ``export``, ``cv``): write ``rdcl/cli/<group>.py`` with a ``COMMANDS``
 tuple of :class:`~rdcl.cli.common.Command` records and list it in :data:`COMMANDS` below.
 
-Exit status: 0 success, 1 a run that failed for a reason other than the input (e.g. training
-diverged), 2 a user error, 130 interrupted.
+Exit status: 0 success, 2 a user error (one line), 1 a bug (Python's traceback) or a missing
+optional capability (an ``ImportError`` such as a metric engine built without CUDA: one line),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from rdcl import __version__
 from rdcl.cli import cv, data, demo, download, export, predict, train
 from rdcl.cli.common import Command
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger("rdcl.cli")
 
@@ -40,10 +45,11 @@ COMMANDS: tuple[Command, ...] = (
 """Subcommands in the order ``rdcl --help`` lists them."""
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # DatasetError, ImageReadError, ConfigError, CheckpointError, validation
+    RdclInputError,  # ConfigError, DatasetError, ImageReadError, CheckpointError, ... (rdcl.errors)
     OSError,  # FileExistsError, FileNotFoundError, PermissionError, symlink loops, disk full, ...
 )
-"""Exception types reported as user errors (exit 2, one line, no traceback)."""
+"""Exception types reported as user errors (exit 2, one line, no traceback). Anything else is a
+bug and keeps its traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,11 +126,10 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _run_failure(exc: BaseException) -> bool:
-    """Failures of a run that carry a clear message of their own (exit 1, one line)."""
-    mod = sys.modules.get("rdcl.training.metrics_log")
-    diverged = getattr(mod, "TrainingDivergedError", None)
-    return (diverged is not None and isinstance(exc, diverged)) or isinstance(exc, ImportError)
+def _missing_capability(exc: BaseException) -> bool:
+    """An optional capability this installation lacks (a CUDA engine, an optional package):
+    not the input's fault and not a bug, reported in one line with exit status 1."""
+    return isinstance(exc, ImportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except Exception as exc:
             user = isinstance(exc, USER_ERRORS)
-            if not (user or _run_failure(exc)):
+            if not (user or _missing_capability(exc)):
                 raise
             logger.debug("traceback of the error below", exc_info=True)
             print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)

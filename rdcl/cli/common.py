@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.errors import ConfigError
 from rdcl.fsutil import check_out_dir
 
 __all__ = [
@@ -72,7 +73,7 @@ def resolve_config(args: argparse.Namespace, *, dim: int | None) -> Config:
         cfg = preset(args.preset or ("paper2d" if dim == 2 else "paper3d"))
     cfg = cfg.override(args.overrides) if args.overrides else cfg
     if dim is not None and cfg.model.dim != dim:
-        raise ValueError(
+        raise ConfigError(
             f"the config describes a {cfg.model.dim}D network but the data is {dim}D; "
             f"choose a {dim}D config (e.g. --preset {'tiny2d' if dim == 2 else 'tiny3d'})"
         )

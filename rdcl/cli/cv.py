@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_config_arguments, require_dir
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +90,13 @@ def _run_cv(args: argparse.Namespace) -> int:
     )
 
     if (args.folds is None) != (args.train_per_fold is None):
-        raise ValueError("--folds and --train-per-fold go together; expected both or neither")
+        raise RdclInputError("--folds and --train-per-fold go together; expected both or neither")
     if args.split is not None and args.folds is not None:
-        raise ValueError("expected --split FILE or --folds K --train-per-fold N, found both")
+        raise RdclInputError("expected --split FILE or --folds K --train-per-fold N, found both")
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
-        raise ValueError(f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}")
+        raise RdclInputError(
+            f"--tolerance must be a finite distance >= 0 mm, found {args.tolerance}"
+        )
     if args.out.exists() and not args.out.is_dir():
         raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
     spec = load_dataset(require_dir(args.data, "--data folder"))
@@ -118,7 +121,9 @@ def _run_cv(args: argparse.Namespace) -> int:
     if args.fold:
         bad = [k for k in args.fold if not 1 <= k <= len(split.folds)]
         if bad:
-            raise ValueError(f"--fold {bad[0]} is outside the split's folds 1..{len(split.folds)}")
+            raise RdclInputError(
+                f"--fold {bad[0]} is outside the split's folds 1..{len(split.folds)}"
+            )
         folds = sorted({k - 1 for k in args.fold})
     plan = StudyPlan(
         data=args.data,

@@ -13,6 +13,7 @@ from rdcl.cli.common import (
     require_dir,
     resolve_config,
 )
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import check_out_dir, staged_dir
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,9 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
 
 def _run_synth(args: argparse.Namespace) -> int:
     if args.cases < 1:
-        raise ValueError(f"--cases must be >= 1, found {args.cases}")
+        raise RdclInputError(f"--cases must be >= 1, found {args.cases}")
     if args.test < 0:
-        raise ValueError(f"--test must be >= 0, found {args.test}")
+        raise RdclInputError(f"--test must be >= 0, found {args.test}")
     check_out_dir(args.out, overwrite=args.overwrite)
     from rdcl.data.synth import synthesize_dataset
 
@@ -91,7 +92,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, dim=spec.dim)
     data, out = args.data.resolve(), args.out.resolve()
     if out == data or out in data.parents:
-        raise ValueError(
+        raise RdclInputError(
             f"--out {args.out} would delete the dataset {args.data} (the cache folder replaces "
             "--out); expected a cache folder outside the dataset"
         )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ def _run_download(args: argparse.Namespace) -> int:
 
     source = get_source(args.name)
     if not source.files:
-        raise ValueError(f"{source.name} cannot be downloaded by rdcl: {source.note}")
+        raise RdclInputError(f"{source.name} cannot be downloaded by rdcl: {source.note}")
     overrides = dict(args.sha256)
     unknown = sorted(set(overrides) - {f.filename for f in source.files})
     if unknown:
-        raise ValueError(
+        raise RdclInputError(
             f"--sha256 names {unknown[0]!r}; expected one of {[f.filename for f in source.files]}"
         )
     if args.out.exists() and not args.out.is_dir():
@@ -123,7 +124,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
     src, out = args.src.resolve(), args.out.resolve()
     if out == src or out in src.parents or src in out.parents:
-        raise ValueError(f"--out {args.out} must lie outside --src {args.src}")
+        raise RdclInputError(f"--out {args.out} must lie outside --src {args.src}")
     if args.layout == "slices":
         from rdcl.data.prepare import prepare_slices
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,15 @@ def _run_export(args: argparse.Namespace) -> int:
     from rdcl.training.api import find_checkpoint
 
     if not 0.0 < args.step <= 1.0:
-        raise ValueError(f"--step must be in (0, 1], found {args.step}")
+        raise RdclInputError(f"--step must be in (0, 1], found {args.step}")
     if args.tile_batch < 1:
-        raise ValueError(f"--tile-batch must be >= 1, found {args.tile_batch}")
+        raise RdclInputError(f"--tile-batch must be >= 1, found {args.tile_batch}")
     if args.fmt == "aoti" and args.out.suffix != ".pt2":
-        raise ValueError(
+        raise RdclInputError(
             f"--format aoti writes a .pt2 package; expected --out *.pt2, found {args.out}"
         )
     if args.fmt == "torchscript" and args.out.suffix not in (".ts", ".pt"):
-        raise ValueError(f"expected --out ending in .ts (or .pt), found {args.out}")
+        raise RdclInputError(f"expected --out ending in .ts (or .pt), found {args.out}")
     if args.check_input is not None and not args.check_input.exists():
         raise FileNotFoundError(f"--check-input not found: {args.check_input}")
     device = str(resolve_device(args.device))

@@ -115,7 +115,7 @@ SOURCES: dict[str, Source] = {
 def get_source(name: str) -> Source:
     """The :class:`Source` called ``name``; ValueError naming the known ones otherwise."""
     if name not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; expected one of {sorted(SOURCES)}")
+        raise RdclInputError(f"unknown data set {name!r}; expected one of {sorted(SOURCES)}")
     return SOURCES[name]
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.errors import RdclInputError
+
 EPS = 1e-8
 
 
@@ -48,7 +50,7 @@ class IntensityStats:
                     values[k] = float(v)
         if len(values) < len(keys) or values["std"] < 0 or values["lo"] > values["hi"]:
             found = repr(d) if len(repr(d)) <= 120 else repr(d)[:117] + "..."
-            raise ValueError(
+            raise RdclInputError(
                 f"{where}: expected finite numbers mean, std >= 0, lo <= hi, found {found}"
             )
         return cls(**values)
@@ -81,7 +83,7 @@ def compute_intensity_stats(
         every.append(subsample(image))
     values = np.concatenate(fg) if any(v.size for v in fg) else np.concatenate([[], *every])
     if values.size == 0:
-        raise ValueError("cannot compute intensity statistics: no voxels were given")
+        raise RdclInputError("cannot compute intensity statistics: no voxels were given")
     lo, hi = np.percentile(values, [0.5, 99.5])
     return IntensityStats(float(values.mean()), float(values.std()), float(lo), float(hi))
 
@@ -100,16 +102,22 @@ def normalize(
     x = np.asarray(image, dtype=np.float32)
     if normalization == "ct":
         if stats is None:
-            raise ValueError("normalization 'ct' needs IntensityStats; none were given")
+            raise RdclInputError("normalization 'ct' needs IntensityStats; none were given")
         x = np.clip(x, stats.lo, stats.hi)
         return ((x - stats.mean) / max(stats.std, EPS)).astype(np.float32)
     if normalization == "window":
         if window is None:
-            raise ValueError("normalization 'window' needs a (low, high) window; none was given")
+            raise RdclInputError(
+                "normalization 'window' needs a (low, high) window; none was given"
+            )
         lo, hi = float(window[0]), float(window[1])
         if not lo < hi:
-            raise ValueError(f"window expected (low, high) with low < high, found {tuple(window)}")
+            raise RdclInputError(
+                f"window expected (low, high) with low < high, found {tuple(window)}"
+            )
         return ((np.clip(x, lo, hi) - lo) / (hi - lo)).astype(np.float32)
     if normalization == "zscore":
         return ((x - x.mean()) / max(float(x.std()), EPS)).astype(np.float32)
-    raise ValueError(f"normalization must be 'ct', 'window' or 'zscore', found {normalization!r}")
+    raise RdclInputError(
+        f"normalization must be 'ct', 'window' or 'zscore', found {normalization!r}"
+    )

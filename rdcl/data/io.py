@@ -28,7 +28,7 @@ import numpy as np
 
 from rdcl.data.lib_messages import captured_stderr
 from rdcl.data.nifti_check import NiftiCheckError, check_nifti, is_nifti_name
-from rdcl.errors import ImageReadError, ImageWriteError
+from rdcl.errors import ImageReadError, ImageWriteError, RdclInputError
 from rdcl.fsutil import atomic_write_path, make_staging_dir, move_into_place
 
 log = logging.getLogger(__name__)
@@ -387,7 +387,9 @@ def write_image(
         raise FileExistsError(f"output exists (pass overwrite=True / --overwrite): {path}")
     array = np.asarray(array)
     if array.ndim != geometry.dim:
-        raise ValueError(f"array has {array.ndim} dimensions but the geometry has {geometry.dim}")
+        raise RdclInputError(
+            f"array has {array.ndim} dimensions but the geometry has {geometry.dim}"
+        )
     if array.dtype == bool:
         array = array.astype(np.uint8)
     sitk = _sitk()

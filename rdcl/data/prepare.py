@@ -39,6 +39,7 @@ import numpy as np
 from rdcl.data import io, published
 from rdcl.data.dataset import Case, DatasetError, DatasetSpec
 from rdcl.data.layout import load_case, load_dataset
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import staged_dir
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def prepare(
 ) -> DatasetSpec:
     """Convert ``src`` (layout ``layout``) into the native layout at ``out``."""
     if layout not in PREPARERS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(PREPARERS)}")
+        raise RdclInputError(f"unknown layout {layout!r}; expected one of {sorted(PREPARERS)}")
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
@@ -311,7 +312,7 @@ def prepare_slices(
         if not cases:
             raise
     if max_per_case < 1:
-        raise ValueError(f"expected at least 1 slice per case, found {max_per_case}")
+        raise RdclInputError(f"expected at least 1 slice per case, found {max_per_case}")
     out = Path(out)
     n = 0
     with staged_dir(out, overwrite=overwrite) as tmp:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from rdcl.errors import RdclInputError
+
 
 def target_shape(
     shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float] | None
@@ -28,11 +30,11 @@ def target_shape(
         return shape
     target = tuple(float(t) for t in target_spacing)
     if not all(math.isfinite(t) and t > 0 for t in target):
-        raise ValueError(f"target spacing {target} must be positive mm")
+        raise RdclInputError(f"target spacing {target} must be positive mm")
     if len(target) == len(shape) - 1:
         target = (float(spacing[0]), *target)
     if len(target) != len(shape) or len(spacing) != len(shape):
-        raise ValueError(
+        raise RdclInputError(
             f"target spacing {tuple(target_spacing)} does not fit an image of shape {shape} "
             f"and spacing {tuple(spacing)}"
         )
@@ -60,7 +62,7 @@ def resample_label(label: np.ndarray, shape: Sequence[int], *, mode: str = "line
     if label.shape == shape:
         return (label > 0).astype(np.uint8)
     if mode not in ("linear", "nearest"):
-        raise ValueError(f"label resampling mode must be 'linear' or 'nearest', found {mode!r}")
+        raise RdclInputError(f"label resampling mode must be 'linear' or 'nearest', found {mode!r}")
     zoom = [n / o for n, o in zip(shape, label.shape, strict=True)]
     order = 1 if mode == "linear" else 0
     out = ndimage.zoom(

@@ -24,6 +24,7 @@ from rdcl.data.augment import (
     transformed_crop,
 )
 from rdcl.data.layout import DatasetError
+from rdcl.errors import RdclInputError
 
 
 class ArrayDataset(Protocol):
@@ -75,13 +76,13 @@ class PatchSampler:
         if len(dataset) == 0:
             raise DatasetError("cannot sample patches from an empty dataset")
         if pad_mode not in PAD_MODES:
-            raise ValueError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
+            raise RdclInputError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
         if spatial_engine not in SPATIAL_ENGINES:
-            raise ValueError(
+            raise RdclInputError(
                 f"spatial_engine must be one of {SPATIAL_ENGINES}, found {spatial_engine!r}"
             )
         if seed < 0:
-            raise ValueError(f"seed must be >= 0, found {seed}")
+            raise RdclInputError(f"seed must be >= 0, found {seed}")
         self.dataset = dataset
         self.patch = tuple(int(p) for p in data_cfg.patch_size)
         self.batch_size = int(data_cfg.batch_size)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.errors import DatasetError
+
 ANISOTROPY_THRESHOLD = 3.0
 """Coarsest / finest-other spacing ratio above which nnU-Net treats the data as anisotropic."""
 
@@ -42,11 +44,11 @@ def nnunet_target_spacing(
     sp = np.asarray(spacings, dtype=np.float64)
     sz = np.asarray(shapes, dtype=np.float64)
     if sp.ndim != 2 or sp.shape[0] == 0 or sz.shape != sp.shape:
-        raise ValueError(
+        raise DatasetError(
             f"expected (N, D) spacings and shapes for N >= 1 cases, found {sp.shape} and {sz.shape}"
         )
     if not np.all(np.isfinite(sp) & (sp > 0)):
-        raise ValueError("expected positive finite voxel spacings in the training set")
+        raise DatasetError("expected positive finite voxel spacings in the training set")
     target = np.percentile(sp, 50, axis=0)
     if sp.shape[1] < 2:
         return tuple(float(t) for t in target)
@@ -88,10 +90,10 @@ def dataset_target_spacing(specs: Sequence[Any], dim: int) -> tuple[float, ...]:
     """
     grids = [case_grid(c) for spec in specs for c in spec.cases]
     if not grids:
-        raise ValueError("cannot compute data.target_spacing 'auto': the datasets hold no cases")
+        raise DatasetError("cannot compute data.target_spacing 'auto': the datasets hold no cases")
     ndims = {len(s) for s, _ in grids}
     if min(ndims) < dim:
-        raise ValueError(f"a {dim}D network needs {dim}D (or 3D) data, found {min(ndims)}D cases")
+        raise DatasetError(f"a {dim}D network needs {dim}D (or 3D) data, found {min(ndims)}D cases")
     shapes = [s[-dim:] for s, _ in grids]
     spacings = [sp[-dim:] for _, sp in grids]
     if dim == 2 and max(ndims) == 3:  # slices of volumes: in-plane median only

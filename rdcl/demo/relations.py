@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rdcl.data.dataset import DatasetSpec
+from rdcl.errors import DatasetError
 from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def lesion_batch(root: Path | DatasetSpec, predictor: Predictor, n: int) -> torc
     for case in spec.cases[:n]:
         image, label, geometry = load_case(case)
         if label is None:
-            raise ValueError(f"case {case.name} of {root} has no label; expected a labelled case")
+            raise DatasetError(f"case {case.name} of {root} has no label; expected a labelled case")
         x, y, _ = preprocess_case(
             image,
             geometry,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rdcl.errors import RdclInputError
 from rdcl.export.metadata import parse_metadata
 
 
@@ -84,11 +85,11 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> tuple[
         md = runner.get_metadata()
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a loadable AOTInductor package ({first})") from None
+        raise RdclInputError(f"{path}: not a loadable AOTInductor package ({first})") from None
     meta, config = parse_metadata(str(path), md.get("rdcl_json", ""), md.get("config_json", ""))
     dev = torch.device(device)
     if dev.type != "cpu" and md.get("AOTI_DEVICE_KEY", "cpu") == "cpu":
-        raise ValueError(f"{path} was compiled for the CPU; expected --device cpu")
+        raise RdclInputError(f"{path} was compiled for the CPU; expected --device cpu")
     return runner, meta, config
 
 

@@ -73,7 +73,7 @@ def export_model(
     predictor (nothing is written then).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, found {fmt!r}")
+        raise RdclInputError(f"format must be one of {FORMATS}, found {fmt!r}")
     out = Path(out)
     if out.exists() and (out.is_dir() or not overwrite):
         what = "a folder" if out.is_dir() else "a file (pass --overwrite to replace it)"

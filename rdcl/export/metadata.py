@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from rdcl.errors import RdclInputError
+
 FORMAT = "rdcl-export/1"
 """The ``format`` tag of ``rdcl.json``."""
 
@@ -93,7 +95,7 @@ def read_torchscript_metadata(path: str) -> tuple[dict[str, Any], dict[str, Any]
         torch.jit.load(path, map_location="cpu", _extra_files=files)
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a TorchScript file ({first})") from None
+        raise RdclInputError(f"{path}: not a TorchScript file ({first})") from None
     return parse_metadata(path, files[META_FILE], files[CONFIG_FILE])
 
 
@@ -103,10 +105,10 @@ def parse_metadata(where: str, meta_text: str, config_text: str) -> tuple[dict, 
         meta = json.loads(meta_text) if meta_text else {}
         config = json.loads(config_text) if config_text else {}
     except ValueError as exc:
-        raise ValueError(f"{where}: unreadable rdcl export metadata ({exc})") from None
+        raise RdclInputError(f"{where}: unreadable rdcl export metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(
+        raise RdclInputError(
             f"{where}: expected an rdcl export ({META_FILE} with format {FORMAT!r}), "
             f"found {found!r}"
         )

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdcl.errors import RdclInputError
+
 NORMALIZATIONS = ("ct", "window", "zscore")
 """Normalisation schemes the module implements (those of :mod:`rdcl.data.intensity`)."""
 
@@ -83,19 +85,19 @@ class PredictorModule(nn.Module):
     ) -> None:
         super().__init__()
         if dim not in (2, 3) or len(patch) != dim:
-            raise ValueError(
+            raise RdclInputError(
                 f"expected dim 2 or 3 and a patch of dim entries, found {dim}, {patch}"
             )
         if normalization not in NORMALIZATIONS:
-            raise ValueError(
+            raise RdclInputError(
                 f"normalization must be one of {NORMALIZATIONS}, found {normalization}"
             )
         if normalization == "ct" and stats is None:
-            raise ValueError("normalization 'ct' needs intensity statistics; none were given")
+            raise RdclInputError("normalization 'ct' needs intensity statistics; none were given")
         if target_spacing is not None and len(target_spacing) != dim:
-            raise ValueError(f"target spacing {target_spacing} must have {dim} entries")
+            raise RdclInputError(f"target spacing {target_spacing} must have {dim} entries")
         if not 0.0 < step <= 1.0 or tile_batch < 1:
-            raise ValueError(
+            raise RdclInputError(
                 f"expected step in (0, 1] and tile_batch >= 1, found {step}, {tile_batch}"
             )
         self.network = network

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from rdcl.errors import RdclInputError
 from rdcl.export.metadata import extra_files, training_spacing
 from rdcl.export.module import PredictorModule, stats_tuple
 from rdcl.inference.sliding_window import gaussian_importance_map
@@ -22,7 +23,7 @@ def trace_network(predictor: Any) -> torch.jit.ScriptModule:
     """``torch.jit.trace`` of the predictor's network on a zero batch (tile_batch, C, *patch)."""
     cfg = predictor.config
     if cfg.model.in_channels != 1:
-        raise ValueError(
+        raise RdclInputError(
             f"export supports single-channel networks, found in_channels={cfg.model.in_channels}"
         )
     net = predictor.network.eval()

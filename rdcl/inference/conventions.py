@@ -19,6 +19,7 @@ import numpy as np
 
 from rdcl.data.io import strip_suffix
 from rdcl.data.published import CORONACASES_WINDOW, RADIOPAEDIA_WINDOW
+from rdcl.errors import RdclInputError
 
 _CONVENTIONS: tuple[tuple[re.Pattern[str], tuple[float, float]], ...] = (
     (re.compile(r"coronacases_(org_)?\d+(_0000)?"), CORONACASES_WINDOW),
@@ -31,7 +32,7 @@ def check_window(window: tuple[float, float] | list[float]) -> tuple[float, floa
     """``(low, high)`` as floats; ValueError unless two finite values with low < high."""
     values = tuple(float(v) for v in window)
     if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] >= values[1]:
-        raise ValueError(f"window expected (low, high) with finite low < high, found {window}")
+        raise RdclInputError(f"window expected (low, high) with finite low < high, found {window}")
     return values[0], values[1]
 
 

@@ -17,6 +17,7 @@ from rdcl.config import Config
 from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
 from rdcl.device import resolve_device
+from rdcl.errors import RdclInputError
 from rdcl.inference.predictor import Predictor
 
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt")
@@ -45,7 +46,7 @@ class ScriptedPredictor(Predictor):
             module = torch.jit.load(str(path), map_location=dev, _extra_files=files)
         except (RuntimeError, ValueError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{path}: not a TorchScript file ({first})") from None
+            raise RdclInputError(f"{path}: not a TorchScript file ({first})") from None
         meta, config = parse_metadata(str(path), files[META_FILE], files[CONFIG_FILE])
         self.meta = meta
         self.path = Path(path)
@@ -107,4 +108,4 @@ def load_exported(path: str | Path, *, device: str | torch.device = "auto") -> P
         return ScriptedPredictor(path, device=device)
     if suffix in AOTI_SUFFIXES:
         return aoti_predictor(path, device=device)
-    raise ValueError(f"expected an exported .ts or .pt2 file, found {path}")
+    raise RdclInputError(f"expected an exported .ts or .pt2 file, found {path}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
 
 AUTO_LUNG_HU = -400.0
@@ -122,13 +123,13 @@ def quantify(
     ``lung`` 0/1 of the same shape (``lung_source`` names it in the report)."""
     m = np.asarray(mask) > 0
     if len(spacing) != m.ndim:
-        raise ValueError(f"spacing {tuple(spacing)} does not fit a {m.ndim}D mask")
+        raise RdclInputError(f"spacing {tuple(spacing)} does not fit a {m.ndim}D mask")
     vml = voxel_ml(spacing)
     lung_ml = percent = None
     if lung is not None:
         lung_b = np.asarray(lung) > 0
         if lung_b.shape != m.shape:
-            raise ValueError(
+            raise RdclInputError(
                 f"{case}: lung mask shape {lung_b.shape} differs from the image's {m.shape}"
             )
         n_lung = int(lung_b.sum())

@@ -18,6 +18,8 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from rdcl.errors import RdclInputError
+
 NetFn = Callable[[torch.Tensor], "torch.Tensor | Sequence[torch.Tensor]"]
 
 GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
@@ -52,15 +54,17 @@ def compute_steps(
         ValueError: on mismatched lengths, a patch larger than the image, or a bad step.
     """
     if len(image_size) != len(patch):
-        raise ValueError(
+        raise RdclInputError(
             f"image size {tuple(image_size)} and patch {tuple(patch)} need the same number of axes"
         )
     if not 0.0 < step_fraction <= 1.0:
-        raise ValueError(f"step_fraction must be in (0, 1], found {step_fraction}")
+        raise RdclInputError(f"step_fraction must be in (0, 1], found {step_fraction}")
     steps = []
     for n, p in zip(image_size, patch, strict=True):
         if p < 1 or n < p:
-            raise ValueError(f"patch {tuple(patch)} must fit inside the image {tuple(image_size)}")
+            raise RdclInputError(
+                f"patch {tuple(patch)} must fit inside the image {tuple(image_size)}"
+            )
         num = math.ceil((n - p) / (step_fraction * p)) + 1
         if num == 1:
             steps.append([0])
@@ -151,17 +155,17 @@ def sliding_window(
     """
     dim = len(patch)
     if image.ndim != dim + 1:
-        raise ValueError(
+        raise RdclInputError(
             f"expected an image (C, *spatial) with {dim} spatial axes for patch {tuple(patch)}, "
             f"found shape {tuple(image.shape)}"
         )
     if tile_batch < 1:
-        raise ValueError(f"tile_batch must be >= 1, found {tile_batch}")
+        raise RdclInputError(f"tile_batch must be >= 1, found {tile_batch}")
     mirror_axes = tuple(mirror_axes or ())
     if any(not 0 <= a < dim for a in mirror_axes):
-        raise ValueError(f"mirror_axes must be in [0, {dim}), found {mirror_axes}")
+        raise RdclInputError(f"mirror_axes must be in [0, {dim}), found {mirror_axes}")
     if amp is not None and amp not in _AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'fp16' or 'bf16', found {amp!r}")
+        raise RdclInputError(f"amp must be None, 'fp16' or 'bf16', found {amp!r}")
     device = torch.device(device) if device is not None else image.device
     patch = tuple(int(p) for p in patch)
     spatial = tuple(image.shape[1:])

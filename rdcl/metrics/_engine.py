@@ -17,6 +17,8 @@ import warnings
 from types import ModuleType
 from typing import Any
 
+from rdcl.errors import RdclInputError
+
 REQUIRE_ENV = "RDCL_REQUIRE_ENGINE"
 
 _BUILD_HINT = (
@@ -85,7 +87,7 @@ def engine(device: str = "cpu") -> str:
     if kind == "cpu":
         return "cpp" if _ext is not None else "numpy-reference"
     if kind != "cuda":
-        raise ValueError(f"expected device 'cpu' or 'cuda', found {device!r}")
+        raise RdclInputError(f"expected device 'cpu' or 'cuda', found {device!r}")
     try:
         require_cuda()
     except ImportError:

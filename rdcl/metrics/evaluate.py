@@ -103,7 +103,7 @@ def match_cases(
         found = _candidates(g, preds, aliases)
         if len(found) > 1:
             names = ", ".join(p.name for p in found[:4])
-            raise ValueError(
+            raise RdclInputError(
                 f"case {case}: expected one prediction in {pred}, found {len(found)} ({names}); "
                 "remove all but one"
             )
@@ -112,20 +112,20 @@ def match_cases(
             matched.append((case, None, g))
             continue
         if found[0] in used:
-            raise ValueError(
+            raise RdclInputError(
                 f"prediction {found[0].name} matches both labels {used[found[0]]} and {case}; "
                 "expected one prediction per label"
             )
         used[found[0]] = case
         matched.append((case, found[0], g))
     if not used:
-        raise ValueError(
+        raise RdclInputError(
             f"expected prediction and label files with matching case names, found none "
             f"({len(preds)} in {pred}, {len(gts)} in {gt})"
         )
     if missing and not allow_missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
-        raise ValueError(
+        raise RdclInputError(
             f"expected a prediction for every label, found none for {len(missing)} of "
             f"{len(gts)} cases ({shown}) in {pred}; pass --allow-missing (allow_missing=True) "
             "to score them as empty masks"
@@ -150,7 +150,7 @@ def evaluate_case(
     gt, gg = read_image(gt_file)
     pred, pg = (np.zeros_like(gt), gg) if pred_file is None else read_image(pred_file)
     if pred.shape != gt.shape or not pg.matches(gg, atol=GEOMETRY_ATOL):
-        raise ValueError(
+        raise RdclInputError(
             f"expected {pred_file.name} to have the geometry of {gt_file.name}: shape "
             f"{gt.shape}, spacing {gg.spacing}, origin {gg.origin}; found shape {pred.shape}, "
             f"spacing {pg.spacing}, origin {pg.origin}"
@@ -167,9 +167,9 @@ def evaluate_case(
 
 def _check_threads(threads: int | None) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
-        raise ValueError(f"threads must be an integer >= 1 or None, found {threads!r}")
+        raise RdclInputError(f"threads must be an integer >= 1 or None, found {threads!r}")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1 (or None for all cores), found {threads}")
+        raise RdclInputError(f"threads must be >= 1 (or None for all cores), found {threads}")
 
 
 def _write_csv(rows: Sequence[dict], path: Path) -> None:

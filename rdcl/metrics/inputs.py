@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.errors import RdclInputError
+
 
 def is_torch(x: Any) -> bool:
     """True for a torch.Tensor (without importing torch when it is not loaded)."""
@@ -21,11 +23,11 @@ def is_cuda(x: Any) -> bool:
 
 def _binary_numpy(x: np.ndarray, label: int | None, name: str) -> np.ndarray:
     if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.number)):
-        raise ValueError(
+        raise RdclInputError(
             f"expected {name} to be a bool, integer or float mask, found dtype {x.dtype}"
         )
     if np.issubdtype(x.dtype, np.complexfloating):
-        raise ValueError(f"expected {name} to be a real-valued mask, found dtype {x.dtype}")
+        raise RdclInputError(f"expected {name} to be a real-valued mask, found dtype {x.dtype}")
     if label is not None:
         return np.asarray(x == label)
     if x.dtype == np.bool_:
@@ -35,7 +37,7 @@ def _binary_numpy(x: np.ndarray, label: int | None, name: str) -> np.ndarray:
     else:
         bad = bool(((x != 0) & (x != 1)).any())
     if bad:
-        raise ValueError(
+        raise RdclInputError(
             f"expected {name} to be a binary mask (bool or 0/1) or a label map with label=, "
             f"found values outside {{0, 1}} (dtype {x.dtype})"
         )
@@ -52,7 +54,9 @@ def _cpu_tensor_to_numpy(x: Any) -> np.ndarray:
 
         if x.is_floating_point():
             return x.to(torch.float32).numpy()
-        raise ValueError(f"expected a bool, integer or float mask, found dtype {x.dtype}") from None
+        raise RdclInputError(
+            f"expected a bool, integer or float mask, found dtype {x.dtype}"
+        ) from None
 
 
 def as_mask(x: Any, *, label: int | None = None, name: str = "mask") -> Any:
@@ -65,14 +69,14 @@ def as_mask(x: Any, *, label: int | None = None, name: str = "mask") -> Any:
     if is_torch(x):
         if x.device.type == "cuda":
             if x.is_complex():
-                raise ValueError(f"expected {name} to be a real-valued mask, found {x.dtype}")
+                raise RdclInputError(f"expected {name} to be a real-valued mask, found {x.dtype}")
             if label is not None:
                 out = x == label
             elif x.dtype == _torch_bool(x):
                 out = x
             else:
                 if bool(((x != 0) & (x != 1)).any()):
-                    raise ValueError(
+                    raise RdclInputError(
                         f"expected {name} to be a binary mask (bool or 0/1) or a label map with "
                         f"label=, found values outside {{0, 1}} (dtype {x.dtype})"
                     )
@@ -93,13 +97,13 @@ def _torch_bool(x: Any) -> Any:
 
 def _check_dims(ndim: int, name: str) -> None:
     if ndim not in (2, 3):
-        raise ValueError(f"expected {name} to be 2D (y, x) or 3D (z, y, x), found {ndim}D")
+        raise RdclInputError(f"expected {name} to be 2D (y, x) or 3D (z, y, x), found {ndim}D")
 
 
 def check_pair(pred: Any, gt: Any) -> None:
     """Raises ValueError when the two masks differ in shape."""
     if tuple(pred.shape) != tuple(gt.shape):
-        raise ValueError(
+        raise RdclInputError(
             f"expected pred and gt of the same shape, found {tuple(pred.shape)} and "
             f"{tuple(gt.shape)}"
         )
@@ -113,19 +117,19 @@ def as_spacing(spacing: Sequence[float] | float | Any, ndim: int) -> tuple[float
     otherwise.
     """
     if isinstance(spacing, str | bytes):
-        raise ValueError(f"expected spacing as numbers in mm, found {spacing!r}")
+        raise RdclInputError(f"expected spacing as numbers in mm, found {spacing!r}")
     try:
         if is_torch(spacing):
             spacing = spacing.detach().cpu().double().numpy()
         arr = np.asarray(spacing, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"expected spacing as numbers in mm, found {spacing!r}") from None
+        raise RdclInputError(f"expected spacing as numbers in mm, found {spacing!r}") from None
     if arr.ndim == 0:
         arr = np.full(ndim, float(arr))
     if arr.ndim != 1 or arr.size != ndim:
         found = arr.size if arr.ndim == 1 else f"shape {arr.shape}"
-        raise ValueError(f"expected {ndim} spacing values (array axis order), found {found}")
+        raise RdclInputError(f"expected {ndim} spacing values (array axis order), found {found}")
     sp = tuple(float(s) for s in arr)
     if not all(math.isfinite(s) and s > 0 for s in sp):
-        raise ValueError(f"expected finite positive spacing in mm, found {sp}")
+        raise RdclInputError(f"expected finite positive spacing in mm, found {sp}")
     return sp

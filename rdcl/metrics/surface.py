@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.errors import RdclInputError
 from rdcl.metrics import _engine
 from rdcl.metrics.inputs import as_mask, as_spacing, check_pair, is_cuda, is_torch
 from rdcl.metrics.reference import surface_distances_reference
@@ -84,7 +85,7 @@ class SurfaceDistances:
         mask -> inf.
         """
         if not 0 <= percentile <= 100:
-            raise ValueError(f"expected a percentile in [0, 100], found {percentile}")
+            raise RdclInputError(f"expected a percentile in [0, 100], found {percentile}")
         if self.gt_empty or self.pred_empty:
             return float("inf")
         if pooled:
@@ -129,7 +130,7 @@ def _resolve_device(pred: Any, gt: Any, device: Any) -> str:
     name = str(device)
     kind, sep, index = name.partition(":")
     if kind not in ("cpu", "cuda") or (sep and not (kind == "cuda" and index.isdigit())):
-        raise ValueError(f"expected device 'cpu', 'cuda', 'cuda:N' or None, found {device!r}")
+        raise RdclInputError(f"expected device 'cpu', 'cuda', 'cuda:N' or None, found {device!r}")
     return name
 
 
@@ -153,11 +154,11 @@ def surface_distances(
     device that cannot run (no CUDA build, a CPU-only torch, no GPU; the message says which).
     """
     if boundary not in _BOUNDARIES:
-        raise ValueError(f"expected boundary in {_BOUNDARIES}, found {boundary!r}")
+        raise RdclInputError(f"expected boundary in {_BOUNDARIES}, found {boundary!r}")
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
     ):
-        raise ValueError(f"expected threads to be None or an integer >= 1, found {threads!r}")
+        raise RdclInputError(f"expected threads to be None or an integer >= 1, found {threads!r}")
     dev = _resolve_device(pred, gt, device)
     p = as_mask(pred, label=label, name="pred")
     g = as_mask(gt, label=label, name="gt")

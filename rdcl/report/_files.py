@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import atomic_write
 
 PNG_METADATA = {"Software": None}
@@ -19,7 +20,7 @@ def save_figure_atomic(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"figures are written as PNG; expected a .png path, found {path}")
+        raise RdclInputError(f"figures are written as PNG; expected a .png path, found {path}")
     return atomic_write(
         path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, metadata=PNG_METADATA)
     )

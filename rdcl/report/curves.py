@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from rdcl.errors import RdclInputError
 from rdcl.logfile import read_log
 
 from ._files import save_figure_atomic
@@ -60,7 +61,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over up to ``window`` points (shorter at the start); same length as input."""
     values = np.asarray(values, dtype=np.float64)
     if window < 1:
-        raise ValueError(f"window must be >= 1, found {window}")
+        raise RdclInputError(f"window must be >= 1, found {window}")
     csum = np.concatenate([[0.0], np.cumsum(values)])
     idx = np.arange(1, len(values) + 1)
     start = np.maximum(idx - window, 0)
@@ -82,7 +83,7 @@ def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path
     Returns ``path``.
     """
     if not log_jsonl_paths:
-        raise ValueError("expected at least one training log, found none")
+        raise RdclInputError("expected at least one training log, found none")
     runs: dict[str, list[dict[str, Any]]] = {}
     for label, log in log_jsonl_paths.items():
         records = read_log(log)

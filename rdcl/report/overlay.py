@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from rdcl.errors import RdclInputError
+
 from ._files import save_figure_atomic
 
 # RGBA fills: both (true positive), ground truth only (missed), prediction only (false positive).
@@ -24,7 +26,7 @@ def lesion_slice(gt: np.ndarray, pred: np.ndarray | None = None) -> int:
     """
     gt = np.asarray(gt)
     if gt.ndim != 3:
-        raise ValueError(f"expected a (z, y, x) mask, found shape {gt.shape}")
+        raise RdclInputError(f"expected a (z, y, x) mask, found shape {gt.shape}")
     for mask in (gt, pred):
         if mask is None:
             continue
@@ -78,7 +80,7 @@ def plot_overlays(
     """
     image, gt, pred = np.asarray(image), np.asarray(gt) != 0, np.asarray(pred) != 0
     if image.ndim not in (2, 3) or gt.shape != image.shape or pred.shape != image.shape:
-        raise ValueError(
+        raise RdclInputError(
             f"expected image, gt and pred of one 2D/3D shape, found {image.shape}, {gt.shape}, "
             f"{pred.shape}"
         )

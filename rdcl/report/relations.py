@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from rdcl.errors import RdclInputError
+
 from ._files import save_figure_atomic
 
 RG_NONCOVID = "R_G(X_n)"
@@ -18,12 +20,12 @@ RT_COVID = "R_T(X_c)"
 
 def _as_matrices(matrices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if len(matrices) < 1:
-        raise ValueError("expected at least one relation matrix, found none")
+        raise RdclInputError("expected at least one relation matrix, found none")
     out = {k: np.asarray(v, dtype=np.float64) for k, v in matrices.items()}
     shapes = {v.shape for v in out.values()}
     first = next(iter(out.values())).shape
     if len(shapes) != 1 or len(first) != 2 or first[0] != first[1]:
-        raise ValueError(
+        raise RdclInputError(
             f"expected square (C, C) relation matrices of one shape, found "
             f"{ {k: v.shape for k, v in out.items()} }"
         )
@@ -96,7 +98,7 @@ def plot_relation_evolution(
     steps, so a change of colour between rows is a change of the matrix. Returns ``path``.
     """
     if not series:
-        raise ValueError("expected relation matrices of at least one step, found none")
+        raise RdclInputError("expected relation matrices of at least one step, found none")
     steps = sorted(series)
     mats = {s: _as_matrices(series[s]) for s in steps}
     diffs = {s: relation_differences(mats[s]) for s in steps}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
 
 METRICS: tuple[tuple[str, str], ...] = (("dsc", "DSC"), ("nsd", "NSD@3mm"))
@@ -103,10 +104,10 @@ def write_summary(
     """
     out_dir = Path(out_dir)
     if not scores:
-        raise ValueError("expected scores for at least one method, found none")
+        raise RdclInputError("expected scores for at least one method, found none")
     for method, records in scores.items():
         if any("case" not in r for r in records):
-            raise ValueError(f"every score record of {method!r} needs a 'case' key")
+            raise RdclInputError(f"every score record of {method!r} needs a 'case' key")
     lines = [f"# {title}", ""]
     for note in notes:
         lines += [note, ""]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from rdcl.errors import RdclInputError
 from rdcl.report import (
     plot_loss_curves,
     plot_overlays,
@@ -31,7 +32,7 @@ def plot_boxplots(rows: Sequence[Mapping], path: str | Path, *, tolerance_mm: fl
     """
     methods = list(dict.fromkeys(str(r["method"]) for r in rows))
     if not methods:
-        raise ValueError("expected per-case scores of at least one method, found none")
+        raise RdclInputError("expected per-case scores of at least one method, found none")
     fig = Figure(figsize=(max(6.0, 1.1 * len(methods) + 3.0), 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, key, title in zip(

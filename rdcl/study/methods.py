@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rdcl.errors import RdclInputError
+
 ALL_GROUP = "all"
 """Name of the stage-1 run on every non-COVID set."""
 
@@ -48,7 +50,7 @@ def study_rows(general: Sequence[Path], wanted: Sequence[str] | None = None) -> 
     """
     groups = [set_name(g) for g in general]
     if len(set(groups)) != len(groups):
-        raise ValueError(f"--general sets need distinct folder names, found {groups}")
+        raise RdclInputError(f"--general sets need distinct folder names, found {groups}")
     rows = [StudyRow("baseline", "baseline", None)]
     if general:
         rows += [StudyRow(f"pretrain_{g}", "pretrain", g) for g in groups]
@@ -67,7 +69,7 @@ def study_rows(general: Sequence[Path], wanted: Sequence[str] | None = None) -> 
             chosen.append(w)
         else:
             need = " (needs --general sets)" if not general and w != "baseline" else ""
-            raise ValueError(
+            raise RdclInputError(
                 f"unknown method {w!r}{need}; expected one of {[*by_name, 'pretrain']}"
             )
     keep = set(chosen)

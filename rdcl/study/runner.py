@@ -113,7 +113,7 @@ def resolve_split(
     elif saved.is_file():
         split = read_split(saved)
     else:
-        raise ValueError(
+        raise RdclInputError(
             "expected --split FILE or --folds K --train-per-fold N (no split.json in --out yet)"
         )
     check_split(split, data_names, str(split_file or saved))

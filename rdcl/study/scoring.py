@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from rdcl.errors import DatasetError
 from rdcl.fsutil import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def score_run(
     for case in select_cases(spec, test_names).cases:
         image, label, geometry = load_case(case)
         if label is None:
-            raise ValueError(f"test case {case.name} has no label; expected a labelled case")
+            raise DatasetError(f"test case {case.name} has no label; expected a labelled case")
         predictor.window = case.window if case.window is not None else trained_window
         mask = predictor.predict_array(image, geometry)
         write_image(mask, geometry, pred_dir / f"{case.name}.nii.gz", overwrite=True)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rdcl.errors import RdclInputError
+
 EXACT_MAX_N = 50
 """Largest number of non-zero differences for which the exact distribution is used (scipy's)."""
 
@@ -137,7 +139,7 @@ def paired_comparison(
     a = np.asarray(method, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(
+        raise RdclInputError(
             f"expected two equally long 1D score lists, found shapes {a.shape} and {b.shape}"
         )
     keep = np.isfinite(a) & np.isfinite(b)

@@ -41,6 +41,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from rdcl.errors import ConfigError, RdclInputError
+
 T = TypeVar("T")
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -137,7 +139,7 @@ def per_rank_batch(global_batch: int, world_size: int) -> int:
         ValueError: ``global_batch`` is not a multiple of ``world_size``.
     """
     if global_batch % world_size:
-        raise ValueError(
+        raise ConfigError(
             f"data.batch_size is the global batch and must be a multiple of the number of ranks: "
             f"expected a multiple of {world_size}, found {global_batch} (set "
             f"data.batch_size={max(1, global_batch // world_size) * world_size} or change "
@@ -173,7 +175,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, found {raw!r}") from exc
+        raise RdclInputError(
+            f"environment variable {name} must be an integer, found {raw!r}"
+        ) from exc
 
 
 def env_rank() -> int:
@@ -194,13 +198,13 @@ def _device_for_rank(device_name: str, local_rank: int, world_size: int) -> torc
     if device.type != "cuda" or world_size == 1:
         return device
     if device.index is not None:
-        raise ValueError(
+        raise ConfigError(
             f"under torchrun each rank trains on cuda:LOCAL_RANK; expected train.device 'cuda' or "
             f"'auto', found {device_name!r}"
         )
     count = torch.cuda.device_count()
     if local_rank >= count:
-        raise ValueError(
+        raise ConfigError(
             f"rank with LOCAL_RANK={local_rank} needs cuda:{local_rank}, but this machine has "
             f"{count} GPU(s); use --nproc-per-node <= {count}"
         )
@@ -232,7 +236,7 @@ def setup_distributed(
         return DistContext(), resolve_device(device_name)
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
-        raise ValueError(
+        raise RdclInputError(
             f"WORLD_SIZE > 1 but the launcher set no {missing}; start distributed runs with "
             "torchrun --nproc-per-node N -m rdcl train ..."
         )

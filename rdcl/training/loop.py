@@ -26,6 +26,7 @@ from torch import nn
 
 from rdcl.config import Config
 from rdcl.device import resolve_device as resolve_device  # exported by rdcl.training
+from rdcl.errors import ConfigError, DatasetError
 from rdcl.fsutil import write_text_atomic
 from rdcl.progress import progress_bar
 
@@ -166,7 +167,7 @@ def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         and f"{section}.{key}" not in RESUME_FREE_KEYS
     ]
     if diff:
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {path}: the config differs from the checkpoint's in {diff}; "
             "resume with the same config or start a new run"
         )
@@ -180,7 +181,7 @@ def _check_same_data(ckpt: dict[str, Any], stage: Stage, path: Path) -> None:
         return
     diff = data_differences(saved, current)
     if diff:
-        raise ValueError(
+        raise DatasetError(
             f"cannot resume {path}: the data differ from the run's: {'; '.join(diff)}; resume "
             "with the run's data (--data/--general) or start a new run"
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from rdcl.config import METHODS
+from rdcl.errors import ConfigError
 from rdcl.model import build_network, freeze_general, load_general_encoder
 
 
@@ -71,7 +72,7 @@ _METHODS = {
 def get_method(name: str) -> Method:
     """The :class:`Method` called ``name``; raises ``ValueError`` for an unknown name."""
     if name not in _METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
+        raise ConfigError(f"unknown method {name!r}; expected one of {METHODS}")
     return _METHODS[name]
 
 
@@ -89,7 +90,7 @@ def initialise(net: nn.Module, method: Method, pretrained_state: dict | None) ->
         RuntimeError: the stage-1 weights do not fit the architecture.
     """
     if method.needs_pretrained and pretrained_state is None:
-        raise ValueError(
+        raise ConfigError(
             f"method {method.name!r} needs a network pre-trained on non-COVID lesions (stage 1); "
             "pass general datasets or a pretrained checkpoint"
         )

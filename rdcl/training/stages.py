@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from rdcl.config import Config, TrainConfig
+from rdcl.errors import ConfigError, DatasetError
 from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consistency
 from rdcl.model import build_network
 
@@ -96,9 +97,9 @@ def pretrain_general(
         RunExistsError, TrainingDivergedError, ValueError (no datasets or zero steps).
     """
     if not general_datasets:
-        raise ValueError("stage 1 needs at least one non-COVID dataset, found none")
+        raise DatasetError("stage 1 needs at least one non-COVID dataset, found none")
     if cfg.train.pretrain_steps < 1:
-        raise ValueError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
+        raise ConfigError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
     cfg = resolve_target_spacing(cfg, general_datasets)
     ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
@@ -260,13 +261,13 @@ def train(
     """
     method = get_method(cfg.train.method)
     if cfg.train.steps < 1:
-        raise ValueError(f"train.steps must be >= 1, found {cfg.train.steps}")
+        raise ConfigError(f"train.steps must be >= 1, found {cfg.train.steps}")
     cfg = resolve_target_spacing(cfg, covid)
     generals = as_list(general)
     if method.needs_general_batches and not generals:
-        raise ValueError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
+        raise DatasetError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
     if method.needs_pretrained and pretrained is None:
-        raise ValueError(
+        raise ConfigError(
             f"method {method.name!r} needs a stage-1 network pre-trained on non-COVID lesions; "
             "pass pretrained=<stage-1 final.ckpt>"
         )

@@ -12,6 +12,7 @@ import numpy as np
 from rdcl.data.io import Geometry, channel_file_name, write_image
 from rdcl.data.synth.memory import SynthMemoryError, check_memory, estimate_bytes
 from rdcl.data.synth.phantom import KINDS, default_spacing, synthesize_phantom
+from rdcl.errors import RdclInputError
 from rdcl.fsutil import staged_dir
 
 logger = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ def case_geometry(shape: tuple[int, ...], spacing: tuple[float, ...]) -> Geometr
 
 def _resolve(dim, shape, spacing) -> tuple[tuple[int, ...], tuple[float, ...]]:
     if dim not in (2, 3):
-        raise ValueError(f"dim must be 2 or 3, found {dim!r}")
+        raise RdclInputError(f"dim must be 2 or 3, found {dim!r}")
     shape = tuple(int(n) for n in (shape if shape is not None else _DEFAULT_SHAPE[dim]))
     if len(shape) != dim:
-        raise ValueError(f"shape must have {dim} entries for dim={dim}, found {shape}")
+        raise RdclInputError(f"shape must have {dim} entries for dim={dim}, found {shape}")
     spacing = tuple(float(s) for s in (spacing if spacing is not None else default_spacing(shape)))
     if len(spacing) != dim:
-        raise ValueError(f"spacing must have {dim} entries for dim={dim}, found {spacing}")
+        raise RdclInputError(f"spacing must have {dim} entries for dim={dim}, found {spacing}")
     return shape, spacing
 
 
@@ -70,11 +71,11 @@ def synthesize_dataset(
     than is available (:func:`~rdcl.data.synth.memory.estimate_bytes`).
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, found {kind!r}")
+        raise RdclInputError(f"kind must be one of {KINDS}, found {kind!r}")
     if int(n_cases) < 1 or int(n_test) < 0:
-        raise ValueError(f"need n_cases >= 1 and n_test >= 0, found {n_cases} and {n_test}")
+        raise RdclInputError(f"need n_cases >= 1 and n_test >= 0, found {n_cases} and {n_test}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, found {seed!r}")
+        raise RdclInputError(f"seed must be an integer >= 0, found {seed!r}")
     shape, spacing = _resolve(dim, shape, spacing)
     check_memory(shape)  # before anything is created
     out = Path(out_dir)

@@ -12,6 +12,7 @@ from rdcl.data.synth.anatomy import HU_AIR, HU_SOFT, HU_VESSEL, build_anatomy, s
 from rdcl.data.synth.fields import Grid
 from rdcl.data.synth.lesions import PAINTERS
 from rdcl.data.synth.memory import check_memory
+from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +48,29 @@ def default_spacing(shape: tuple[int, ...]) -> tuple[float, ...]:
     """Anisotropic default spacing (mm) for ``shape``: (2.5, 0.8, 0.8) for a 128x512x512 volume,
     coarsened for smaller grids so the field of view stays 320 x 409.6 x 409.6 mm."""
     if any(n < 1 for n in shape):
-        raise ValueError(f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}")
+        raise RdclInputError(
+            f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}"
+        )
     fov, base = _NOMINAL_FOV[-len(shape) :], _BASE_SPACING[-len(shape) :]
     return tuple(round(max(b, f / n), 4) for b, f, n in zip(base, fov, shape, strict=True))
 
 
 def _check(kind: str, shape: tuple[int, ...], spacing: tuple[float, ...]) -> None:
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, found {kind!r}")
+        raise RdclInputError(f"kind must be one of {KINDS}, found {kind!r}")
     if len(shape) not in (2, 3):
-        raise ValueError(f"shape must be (z, y, x) or (y, x), found {tuple(shape)}")
+        raise RdclInputError(f"shape must be (z, y, x) or (y, x), found {tuple(shape)}")
     if len(spacing) != len(shape):
-        raise ValueError(
+        raise RdclInputError(
             f"spacing must have {len(shape)} entries like shape {tuple(shape)}, found "
             f"{tuple(spacing)}"
         )
     if min(shape[-2:]) < 32 or (len(shape) == 3 and shape[0] < 4):
-        raise ValueError(f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}")
+        raise RdclInputError(
+            f"shape must be at least 32 in y and x and 4 in z, found {tuple(shape)}"
+        )
     if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing must be positive mm, found {tuple(spacing)}")
+        raise RdclInputError(f"spacing must be positive mm, found {tuple(spacing)}")
     check_memory(shape)
 
 
