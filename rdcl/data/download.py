@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdcl.errors import RdclInputError
+from rdcl.fsutil import move_into_place
 
 logger = logging.getLogger(__name__)
 
@@ -230,5 +230,4 @@ def download_file(
             f"checksum mismatch for {dest.name}: expected {algorithm} {expected}, found {found}; "
             "the download was deleted"
         )
-    os.replace(part, dest)
-    return dest
+    return move_into_place(part, dest)  # fsync, rename, fsync the folder
