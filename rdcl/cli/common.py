@@ -9,16 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rdcl.errors import ConfigError
-from rdcl.fsutil import check_out_dir
-
-__all__ = [
-    "Command",
-    "add_config_arguments",
-    "add_overwrite",
-    "check_out_dir",  # rdcl.fsutil's, re-exported for the command modules
-    "require_dir",
-    "resolve_config",
-]
 
 if TYPE_CHECKING:
     from rdcl.config import Config

@@ -7,7 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from rdcl.cli.common import Command, add_overwrite, check_out_dir
+from rdcl.cli.common import Command, add_overwrite
+from rdcl.fsutil import check_out_dir
 
 logger = logging.getLogger(__name__)
 
