@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rdcl.data.io import strip_suffix
+from rdcl.data.io import CHANNEL_SUFFIX, strip_suffix
 from rdcl.data.published import CORONACASES_WINDOW, RADIOPAEDIA_WINDOW
 from rdcl.errors import RdclInputError
 
 _CONVENTIONS: tuple[tuple[re.Pattern[str], tuple[float, float]], ...] = (
-    (re.compile(r"coronacases_(org_)?\d+(_0000)?"), CORONACASES_WINDOW),
+    (re.compile(rf"coronacases_(org_)?\d+({re.escape(CHANNEL_SUFFIX)})?"), CORONACASES_WINDOW),
     (re.compile(r"radiopaedia_(org_covid-19-pneumonia-)?.+"), RADIOPAEDIA_WINDOW),
 )
 """File-name patterns of published layouts and their intensity windows."""
