@@ -5,9 +5,10 @@ For dR (the floor f is a constant, as in the reference):
     dG_i = (dR_i - R_i <R_i, dR_i>) / ||G_i||   (dR_i / f where ||G_i|| < f)
     dA = (dG + dG^T) A,    dF_b = dA / B  (per-sample: dF_b = dA_b)
 
-Launches: ``_gram_grad_kernel`` (dG, full-row tiles) and ``_features_grad_kernel`` (dF of every
-matrix of a matrix table, shared with the fused losses). A is re-read from the features with the
-batch mean fused into the load, as in the forward.
+Launches: ``_relation_gram_grad_kernel`` (dG, full-row tiles) and
+``_relation_features_grad_kernel`` (dF of every matrix of a matrix table, shared with the fused
+losses). A is re-read from the features with the batch mean fused into the load, as in the
+forward.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .reference import EPS, ROW_FLOOR, acc_dtype
 
 
 @triton.jit
-def _gram_grad_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constexpr,
+def _relation_gram_grad_kernel(r_ptr, dr_ptr, norm_ptr, dg_ptr, C, BLOCK_R: tl.constexpr,
                       BLOCK_W: tl.constexpr, ACC: tl.constexpr, FLOOR: tl.constexpr,
                       EPS: tl.constexpr):  # fmt: skip
     """Grid (row blocks, B_out): dG rows from dR rows (full-width row tiles)."""
@@ -72,7 +73,7 @@ def _feature_grad_tile(x_ptr, dx_ptr, dg_ptr, NB, C, N, sb, sc, sn, pid_i, pid_n
 
 
 @triton.jit
-def _features_grad_kernel(table_ptr, dg_ptr, C, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
+def _relation_features_grad_kernel(table_ptr, dg_ptr, C, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
                           ALIGNED: tl.constexpr, N16: tl.constexpr, BLOCK_I: tl.constexpr,
                           BLOCK_N: tl.constexpr, ACC: tl.constexpr,
                           PRECISION: tl.constexpr):  # fmt: skip
@@ -112,7 +113,7 @@ def features_grad(
     block_n = k_block(block_i, n_max)
     table, hints = matrix_table(xs, per_sample, grads)
     grid = (triton.cdiv(c, block_i), triton.cdiv(n_max, block_n), grad_g.shape[0])
-    _features_grad_kernel[grid](
+    _relation_features_grad_kernel[grid](
         table, grad_g.to(acc).contiguous(), c, DTYPE=tl_dtype(x0.dtype), **hints,
         BLOCK_I=block_i, BLOCK_N=block_n, ACC=tl_dtype(acc),
         PRECISION=dot_precision(x0.dtype, precision),
@@ -127,7 +128,7 @@ def gram_grad(grad_r: torch.Tensor, r: torch.Tensor, norms: torch.Tensor) -> tor
     dr = grad_r.reshape(-1, c, c).to(r.dtype).contiguous()
     grad_g = torch.empty_like(r3)
     block_r, block_w = row_blocks(c)
-    _gram_grad_kernel[(triton.cdiv(c, block_r), r3.shape[0])](
+    _relation_gram_grad_kernel[(triton.cdiv(c, block_r), r3.shape[0])](
         r3, dr, n2, grad_g, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=tl_dtype(r.dtype),
         FLOOR=ROW_FLOOR, EPS=EPS,
     )  # fmt: skip

@@ -6,13 +6,16 @@ For features F of shape (B, C, N) (spatial axes flattened):
     G = A A^T                          (C, C), split-K over N, partials summed in a fixed order
     R_i = G_i / max(||G_i||, f)        (row i; f = max(ROW_FLOOR * max_j ||G_j||, EPS) per matrix)
 
-Launches: ``_gram_kernel`` (split-K partial Grams of every matrix of a matrix table, shared with
-the fused losses), ``_split_sum_kernel`` (G and its row norms, full-row tiles) and
-``_normalize_kernel`` (the floor needs every row norm of the matrix first). The batch mean is
-fused into every load of F (it is never materialised), accumulation is fp32 (fp64 for fp64
-input), and fp32 products use ``ieee`` or the 3xtf32 scheme (``"tf32x3"``), never plain tf32.
+Launches: ``_relation_gram_kernel`` (split-K partial Grams of every matrix of a matrix table,
+shared with the fused losses), ``_relation_split_sum_kernel`` (G and its row norms, full-row
+tiles) and ``_relation_normalize_kernel`` (the floor needs every row norm of the matrix first).
+The batch mean is fused into every load of F (it is never materialised), accumulation is fp32
+(fp64 for fp64 input), and fp32 products use ``ieee`` or the 3xtf32 scheme (``"tf32x3"``), never
+plain tf32.
 Offsets that scale with B, N or the split count are int64. Block sizes are chosen in Python
-(``@triton.autotune`` does not run under ``TRITON_INTERPRET=1``).
+(``@triton.autotune`` does not run under ``TRITON_INTERPRET=1``). Every kernel's name starts
+with ``_relation_``: a GPU profile shows only the kernel name (``bench/profile_step.py`` files
+kernels by name).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def _gram_partial(x_ptr, part_ptr, NB, C, N, sb, sc, sn, tile, split, SPLITS,
 
 
 @triton.jit
-def _gram_kernel(table_ptr, part_ptr, C, SPLITS, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
+def _relation_gram_kernel(table_ptr, part_ptr, C, SPLITS, DTYPE: tl.constexpr, UNIT_N: tl.constexpr,
                  ALIGNED: tl.constexpr, N16: tl.constexpr, BLOCK_C: tl.constexpr,
                  BLOCK_K: tl.constexpr, SINGLE: tl.constexpr, ACC: tl.constexpr,
                  PRECISION: tl.constexpr):  # fmt: skip
@@ -81,7 +84,7 @@ def _gram_kernel(table_ptr, part_ptr, C, SPLITS, DTYPE: tl.constexpr, UNIT_N: tl
 
 
 @triton.jit
-def _split_sum_kernel(part_ptr, r_ptr, norm_ptr, C, SPLITS, BLOCK_R: tl.constexpr,
+def _relation_split_sum_kernel(part_ptr, r_ptr, norm_ptr, C, SPLITS, BLOCK_R: tl.constexpr,
                       BLOCK_W: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
     """Grid (row blocks, B_out): reduce the splits of full rows; store G (into r) and ||G||."""
     b = i64(tl.program_id(1))
@@ -94,7 +97,7 @@ def _split_sum_kernel(part_ptr, r_ptr, norm_ptr, C, SPLITS, BLOCK_R: tl.constexp
 
 
 @triton.jit
-def _normalize_kernel(r_ptr, norm_ptr, C, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr,
+def _relation_normalize_kernel(r_ptr, norm_ptr, C, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr,
                       ACC: tl.constexpr, FLOOR: tl.constexpr, EPS: tl.constexpr):  # fmt: skip
     """Grid (row blocks, B_out): R = G / max(||G_i||, floor) in place (G stored in r)."""
     b = i64(tl.program_id(1))
@@ -133,7 +136,7 @@ def gram_partials(
     splits = splits or choose_splits(c, n_max, tiles * m, x0.device, block_k)
     part = torch.empty((m, splits, c, c), device=x0.device, dtype=acc)
     table, hints = matrix_table(xs, per_sample)
-    _gram_kernel[(tiles, splits, m)](
+    _relation_gram_kernel[(tiles, splits, m)](
         table, part, c, splits, DTYPE=tl_dtype(x0.dtype), **hints, BLOCK_C=block_c,
         BLOCK_K=block_k, SINGLE=c <= block_c, ACC=tl_dtype(acc),
         PRECISION=dot_precision(x0.dtype, precision),
@@ -169,8 +172,10 @@ def relation_forward(
     block_r, block_w = row_blocks(c)
     grid = (triton.cdiv(c, block_r), m)
     acc = tl_dtype(part.dtype)
-    _split_sum_kernel[grid](part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w, ACC=acc)
-    _normalize_kernel[grid](
+    _relation_split_sum_kernel[grid](
+        part, r, norms, c, splits, BLOCK_R=block_r, BLOCK_W=block_w, ACC=acc
+    )
+    _relation_normalize_kernel[grid](
         r, norms, c, BLOCK_R=block_r, BLOCK_W=block_w, ACC=acc, FLOOR=ROW_FLOOR, EPS=EPS
     )  # fmt: skip
     return (r, norms) if reduce is None else (r[0], norms[0])

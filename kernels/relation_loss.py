@@ -8,17 +8,16 @@ sizes may differ, C may not). With R_t the batch-mean relation matrix of X_t (se
                                                                     Eq. 4-5 of the paper)
 
 (the ``"mean"`` reduction, sum / C^2, is applied by the caller on these sums.)
-Forward: one split-K Gram launch for all three inputs (``gram_forward._gram_kernel``, one matrix
-table row per input),
-then one single-program launch that reduces the splits and stores G and its row norms (pass 1),
-then normalises the rows with the per-matrix floor of ``reference.py`` and sums both distances in
-a fixed order (pass 2, deterministic).
+Forward: one split-K Gram launch for all three inputs (``gram_forward._relation_gram_kernel``,
+one matrix table row per input), then one single-program launch that reduces the splits and
+stores G and its row norms (pass 1), then normalises the rows with the per-matrix floor of
+``reference.py`` and sums both distances in a fixed order (pass 2, deterministic).
 Backward, for upstream gradients (gd_g, gd_t) and k = 2:
 
     dR_0 = k gd_g (R_0 - R_1),   dR_1 = -dR_0,   dR_2 = -k gd_t (R_1 - R_2)
 
 (R_1 receives nothing from d_t: it is detached there), then one launch for the three dG and one
-(``gram_backward._features_grad_kernel``) for the three feature gradients.
+(``gram_backward._relation_features_grad_kernel``) for the three feature gradients.
 """
 
 from __future__ import annotations
