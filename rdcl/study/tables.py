@@ -54,10 +54,27 @@ def _stat(rows: Sequence[Mapping], key: str) -> dict:
     return {"mean": mean, "std": std, "n": n}
 
 
+def _per_case(mine: Mapping, base: Mapping, key: str) -> tuple[list[float], list[float]]:
+    """Method and baseline scores per case, each the mean over the folds in which both tested
+    the case (NaN scores left out of the mean; NaN when a case has none)."""
+    cases: dict[str, list[tuple[float, float]]] = {}
+    for fold_case in sorted(set(mine) & set(base)):
+        pair = (float(mine[fold_case][key]), float(base[fold_case][key]))
+        cases.setdefault(fold_case[1], []).append(pair)
+    a, b = [], []
+    for pairs in cases.values():
+        kept = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+        a.append(sum(x for x, _ in kept) / len(kept) if kept else math.nan)
+        b.append(sum(y for _, y in kept) / len(kept) if kept else math.nan)
+    return a, b
+
+
 def comparisons(rows: Sequence[Mapping], **options) -> dict[str, dict[str, PairedComparison]]:
     """``{method: {metric: PairedComparison}}`` of every method but the baseline against the
-    baseline, paired by (fold, case); ``options`` go to :func:`paired_comparison`. Empty without
-    baseline rows. Only the (fold, case) pairs both methods have are used."""
+    baseline, paired by case; ``options`` go to :func:`paired_comparison`. Empty without baseline
+    rows. The unit is the case: a case tested in several folds (every case of a K-fold split with
+    few training cases is) counts once, with both methods' scores averaged over the folds in
+    which both tested it, so the test does not count one case's repeats as independent samples."""
     base = {(int(r["fold"]), r["case"]): r for r in rows if r["method"] == BASELINE}
     if not base:
         return {}
@@ -66,12 +83,8 @@ def comparisons(rows: Sequence[Mapping], **options) -> dict[str, dict[str, Paire
         if method == BASELINE:
             continue
         mine = {(int(r["fold"]), r["case"]): r for r in rows if r["method"] == method}
-        keys = sorted(set(mine) & set(base))
         out[method] = {
-            k: paired_comparison(
-                [float(mine[c][k]) for c in keys], [float(base[c][k]) for c in keys], **options
-            )
-            for k, _ in METRICS
+            k: paired_comparison(*_per_case(mine, base, k), **options) for k, _ in METRICS
         }
     return out
 
@@ -111,8 +124,9 @@ def markdown(
     if comps:
         lines += [
             "",
-            f"Paired per-case comparison with `{BASELINE}` (difference = method - baseline, "
-            "bootstrap 95% interval of the mean difference, wins/ties/losses, two-sided Wilcoxon "
+            f"Paired per-case comparison with `{BASELINE}` (difference = method - baseline; a "
+            "case tested in several folds counts once, its scores averaged over them; bootstrap "
+            "95% interval of the mean difference, wins/ties/losses, two-sided Wilcoxon "
             "signed-rank p):",
             "",
             "| method | metric | n | mean diff [95% CI] | wins/ties/losses | Wilcoxon p |",

@@ -69,3 +69,23 @@ def test_write_tables_files(tmp_path):
     assert comp["wins"] == 8 and comp["mean_diff"] == pytest.approx(0.05)
     with open(tmp_path / "cases.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 18
+
+
+def test_comparison_counts_a_case_tested_in_several_folds_once():
+    from rdcl.study.tables import comparisons
+
+    # case "a" is tested in folds 0 and 1, case "b" in fold 1 only: 2 paired cases, not 3
+    rows = [
+        {"method": "baseline", "fold": 0, "case": "a", "dsc": 0.5, "nsd": 0.5},
+        {"method": "baseline", "fold": 1, "case": "a", "dsc": 0.7, "nsd": 0.5},
+        {"method": "baseline", "fold": 1, "case": "b", "dsc": 0.4, "nsd": 0.5},
+        {"method": "rdcl", "fold": 0, "case": "a", "dsc": 0.6, "nsd": math.nan},
+        {"method": "rdcl", "fold": 1, "case": "a", "dsc": 0.9, "nsd": 0.6},
+        {"method": "rdcl", "fold": 1, "case": "b", "dsc": 0.3, "nsd": math.nan},
+    ]
+    c = comparisons(rows)["rdcl"]
+    assert c["dsc"].n == 2 and (c["dsc"].wins, c["dsc"].losses) == (1, 1)
+    # a: mean(0.6, 0.9) - mean(0.5, 0.7) = +0.15; b: 0.3 - 0.4 = -0.1
+    assert c["dsc"].mean_diff == pytest.approx((0.15 - 0.1) / 2)
+    # NSD: a's fold-0 pair has a NaN, so a is averaged over fold 1 only; b has no finite pair
+    assert c["nsd"].n == 1 and c["nsd"].mean_diff == pytest.approx(0.1)
