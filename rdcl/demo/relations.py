@@ -72,10 +72,10 @@ def relation_matrices(
     x_c = lesion_batch(covid_root, rdcl, n)
     x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
     with torch.no_grad():
-        _, g_c, t_c = rdcl.network.forward_with_features(x_c)
+        covid = rdcl.network.forward_with_features(x_c)
         g_n = rdcl.network.general_features(x_n)
         return {
             RG_NONCOVID: relation_matrix(g_n).numpy(),
-            RG_COVID: relation_matrix(g_c).numpy(),
-            RT_COVID: relation_matrix(t_c).numpy(),
+            RG_COVID: relation_matrix(covid.general).numpy(),
+            RT_COVID: relation_matrix(covid.target).numpy(),
         }

@@ -8,6 +8,7 @@ from .encoder import Encoder
 from .networks import (
     KINDS,
     DualEncoderUNet,
+    Features,
     MultiEncoderUNet,
     SingleEncoderUNet,
     build_network,
@@ -21,6 +22,7 @@ __all__ = [
     "Decoder",
     "DualEncoderUNet",
     "Encoder",
+    "Features",
     "MultiEncoderUNet",
     "SingleEncoderUNet",
     "build_network",

@@ -11,9 +11,12 @@
 
 Every network maps (B, in_channels, *spatial) to a list of logits, highest resolution first; the
 spatial size must be a multiple of the total stride (``ModelConfig.total_stride()``).
+``forward_with_features`` returns the same :class:`Features` for every network.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -26,6 +29,23 @@ from .encoder import Encoder
 
 KINDS = ("single", "dual", "multi_encoder")
 """Values of ``build_network(kind=...)``."""
+
+
+class Features(NamedTuple):
+    """What every network's ``forward_with_features(x)`` returns, for x (B, in_channels, *spatial).
+
+    - ``logits``: list of (B, num_classes, *spatial_k), highest resolution first (as ``forward``).
+    - ``general``: G's bottleneck (B, features[-1], *spatial_{n-1}); None for a single-encoder
+      network, which has no G (not detached in :class:`DualEncoderUNet`, detached in the frozen
+      :class:`MultiEncoderUNet`).
+    - ``target``: the bottleneck (B, features[-1], *spatial_{n-1}) of the encoder that the
+      segmentation loss trains and whose skips feed the decoder: T of the dual and multi-encoder
+      networks, the one encoder of :class:`SingleEncoderUNet`. Not detached.
+    """
+
+    logits: list[torch.Tensor]
+    general: torch.Tensor | None
+    target: torch.Tensor
 
 
 def _check_input(x: torch.Tensor, cfg: ModelConfig) -> None:
@@ -58,15 +78,15 @@ class SingleEncoderUNet(nn.Module):
         self.decoder = Decoder(cfg)
         self.apply(init_weights)
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(logits list as :meth:`forward`, bottleneck (B, features[-1], *spatial_{n-1}))."""
+    def forward_with_features(self, x: torch.Tensor) -> Features:
+        """:class:`Features` ``(logits, None, the encoder's bottleneck)``."""
         _check_input(x, self.cfg)
         features = self.encoder(x)
-        return self.decoder(features[-1], features[:-1]), features[-1]
+        return Features(self.decoder(features[-1], features[:-1]), None, features[-1])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
-        return self.forward_with_features(x)[0]
+        return self.forward_with_features(x).logits
 
 
 class DualEncoderUNet(nn.Module):
@@ -91,23 +111,21 @@ class DualEncoderUNet(nn.Module):
         _check_input(x, self.cfg)
         return self.general(x)[-1]
 
-    def forward_with_features(
-        self, x: torch.Tensor
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """(logits list as :meth:`forward`, G bottleneck, T bottleneck), neither detached."""
+    def forward_with_features(self, x: torch.Tensor) -> Features:
+        """:class:`Features` ``(logits, G bottleneck, T bottleneck)``, neither detached."""
         _check_input(x, self.cfg)
         g_bottleneck = self.general(x)[-1]
         t_features = self.target(x)
         t_bottleneck = t_features[-1]
         fused = torch.cat([g_bottleneck.detach(), t_bottleneck], dim=1)
-        return self.decoder(fused, t_features[:-1]), g_bottleneck, t_bottleneck
+        return Features(self.decoder(fused, t_features[:-1]), g_bottleneck, t_bottleneck)
 
     def collaborative_forward(
         self, x_c: torch.Tensor, x_n: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step's network work with G run ONCE on the concatenated batch [X_n, X_c].
 
-        Equal to ``forward_with_features(x_c) + (general_features(x_n),)`` up to floating-point
+        Equal to ``(*forward_with_features(x_c), general_features(x_n))`` up to floating-point
         summation order (InstanceNorm normalises each sample alone, so batching changes nothing
         else); one G call instead of two halves G's kernel launches.
 
@@ -127,7 +145,7 @@ class DualEncoderUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
-        return self.forward_with_features(x)[0]
+        return self.forward_with_features(x).logits
 
 
 class MultiEncoderUNet(nn.Module):
@@ -159,19 +177,17 @@ class MultiEncoderUNet(nn.Module):
         _check_input(x, self.cfg)
         return self.general(x)[-1].detach()
 
-    def forward_with_features(
-        self, x: torch.Tensor
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """(logits list as :meth:`forward`, G bottleneck (detached), T bottleneck)."""
+    def forward_with_features(self, x: torch.Tensor) -> Features:
+        """:class:`Features` ``(logits, G bottleneck (detached), T bottleneck)``."""
         _check_input(x, self.cfg)
         g_features = [f.detach() for f in self.general(x)]
         t_features = self.target(x)
         fused = [torch.cat([g, t], dim=1) for g, t in zip(g_features, t_features, strict=True)]
-        return self.decoder(fused[-1], fused[:-1]), g_features[-1], t_features[-1]
+        return Features(self.decoder(fused[-1], fused[:-1]), g_features[-1], t_features[-1])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits (B, num_classes, *spatial_k), highest resolution first (1 tensor in eval())."""
-        return self.forward_with_features(x)[0]
+        return self.forward_with_features(x).logits
 
 
 def build_network(cfg: ModelConfig, *, kind: str) -> nn.Module:

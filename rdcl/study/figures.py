@@ -139,12 +139,12 @@ def _matrices(net, x_n, x_c) -> dict[str, np.ndarray]:
 
     net.eval()
     with torch.no_grad():
-        _, g_c, t_c = net.forward_with_features(x_c)
+        covid = net.forward_with_features(x_c)
         g_n = net.general_features(x_n)
     return {
         RG_NONCOVID: relation_matrix(g_n).numpy(),
-        RG_COVID: relation_matrix(g_c).numpy(),
-        RT_COVID: relation_matrix(t_c).numpy(),
+        RG_COVID: relation_matrix(covid.general).numpy(),
+        RT_COVID: relation_matrix(covid.target).numpy(),
     }
 
 

@@ -9,7 +9,7 @@ graphs; the losses, the step's one host transfer of the logged terms (the diverg
 losses, so they are not captured (their launches refuse capture: per-call pointer tables).
 
 ``make_graphed_callables`` takes and returns tensors only, and counts ``None`` as an argument;
-:class:`StepForward` returns ``None`` for the features a network or a call lacks (T of a single
+:class:`StepForward` returns ``None`` for the features a network or a call lacks (G of a single
 encoder, G(X_n) without X_n). :class:`TensorStep` is the tensor-only view that is captured;
 :class:`GraphedStep` restores ``StepForward``'s call and return structure around it.
 
@@ -91,7 +91,7 @@ class GraphedStep(nn.Module):
 
     def forward(
         self, x_c: torch.Tensor, x_n: torch.Tensor | None = None
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """See :class:`StepForward`; the call must pass as many inputs as were captured."""
         xs = (x_c,) if x_n is None else (x_c, x_n)
         if len(xs) != self.inputs:

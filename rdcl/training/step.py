@@ -34,7 +34,9 @@ from rdcl.config import TrainConfig
 class StepForward(nn.Module):
     """``forward(x_c, x_n=None) -> (logits, g_c, t_c, g_n)`` of a network (attribute ``net``).
 
-    - single-encoder ``net``: ``(logits, bottleneck, None, None)``;
+    ``(logits, g_c, t_c)`` is ``net.forward_with_features(x_c)`` (:class:`rdcl.model.Features`):
+
+    - single-encoder ``net``: ``(logits, None, bottleneck, None)``;
     - dual/multi-encoder, ``x_n`` None: ``(logits, G(X_c), T(X_c), None)``;
     - dual-encoder with ``x_n``: ``(logits, G(X_c), T(X_c), G(X_n))``, G run once on the
       concatenated batch when ``batched`` (``DualEncoderUNet.collaborative_forward``), else twice.
@@ -50,13 +52,11 @@ class StepForward(nn.Module):
 
     def forward(
         self, x_c: torch.Tensor, x_n: torch.Tensor | None = None
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """See the class docstring."""
         if x_n is not None and self.batched and hasattr(self.net, "collaborative_forward"):
             return self.net.collaborative_forward(x_c, x_n)
-        logits, *bottlenecks = self.net.forward_with_features(x_c)
-        g_c = bottlenecks[0]
-        t_c = bottlenecks[1] if len(bottlenecks) > 1 else None
+        logits, g_c, t_c = self.net.forward_with_features(x_c)
         g_n = None if x_n is None else self.net.general_features(x_n)
         return logits, g_c, t_c, g_n
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rdcl.config import preset
-from rdcl.model import KINDS, build_network
+from rdcl.model import KINDS, Features, build_network
 
 PATCHES = {"tiny3d": (16, 32, 32), "tiny2d": (64, 64)}
 
@@ -48,14 +48,28 @@ def test_eval_output_is_training_full_resolution_head(kind: str) -> None:
 
 
 def test_forward_with_features_shapes() -> None:
+    """Every network returns the same Features(logits, general, target); G is None where the
+    network has none."""
     cfg = preset("tiny3d").model
     x = torch.randn(2, 1, 8, 16, 16)
-    logits, bottleneck = build_network(cfg, kind="single").forward_with_features(x)
-    assert len(logits) == 3 and tuple(bottleneck.shape) == (2, 16, 2, 2, 2)
-    for kind in ("dual", "multi_encoder"):
-        logits, g, t = build_network(cfg, kind=kind).forward_with_features(x)
-        assert len(logits) == 3
-        assert tuple(g.shape) == tuple(t.shape) == (2, 16, 2, 2, 2)
+    for kind in KINDS:
+        out = build_network(cfg, kind=kind).forward_with_features(x)
+        assert type(out) is Features and out._fields == ("logits", "general", "target")
+        assert len(out.logits) == 3
+        assert tuple(out.target.shape) == (2, 16, 2, 2, 2)
+        if kind == "single":
+            assert out.general is None
+        else:
+            assert tuple(out.general.shape) == (2, 16, 2, 2, 2)
+
+
+def test_forward_is_the_features_logits() -> None:
+    cfg = preset("tiny2d").model
+    x = torch.randn(1, 1, 32, 32)
+    for kind in KINDS:
+        net = build_network(cfg, kind=kind)
+        for a, b in zip(net(x), net.forward_with_features(x).logits, strict=True):
+            torch.testing.assert_close(a, b)
 
 
 def test_dual_general_features_is_g_bottleneck() -> None:
