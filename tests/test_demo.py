@@ -7,7 +7,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from rdcl.demo import FAST, METHODS, crop_around, demo_config, run_demo
+from rdcl.demo import run_demo
+from rdcl.demo.pipeline import FAST, METHODS, demo_config
+from rdcl.demo.relations import crop_around
 
 
 def test_refuses_non_empty_out_dir_and_touches_nothing(tmp_path):
