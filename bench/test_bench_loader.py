@@ -99,3 +99,31 @@ def test_loader_mmap_inline_scipy_engine(benchmark, cache):
 @pytest.mark.benchmark(group="loader-paper3d")
 def test_loader_mmap_2_workers_scipy_engine(benchmark, cache):
     _run(benchmark, cache, 2, "scipy")
+
+
+STEADY_STEPS = 40
+"""Batches of the steady-state row (80 patches): enough that the workers' start-up, which the
+16-patch rows above pay every round, is left out of the rate."""
+
+
+@pytest.mark.benchmark(group="loader-paper3d-steady")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_mmap_steady_state(benchmark, cache, workers):
+    """Patches per second once the loader runs: the time from the first batch to the last
+    (worker start-up and the first batch excluded), the rate the training step sees."""
+    sampler = PatchSampler(cache, preset("paper3d").data, seed=0)
+    rates = []
+
+    def draw() -> int:
+        loader = make_loader(sampler, 0, STEADY_STEPS, workers, pin_memory=False)
+        it = iter(loader)
+        n = next(it)["image"].shape[0]
+        tic, after_first = time.perf_counter(), 0
+        for b in it:
+            after_first += b["image"].shape[0]
+        rates.append(after_first / (time.perf_counter() - tic))
+        return n + after_first
+
+    n = benchmark.pedantic(draw, rounds=1, iterations=1, warmup_rounds=0)
+    assert n == STEADY_STEPS * sampler.batch_size
+    benchmark.extra_info.update(steady_patches_per_s=rates[-1], workers=workers)
