@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -21,6 +22,9 @@ from rdcl.report import (
     plot_relation_matrices,
 )
 from rdcl.report._files import save_figure_atomic
+
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,12 @@ def best_worst(rows: Sequence[Mapping], method: str) -> tuple[Mapping, Mapping] 
     return ordered[-1], ordered[0]
 
 
-def plot_best_worst(rows: Sequence[Mapping], spec, run_dir, out_dir: Path) -> dict[str, Path]:
+def plot_best_worst(
+    rows: Sequence[Mapping],
+    spec: DatasetSpec,
+    run_dir: Callable[[str, int], Path],
+    out_dir: Path,
+) -> dict[str, Path]:
     """Overlays of each method's best and worst test case (by DSC); caption -> PNG path.
 
     ``run_dir(method, fold)`` gives the run folder holding ``predictions/<case>.nii.gz``;
@@ -101,7 +110,11 @@ def plot_curves(logs: Mapping[str, Path], path: Path) -> Path | None:
 
 
 def relation_snapshots(
-    rdcl_ckpt: Path, pretrain_ckpt: Path, covid_spec, general_root: Path, n: int
+    rdcl_ckpt: Path,
+    pretrain_ckpt: Path,
+    covid_spec: DatasetSpec,
+    general_root: Path | DatasetSpec,
+    n: int,
 ) -> dict[str, dict[str, np.ndarray]]:
     """R_G(X_n), R_G(X_c), R_T(X_c) at the start of stage 2 and at its end.
 
@@ -149,7 +162,11 @@ def _matrices(net, x_n, x_c) -> dict[str, np.ndarray]:
 
 
 def relation_series(
-    snapshots: Sequence[Path], pretrain_ckpt: Path, covid_spec, general_root: Path, n: int
+    snapshots: Sequence[Path],
+    pretrain_ckpt: Path,
+    covid_spec: DatasetSpec,
+    general_root: Path | DatasetSpec,
+    n: int,
 ) -> dict[int, dict[str, np.ndarray]]:
     """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
     matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdcl.fsutil import write_text_atomic
 from rdcl.training.checkpoint import FINAL
@@ -14,13 +15,16 @@ from . import figures
 from .runner import StudyPlan, collect_scores
 from .tables import write_tables
 
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
+
 logger = logging.getLogger(__name__)
 
 RELATION_BATCH = 4
 """Lesion-centred cases per batch for the relation-matrix figures."""
 
 
-def _relation_figures(plan: StudyPlan, spec, fig_dir: Path) -> dict[str, Path]:
+def _relation_figures(plan: StudyPlan, spec: DatasetSpec, fig_dir: Path) -> dict[str, Path]:
     from rdcl.data.subset import select_cases
 
     row = next((r for r in plan.rows if r.name == "rdcl"), None)
@@ -41,7 +45,7 @@ def _relation_figures(plan: StudyPlan, spec, fig_dir: Path) -> dict[str, Path]:
     return out
 
 
-def write_study_report(plan: StudyPlan, spec) -> Path:
+def write_study_report(plan: StudyPlan, spec: DatasetSpec) -> Path:
     """Collect every scored (row, fold) of the study and write tables, figures and
     ``report.md``; returns the report path. Rows or folds not run yet are listed as missing."""
     rows, missing = collect_scores(plan)

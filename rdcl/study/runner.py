@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
@@ -35,6 +36,9 @@ from rdcl.training.checkpoint import FINAL, LAST
 from .methods import StudyRow, group_sets
 from .scoring import read_scores, score_run
 from .splits import Split, check_split, make_split, read_split, write_case_list, write_split
+
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +207,7 @@ def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
     return final
 
 
-def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec) -> list[dict]:
+def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec) -> list[dict]:
     """Train (or resume) and score ``row`` on 0-based ``fold``; skipped when already scored.
 
     Returns the fold's score rows ``{"case", "dsc", "nsd"}``.
@@ -257,7 +261,7 @@ def run_stage1(plan: StudyPlan) -> list[Path]:
     return [pretrain_checkpoint(plan, g) for g in groups]
 
 
-def run_study(plan: StudyPlan, spec) -> tuple[list[dict], list[tuple[str, int]]]:
+def run_study(plan: StudyPlan, spec: DatasetSpec) -> tuple[list[dict], list[tuple[str, int]]]:
     """Run every selected (row, fold) in order (folds outer, rows inner); returns
     :func:`collect_scores`. ``spec`` is the COVID dataset (``rdcl.data.load_dataset(data)``)."""
     folds = plan.folds if plan.folds is not None else range(len(plan.split.folds))

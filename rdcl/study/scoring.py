@@ -12,9 +12,13 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdcl.errors import DatasetError
 from rdcl.fsutil import write_text_atomic
+
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +28,7 @@ SCORE_FIELDS = ("case", "dsc", "nsd")
 
 def score_run(
     checkpoint: str | Path,
-    spec,
+    spec: DatasetSpec,
     test_names: Sequence[str],
     pred_dir: str | Path,
     scores_csv: str | Path,

@@ -19,17 +19,21 @@ import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rdcl.config import Config, ConfigError
 
 from .checkpoint import FINAL, LAST, CheckpointError
-from .datasets import as_cached, as_list, resolve_target_spacing
+from .datasets import DatasetInput, as_cached, as_list, resolve_target_spacing
 from .distributed import env_rank
 from .loop import RunExistsError, existing_run_files, reset_run
 from .methods import get_method
 from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
+
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.preprocess import CachedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +75,8 @@ def find_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Path:
 
 def run_training(
     cfg: Config,
-    covid: Any,
-    general: Sequence[Any] | None,
+    covid: DatasetInput,
+    general: Sequence[DatasetInput] | None,
     out_dir: str | Path,
     *,
     resume: bool = False,
@@ -179,10 +183,10 @@ def run_training(
 
 def run_pretraining(
     cfg: Config,
-    general: Sequence[Any],
+    general: Sequence[DatasetInput],
     out_dir: str | Path,
     *,
-    covid: Any = None,
+    covid: DatasetInput | None = None,
     resume: bool = False,
     overwrite: bool = False,
     cache_dir: str | Path | None = None,
@@ -213,7 +217,7 @@ def run_pretraining(
         )
 
 
-def _load(dataset: Any) -> Any:
+def _load(dataset: DatasetInput) -> DatasetSpec | CachedDataset:
     """A folder as its ``DatasetSpec`` (read once); a spec or a cached dataset as given."""
     if isinstance(dataset, (str, Path)):
         from rdcl.data import load_dataset
@@ -222,11 +226,15 @@ def _load(dataset: Any) -> Any:
     return dataset
 
 
-def _where(dataset: Any) -> str:
+def _where(dataset: DatasetSpec | CachedDataset) -> str:
     return str(getattr(dataset, "root", None) or getattr(dataset, "cache_dir", dataset))
 
 
-def _check_inputs(cfg: Config, covid: Any, generals: Sequence[Any]) -> None:
+def _check_inputs(
+    cfg: Config,
+    covid: DatasetSpec | CachedDataset | None,
+    generals: Sequence[DatasetSpec | CachedDataset],
+) -> None:
     """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
     differs from each other's or from the network's (``covid`` may be None)."""
     from rdcl.data import DatasetError

@@ -13,23 +13,35 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
 from rdcl.config import Config, DataConfig
 
+if TYPE_CHECKING:
+    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.sampler import PatchSampler
+
 logger = logging.getLogger(__name__)
 
+DatasetInput: TypeAlias = "str | Path | DatasetSpec | CachedDataset"
+"""A dataset as the training functions take it: a folder (any layout
+:func:`rdcl.data.load_dataset` detects), a listed :class:`~rdcl.data.DatasetSpec`, or an already
+preprocessed :class:`~rdcl.data.CachedDataset`."""
 
-def as_list(datasets: Any) -> list[Any]:
+
+def as_list(
+    datasets: DatasetInput | Sequence[DatasetInput] | None,
+) -> list[DatasetInput]:
     """``None`` -> [], a list/tuple -> a list, anything else -> [it]."""
     if datasets is None:
         return []
     return list(datasets) if isinstance(datasets, (list, tuple)) else [datasets]
 
 
-def resolve_target_spacing(cfg: Config, datasets: Any) -> Config:
+def resolve_target_spacing(cfg: Config, datasets: DatasetInput | Sequence[DatasetInput]) -> Config:
     """``cfg`` with ``data.target_spacing`` ``"auto"`` replaced by nnU-Net's rule over the cases
     of ``datasets`` (:func:`rdcl.data.spacing.dataset_target_spacing`, headers only); an already
     preprocessed ``CachedDataset`` contributes the spacing it was cached at. Other values are
@@ -54,7 +66,7 @@ def resolve_target_spacing(cfg: Config, datasets: Any) -> Config:
     return cfg.replace(data=dataclasses.replace(cfg.data, target_spacing=spacing))
 
 
-def as_cached(dataset: Any, data_cfg: DataConfig, cache_dir: Path) -> Any:
+def as_cached(dataset: DatasetInput, data_cfg: DataConfig, cache_dir: Path) -> CachedDataset:
     """A ``CachedDataset`` for ``dataset`` (a folder, a ``DatasetSpec`` or a cached dataset).
 
     Raises:
@@ -81,7 +93,7 @@ class MixedSampler:
     its DataLoader generator with it).
     """
 
-    def __init__(self, samplers: Sequence[Any]) -> None:
+    def __init__(self, samplers: Sequence[PatchSampler]) -> None:
         if not samplers:
             raise ValueError("need at least one sampler")
         self.samplers = list(samplers)
@@ -99,7 +111,9 @@ class MixedSampler:
         return int(self.samplers[0].batch_size)
 
 
-def make_sampler(datasets: Any, data_cfg: DataConfig, *, seed: int) -> Any:
+def make_sampler(
+    datasets: CachedDataset | Sequence[CachedDataset], data_cfg: DataConfig, *, seed: int
+) -> PatchSampler | MixedSampler:
     """A ``PatchSampler`` over one cached dataset, or a :class:`MixedSampler` over several
     (dataset i seeded with ``seed + i``)."""
     from rdcl.data import PatchSampler
@@ -110,7 +124,9 @@ def make_sampler(datasets: Any, data_cfg: DataConfig, *, seed: int) -> Any:
     return MixedSampler([PatchSampler(d, data_cfg, seed=seed + i) for i, d in enumerate(datasets)])
 
 
-def batch_stream(sampler: Any, start: int, stop: int, num_workers: int) -> Iterable[dict]:
+def batch_stream(
+    sampler: PatchSampler | MixedSampler, start: int, stop: int, num_workers: int
+) -> Iterable[dict]:
     """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``)."""
     from rdcl.data import make_loader
 
@@ -121,7 +137,7 @@ IDENTITY_KEY = "identity"
 """Key of a cached dataset's ``info`` under which :func:`as_cached` records its source files."""
 
 
-def source_identity(spec: Any) -> dict[str, Any]:
+def source_identity(spec: DatasetSpec) -> dict[str, Any]:
     """What identifies a dataset's inputs: name, resolved root, and per case its name and each
     file's resolved path, size (bytes) and mtime (ns). Plain data (stored in checkpoints)."""
     cases = []
@@ -135,7 +151,7 @@ def source_identity(spec: Any) -> dict[str, Any]:
     return {"name": str(spec.name), "root": str(Path(spec.root).resolve()), "cases": cases}
 
 
-def identity_of(dataset: Any) -> dict[str, Any]:
+def identity_of(dataset: CachedDataset) -> dict[str, Any]:
     """The recorded :func:`source_identity` of a cached dataset; for a cache given directly
     (no source record) its folder and case names."""
     info = getattr(dataset, "info", None) or {}
@@ -179,7 +195,9 @@ def data_differences(saved: list[dict], current: list[dict], *, limit: int = 3) 
     return out[:limit]
 
 
-def dataset_meta(dataset: Any, extra: Sequence[Any] = ()) -> dict[str, Any]:
+def dataset_meta(
+    dataset: CachedDataset | Sequence[CachedDataset], extra: Sequence[CachedDataset] = ()
+) -> dict[str, Any]:
     """Checkpoint entries ``intensity`` and ``dataset`` of a cached dataset (the first of a list):
     what the predictor needs to preprocess new images the same way; and ``data``, the
     :func:`identity_of` every dataset the stage reads (``dataset`` and ``extra``), which a

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from rdcl.config import METHODS
+from rdcl.config import METHODS, ModelConfig
 from rdcl.errors import ConfigError
 from rdcl.model import build_network, freeze_general, load_general_encoder
 
@@ -102,7 +102,9 @@ def initialise(net: nn.Module, method: Method, pretrained_state: dict | None) ->
         freeze_general(net)
 
 
-def build_for_method(model_cfg, method: Method, pretrained_state: dict | None) -> nn.Module:
+def build_for_method(
+    model_cfg: ModelConfig, method: Method, pretrained_state: dict | None
+) -> nn.Module:
     """Build the network of ``method`` and initialise it (:func:`initialise`)."""
     net = build_network(model_cfg, kind=method.kind)
     initialise(net, method, pretrained_state)

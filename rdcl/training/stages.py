@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +35,7 @@ from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import (
+    DatasetInput,
     as_cached,
     as_list,
     batch_stream,
@@ -58,6 +59,9 @@ from .step import (
     to_device,
 )
 
+if TYPE_CHECKING:
+    from rdcl.data.preprocess import CachedDataset
+
 logger = logging.getLogger(__name__)
 
 GENERAL_SEED_OFFSET = 1
@@ -71,7 +75,7 @@ def _seg_loss(sync: bool = False) -> DeepSupervisionLoss:
 
 def pretrain_general(
     cfg: Config,
-    general_datasets: Sequence[Any],
+    general_datasets: Sequence[DatasetInput],
     out_dir: str | Path,
     *,
     resume: bool = False,
@@ -107,7 +111,7 @@ def pretrain_general(
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
 
-    def prepare() -> list[Any]:
+    def prepare() -> list[CachedDataset]:
         if ctx.is_main:
             prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
         return [as_cached(d, cfg.data, cache) for d in general_datasets]
@@ -230,8 +234,8 @@ def method_terms(
 
 def train(
     cfg: Config,
-    covid: Any,
-    general: Any,
+    covid: DatasetInput,
+    general: DatasetInput | Sequence[DatasetInput] | None,
     out_dir: str | Path,
     *,
     pretrained: str | Path | None = None,
@@ -278,7 +282,7 @@ def train(
     out_dir = Path(out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
 
-    def prepare() -> tuple[Any, list[Any]]:
+    def prepare() -> tuple[CachedDataset, list[DatasetInput]]:
         if ctx.is_main:
             prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
         cached = as_cached(covid, cfg.data, cache)
