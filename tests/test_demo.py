@@ -113,3 +113,30 @@ def test_relation_scale_line_reads_the_rdcl_log(tmp_path):
     assert "last 2 logged steps |L_G| / L_seg = 1.85 and |L_T| / L_seg = 0.185" in line
     log.write_text(json.dumps({"step": 0, "seg": 1.0}) + "\n")
     assert relation_scale(log, TrainConfig()).endswith("no relation terms were logged.")
+
+
+def test_network_relations_are_the_three_relation_matrices():
+    import torch
+    from rdcl.kernels import relation_matrix
+
+    from rdcl.config import preset
+    from rdcl.demo.relations import network_relations
+    from rdcl.model import build_network
+    from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
+
+    torch.manual_seed(0)
+    cfg = preset("tiny2d").model
+    net = build_network(cfg, kind="dual")
+    x_n, x_c = torch.randn(2, 1, 32, 32), torch.randn(3, 1, 32, 32) + 0.5
+    m = network_relations(net, x_n, x_c)
+    assert list(m) == [RG_NONCOVID, RG_COVID, RT_COVID]
+    assert all(v.shape == (cfg.features[-1],) * 2 for v in m.values())
+    with torch.no_grad():
+        want = {
+            RG_NONCOVID: relation_matrix(net.general(x_n)[-1]),
+            RG_COVID: relation_matrix(net.general(x_c)[-1]),
+            RT_COVID: relation_matrix(net.target(x_c)[-1]),
+        }
+    for key, value in want.items():
+        np.testing.assert_allclose(m[key], value.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(m[RG_COVID], m[RT_COVID])

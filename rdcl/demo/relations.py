@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from rdcl.data.dataset import DatasetSpec
 from rdcl.errors import DatasetError
@@ -66,16 +67,27 @@ def relation_matrices(
     preprocessed as in stage 1 (the non-COVID set's own statistics), as in training.
     """
     from rdcl.inference.predictor import Predictor
-    from rdcl.kernels import relation_matrix
 
     rdcl = Predictor.from_checkpoint(rdcl_ckpt, device="cpu")
     x_c = lesion_batch(covid_root, rdcl, n)
     x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
+    return network_relations(rdcl.network, x_n, x_c)
+
+
+def network_relations(
+    net: nn.Module, x_n: torch.Tensor, x_c: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """R_G(X_n), R_G(X_c), R_T(X_c) (keys ``rdcl.report.RG_NONCOVID``, ``RG_COVID``,
+    ``RT_COVID``; each (C, C) float32) of a dual-encoder network ``net`` on the batches ``x_n``
+    and ``x_c`` (B, 1, *patch). ``net`` is put in eval mode; no gradients."""
+    from rdcl.kernels import relation_matrix
+
+    net.eval()
     with torch.no_grad():
-        covid = rdcl.network.forward_with_features(x_c)
-        g_n = rdcl.network.general_features(x_n)
-        return {
-            RG_NONCOVID: relation_matrix(g_n).numpy(),
-            RG_COVID: relation_matrix(covid.general).numpy(),
-            RT_COVID: relation_matrix(covid.target).numpy(),
-        }
+        covid = net.forward_with_features(x_c)
+        g_n = net.general_features(x_n)
+    return {
+        RG_NONCOVID: relation_matrix(g_n).numpy(),
+        RG_COVID: relation_matrix(covid.general).numpy(),
+        RT_COVID: relation_matrix(covid.target).numpy(),
+    }

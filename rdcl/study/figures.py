@@ -125,7 +125,7 @@ def relation_snapshots(
     """
     import torch
 
-    from rdcl.demo.relations import lesion_batch
+    from rdcl.demo.relations import lesion_batch, network_relations
     from rdcl.inference.predictor import Predictor
     from rdcl.training.checkpoint import load_checkpoint
     from rdcl.training.methods import build_for_method, get_method
@@ -138,26 +138,8 @@ def relation_snapshots(
         end.config.model, get_method("rdcl"), load_checkpoint(pretrain_ckpt)["model"]
     ).eval()
     return {
-        "start": _matrices(start, x_n, x_c),
-        "end": _matrices(end.network, x_n, x_c),
-    }
-
-
-def _matrices(net, x_n, x_c) -> dict[str, np.ndarray]:
-    """R_G(X_n), R_G(X_c), R_T(X_c) of a dual-encoder network (eval mode, no gradients)."""
-    import torch
-
-    from rdcl.kernels import relation_matrix
-    from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
-
-    net.eval()
-    with torch.no_grad():
-        covid = net.forward_with_features(x_c)
-        g_n = net.general_features(x_n)
-    return {
-        RG_NONCOVID: relation_matrix(g_n).numpy(),
-        RG_COVID: relation_matrix(covid.general).numpy(),
-        RT_COVID: relation_matrix(covid.target).numpy(),
+        "start": network_relations(start, x_n, x_c),
+        "end": network_relations(end.network, x_n, x_c),
     }
 
 
@@ -170,7 +152,7 @@ def relation_series(
 ) -> dict[int, dict[str, np.ndarray]]:
     """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
     matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""
-    from rdcl.demo.relations import lesion_batch
+    from rdcl.demo.relations import lesion_batch, network_relations
     from rdcl.inference.predictor import Predictor
     from rdcl.model import build_network
     from rdcl.training.checkpoint import load_checkpoint
@@ -186,7 +168,7 @@ def relation_series(
     for path in snapshots:
         ckpt = load_checkpoint(path)
         net.load_state_dict(ckpt["model"])
-        out[int(ckpt["step"])] = _matrices(net, x_n, x_c)
+        out[int(ckpt["step"])] = network_relations(net, x_n, x_c)
     return dict(sorted(out.items()))
 
 
