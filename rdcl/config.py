@@ -338,14 +338,17 @@ class Config:
         return Config.from_dict(d)
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+        """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically
+        (:func:`rdcl.fsutil.write_text_atomic`: an existing file is replaced only when complete)."""
+        from rdcl.fsutil import write_text_atomic
+
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=2))
+            write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
 
 
 def _check_types(section: Any, name: str) -> None:
