@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rdcl.data.dataset import DatasetError
+from rdcl.data.spec import DatasetError
 
 NORMALIZATIONS = ("ct", "window", "zscore")
 

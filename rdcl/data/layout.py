@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.data import io, published
-from rdcl.data.dataset import (
+from rdcl.data.dataset_json import check_dataset_json
+from rdcl.data.spec import (
     Case,
     DatasetError,
     DatasetSpec,
@@ -42,7 +43,6 @@ from rdcl.data.dataset import (
     image_dim,
     path_problem,
 )
-from rdcl.data.dataset_json import check_dataset_json
 
 __all__ = [
     "Case",

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.data import io, published
-from rdcl.data.dataset import Case, DatasetError, DatasetSpec
 from rdcl.data.layout import load_case, load_dataset
+from rdcl.data.spec import Case, DatasetError, DatasetSpec
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import staged_dir
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.data import io
-from rdcl.data.dataset import Case, DatasetError, DatasetSpec, image_dim
+from rdcl.data.spec import Case, DatasetError, DatasetSpec, image_dim
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 
-from rdcl.data.dataset import DatasetError, DatasetSpec
+from rdcl.data.spec import DatasetError, DatasetSpec
 
 
 def select_cases(spec: DatasetSpec, names: Sequence[str]) -> DatasetSpec:
@@ -14,7 +14,7 @@ def select_cases(spec: DatasetSpec, names: Sequence[str]) -> DatasetSpec:
 
     The subset gets the name ``<dataset>@<8 hex digits of the names' hash>``, so preprocessing
     caches of different subsets of one dataset never share a folder. Raises
-    :class:`~rdcl.data.dataset.DatasetError` naming the first unknown case (and an example of the
+    :class:`~rdcl.data.spec.DatasetError` naming the first unknown case (and an example of the
     dataset's names) when a name is not in ``spec``, or when ``names`` is empty.
     """
     wanted = list(dict.fromkeys(names))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rdcl.data.dataset import DatasetSpec
+from rdcl.data.spec import DatasetSpec
 from rdcl.errors import DatasetError
 from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
 

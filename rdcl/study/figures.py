@@ -24,7 +24,7 @@ from rdcl.report import (
 from rdcl.report._files import save_figure_atomic
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

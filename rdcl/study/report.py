@@ -16,7 +16,7 @@ from .runner import StudyPlan, collect_scores
 from .tables import write_tables
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

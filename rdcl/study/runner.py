@@ -38,7 +38,7 @@ from .scoring import read_scores, score_run
 from .splits import Split, check_split, make_split, read_split, write_case_list, write_split
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

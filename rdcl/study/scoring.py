@@ -18,7 +18,7 @@ from rdcl.errors import DatasetError
 from rdcl.fsutil import write_text_atomic
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

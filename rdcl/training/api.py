@@ -32,8 +32,8 @@ from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
     from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

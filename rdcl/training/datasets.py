@@ -20,9 +20,9 @@ import torch
 from rdcl.config import Config, DataConfig
 
 if TYPE_CHECKING:
-    from rdcl.data.dataset import DatasetSpec
     from rdcl.data.preprocess import CachedDataset
     from rdcl.data.sampler import PatchSampler
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdcl.data.dataset import DatasetError
 from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry, write_image
 from rdcl.data.layout import load_dataset
+from rdcl.data.spec import DatasetError
 
 GEOM = Geometry.default(3, (2.0, 1.0, 1.0))
 META = {

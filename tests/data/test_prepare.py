@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from rdcl.cli import main
-from rdcl.data.dataset import DatasetError
 from rdcl.data.io import Geometry, read_image, write_image
 from rdcl.data.layout import load_case, load_dataset
 from rdcl.data.prepare import extract_archive, prepare, radiopaedia_to_hu
+from rdcl.data.spec import DatasetError
 
 GEOM = Geometry((2.5, 0.75, 0.8), (-10.0, 5.0, 100.0), (1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
 RADIO = "radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rdcl.data.dataset import Case, DatasetError, DatasetSpec
+from rdcl.data.spec import Case, DatasetError, DatasetSpec
 from rdcl.data.subset import select_cases
 from rdcl.study.splits import (
     SplitError,
