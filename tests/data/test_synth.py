@@ -17,7 +17,7 @@ from rdcl.data.synth import (
     synthesize_dataset,
     synthesize_phantom,
 )
-from rdcl.data.synth import dataset as dataset_module
+from rdcl.data.synth import generate as generate_module
 from rdcl.data.synth.phantom import MIXED_KINDS
 
 SHAPES = {3: (24, 64, 64), 2: (96, 96)}
@@ -279,7 +279,7 @@ def test_empty_existing_folder_is_used(tmp_path):
 
 def test_failure_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real = dataset_module.synthesize_phantom
+    real = generate_module.synthesize_phantom
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -287,7 +287,7 @@ def test_failure_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("simulated failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dataset_module, "synthesize_phantom", failing)
+    monkeypatch.setattr(generate_module, "synthesize_phantom", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         synthesize_dataset(tmp_path / "ds", kind="covid", n_cases=3, dim=2, shape=(64, 64))
     assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rdcl.cli import main
-from rdcl.data.synth import dataset as synth_dataset
+from rdcl.data.synth import generate as synth_generate
 from rdcl.data.synth import memory, synthesize_dataset, synthesize_phantom
 from rdcl.data.synth.memory import (
     BYTES_PER_VOXEL,
@@ -66,7 +66,7 @@ def test_memory_error_while_drawing_becomes_one_line(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(synth_dataset, "synthesize_phantom", boom)
+    monkeypatch.setattr(synth_generate, "synthesize_phantom", boom)
     with pytest.raises(SynthMemoryError, match=r"ran out of memory .* 64x64"):
         synthesize_dataset(tmp_path / "d", kind="covid", n_cases=1, dim=2, shape=(64, 64))
     assert list(tmp_path.iterdir()) == []  # the staging folder is removed

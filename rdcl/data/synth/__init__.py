@@ -9,7 +9,7 @@ slices of the same anatomy. Arrays are (z, y, x) / (y, x); spacing in mm in the 
 
 from __future__ import annotations
 
-from rdcl.data.synth.dataset import synthesize_dataset
+from rdcl.data.synth.generate import synthesize_dataset
 from rdcl.data.synth.phantom import (
     KINDS,
     Phantom,
