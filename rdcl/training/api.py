@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from rdcl.config import Config, ConfigError
 
 from .checkpoint import FINAL, LAST, CheckpointError
-from .datasets import DatasetInput, as_cached, as_list, resolve_target_spacing
+from .data_streams import DatasetInput, as_cached, as_list, resolve_target_spacing
 from .distributed import env_rank
 from .loop import RunExistsError, existing_run_files, reset_run
 from .methods import get_method

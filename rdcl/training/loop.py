@@ -41,7 +41,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .datasets import data_differences
+from .data_streams import data_differences
 from .distributed import DistContext
 from .metrics_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
 from .schedule import clip_gradients_tensor, poly_lr, set_lr

@@ -34,7 +34,7 @@ from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consi
 from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .datasets import (
+from .data_streams import (
     DatasetInput,
     as_cached,
     as_list,
@@ -89,7 +89,7 @@ def pretrain_general(
         cfg: resolved config; ``train.pretrain_steps`` steps, same optimiser and schedule as
             stage 2.
         general_datasets: non-COVID datasets (folders, ``DatasetSpec`` or ``CachedDataset``,
-            see ``rdcl.training.datasets``), mixed round-robin.
+            see ``rdcl.training.data_streams``), mixed round-robin.
         out_dir: the stage folder (``config.json``, ``log.jsonl``, ``last.ckpt``, ``final.ckpt``).
         resume: continue from ``out_dir/last.ckpt``; overwrite: replace an existing run.
         cache_dir: where folders/specs are preprocessed (default ``out_dir/cache``).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _training_fakes import FakeSampler, tiny_cfg
 
-from rdcl.training.datasets import MixedSampler, batch_stream
+from rdcl.training.data_streams import MixedSampler, batch_stream
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
