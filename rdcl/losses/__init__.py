@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .consistency import RELATION_TERMS, RelationConsistencyLoss, rampup, relation_consistency
 from .deep_supervision import DeepSupervisionLoss, deep_supervision_weights, downsample_target
-from .relation import RELATION_TERMS, RelationConsistencyLoss, rampup, relation_consistency
 from .segmentation import DiceBCELoss, soft_dice_loss
 
 __all__ = [
