@@ -10,7 +10,7 @@ from rdcl.logfile import read_log
 
 from .curves import plot_loss_curves
 from .overlay import lesion_slice, plot_overlays
-from .relations import (
+from .relation_figures import (
     RG_COVID,
     RG_NONCOVID,
     RT_COVID,
