@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rdcl.demo import run_demo
+from rdcl.demo.feature_relations import crop_around
 from rdcl.demo.pipeline import FAST, METHODS, demo_config
-from rdcl.demo.relations import crop_around
 
 
 def test_refuses_non_empty_out_dir_and_touches_nothing(tmp_path):
@@ -120,7 +120,7 @@ def test_network_relations_are_the_three_relation_matrices():
     from rdcl.kernels import relation_matrix
 
     from rdcl.config import preset
-    from rdcl.demo.relations import network_relations
+    from rdcl.demo.feature_relations import network_relations
     from rdcl.model import build_network
     from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
 

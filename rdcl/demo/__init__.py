@@ -4,7 +4,7 @@ Public API: :func:`run_demo` (synthesise, pre-train G, train ``baseline`` and ``
 and score the held-out cases, write figures and ``report.md``).
 
 Internals, imported from their modules: :mod:`rdcl.demo.pipeline` (the steps, the
-``FAST``/``FULL`` settings and the demo's configuration) and :mod:`rdcl.demo.relations`
+``FAST``/``FULL`` settings and the demo's configuration) and :mod:`rdcl.demo.feature_relations`
 (relation matrices of a trained dual-encoder network on lesion-centred batches).
 """
 

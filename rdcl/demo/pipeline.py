@@ -44,7 +44,7 @@ from rdcl.report import (
     write_summary,
 )
 
-from .relations import relation_matrices
+from .feature_relations import relation_matrices
 
 logger = logging.getLogger(__name__)
 

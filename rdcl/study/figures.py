@@ -125,7 +125,7 @@ def relation_snapshots(
     """
     import torch
 
-    from rdcl.demo.relations import lesion_batch, network_relations
+    from rdcl.demo.feature_relations import lesion_batch, network_relations
     from rdcl.inference.predictor import Predictor
     from rdcl.training.checkpoint import load_checkpoint
     from rdcl.training.methods import build_for_method, get_method
@@ -152,7 +152,7 @@ def relation_series(
 ) -> dict[int, dict[str, np.ndarray]]:
     """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
     matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""
-    from rdcl.demo.relations import lesion_batch, network_relations
+    from rdcl.demo.feature_relations import lesion_batch, network_relations
     from rdcl.inference.predictor import Predictor
     from rdcl.model import build_network
     from rdcl.training.checkpoint import load_checkpoint
