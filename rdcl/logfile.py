@@ -1,5 +1,5 @@
 """Reading a training log (``log.jsonl``: one JSON object per line, written by
-:class:`rdcl.training.metrics_log.JsonlLog`); light enough for the report to import."""
+:class:`rdcl.training.step_log.JsonlLog`); light enough for the report to import."""
 
 from __future__ import annotations
 

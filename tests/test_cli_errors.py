@@ -37,7 +37,7 @@ def test_the_old_homes_name_the_same_classes():
     from rdcl.data.io import ImageReadError
     from rdcl.data.spec import DatasetError
     from rdcl.training.checkpoint import CheckpointError
-    from rdcl.training.metrics_log import TrainingDivergedError
+    from rdcl.training.step_log import TrainingDivergedError
 
     assert (ConfigError, DatasetError, ImageReadError, CheckpointError, TrainingDivergedError) == (
         errors.ConfigError,

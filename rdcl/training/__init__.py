@@ -19,8 +19,8 @@ from __future__ import annotations
 from .api import PRETRAIN_DIR, find_checkpoint, run_pretraining, run_training
 from .checkpoint import FINAL, LAST, CheckpointError, load_checkpoint
 from .loop import RunExistsError
-from .metrics_log import LOG_NAME, TrainingDivergedError, read_log
 from .stages import pretrain_general, train
+from .step_log import LOG_NAME, TrainingDivergedError, read_log
 
 __all__ = [
     "FINAL",

@@ -43,8 +43,8 @@ from .checkpoint import (
 )
 from .data_streams import data_differences
 from .distributed import DistContext
-from .metrics_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
 from .schedule import clip_gradients_tensor, poly_lr, set_lr
+from .step_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
 
 logger = logging.getLogger(__name__)
 

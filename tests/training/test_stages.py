@@ -14,8 +14,8 @@ from rdcl.config import Config
 from rdcl.training import stages
 from rdcl.training.checkpoint import FORMAT, load_checkpoint
 from rdcl.training.loop import RunExistsError
-from rdcl.training.metrics_log import LOG_KEYS, TrainingDivergedError, read_log
 from rdcl.training.schedule import poly_lr
+from rdcl.training.step_log import LOG_KEYS, TrainingDivergedError, read_log
 
 
 def _train(cfg, out, pretrained, **kw):

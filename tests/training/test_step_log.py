@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rdcl.training.metrics_log import (
+from rdcl.training.step_log import (
     LOG_KEYS,
     JsonlLog,
     TrainingDivergedError,
