@@ -1,4 +1,4 @@
-"""The study's outputs in ``CV_DIR``: the tables (:mod:`rdcl.study.tables`), the figures
+"""The study's outputs in ``CV_DIR``: the tables (:mod:`rdcl.study.paper_tables`), the figures
 (:mod:`rdcl.study.figures`) and ``report.md`` linking them."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from rdcl.training.checkpoint import FINAL
 from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures
+from .paper_tables import write_tables
 from .runner import StudyPlan, collect_scores
-from .tables import write_tables
 
 if TYPE_CHECKING:
     from rdcl.data.spec import DatasetSpec

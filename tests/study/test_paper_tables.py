@@ -1,4 +1,4 @@
-"""The paper's table format (rdcl.study.tables)."""
+"""The paper's table format (rdcl.study.paper_tables)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from rdcl.study.tables import markdown, summary_table, write_tables
+from rdcl.study.paper_tables import markdown, summary_table, write_tables
 
 
 def _rows():
@@ -72,7 +72,7 @@ def test_write_tables_files(tmp_path):
 
 
 def test_comparison_counts_a_case_tested_in_several_folds_once():
-    from rdcl.study.tables import comparisons
+    from rdcl.study.paper_tables import comparisons
 
     # case "a" is tested in folds 0 and 1, case "b" in fold 1 only: 2 paired cases, not 3
     rows = [
