@@ -150,7 +150,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         except StudyRunError as exc:
             print(f"rdcl cv: error: {exc} (rerun the same command to resume)", file=sys.stderr)
             return 1
-    from rdcl.study.report import write_study_report
+    from rdcl.study.outputs import write_study_report
 
     report = write_study_report(plan, spec)
     logger.info("report: %s", report)

@@ -7,5 +7,5 @@ statistics and figures.
 - :mod:`~rdcl.study.scoring`: predict and score a fold's test cases.
 - :mod:`~rdcl.study.stats`: paired comparison (bootstrap CI, wins, Wilcoxon signed-rank).
 - :mod:`~rdcl.study.paper_tables`: the paper's table format as Markdown, CSV and JSON.
-- :mod:`~rdcl.study.figures`, :mod:`~rdcl.study.report`: figures and ``report.md``.
+- :mod:`~rdcl.study.figures`, :mod:`~rdcl.study.outputs`: figures and ``report.md``.
 """
