@@ -79,7 +79,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     import math
 
     from rdcl.data.layout import load_dataset
-    from rdcl.study.methods import study_rows
+    from rdcl.study.rows import study_rows
     from rdcl.study.runner import (
         StudyPlan,
         StudyRunError,

@@ -2,7 +2,7 @@
 statistics and figures.
 
 - :mod:`~rdcl.study.splits`: split files (the official Task-1 split) and seeded splits.
-- :mod:`~rdcl.study.methods`: the table rows (baseline, pretrain_<set>, ..., rdcl).
+- :mod:`~rdcl.study.rows`: the table rows (baseline, pretrain_<set>, ..., rdcl).
 - :mod:`~rdcl.study.runner`: one ``rdcl train`` process per (row, fold), resumable.
 - :mod:`~rdcl.study.scoring`: predict and score a fold's test cases.
 - :mod:`~rdcl.study.stats`: paired comparison (bootstrap CI, wins, Wilcoxon signed-rank).

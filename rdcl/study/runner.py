@@ -33,7 +33,7 @@ from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
 from rdcl.training.checkpoint import FINAL, LAST
 
-from .methods import StudyRow, group_sets
+from .rows import StudyRow, group_sets
 from .scoring import read_scores, score_run
 from .splits import Split, check_split, make_split, read_split, write_case_list, write_split
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rdcl.study.methods import study_rows
+from rdcl.study.rows import study_rows
 from rdcl.study.runner import (
     StudyMismatchError,
     StudyPlan,
