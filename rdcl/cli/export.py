@@ -44,7 +44,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from rdcl.device import resolve_device
     from rdcl.export import export_model
-    from rdcl.training.api import find_checkpoint
+    from rdcl.training.run import find_checkpoint
 
     if not 0.0 < args.step <= 1.0:
         raise RdclInputError(f"--step must be in (0, 1], found {args.step}")

@@ -111,7 +111,7 @@ def _load_predictor(args: argparse.Namespace):
     """The predictor behind ``-m``: an exported file, or a checkpoint / run folder."""
     from rdcl.inference import Predictor
     from rdcl.inference.exported import is_exported, load_exported
-    from rdcl.training.api import find_checkpoint
+    from rdcl.training.run import find_checkpoint
 
     if is_exported(args.model):
         fixed = {"--step": args.step != 0.5, "--tile-batch": args.tile_batch != 4}

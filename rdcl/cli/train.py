@@ -1,5 +1,5 @@
-"""``rdcl train``: both training stages (:func:`rdcl.training.api.run_training`), or stage 1
-alone (:func:`rdcl.training.api.run_pretraining`)."""
+"""``rdcl train``: both training stages (:func:`rdcl.training.run.run_training`), or stage 1
+alone (:func:`rdcl.training.run.run_pretraining`)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _run_train(args: argparse.Namespace) -> int:
         from rdcl.paths import require_file
 
         require_file(args.pretrained, "--pretrained checkpoint")
-    from rdcl.training.api import run_pretraining, run_training
+    from rdcl.training.run import run_pretraining, run_training
 
     options = {
         "resume": args.resume,

@@ -45,8 +45,8 @@ def load_predictor(model: str | Path, *, device: str = "cpu", **options: Any) ->
     """``(Predictor, checkpoint header)`` of a checkpoint or a finished run folder's
     ``final.ckpt`` (the header holds kind and method)."""
     from rdcl.inference import Predictor
-    from rdcl.training.api import find_checkpoint
     from rdcl.training.checkpoint import load_checkpoint
+    from rdcl.training.run import find_checkpoint
 
     model = find_checkpoint(model)
     header = load_checkpoint(model)

@@ -108,7 +108,7 @@ class Predictor:
         """Build the network from a checkpoint's saved config and kind and load its weights.
 
         ``path`` is a checkpoint file or a finished training run folder, which gives its
-        ``final.ckpt`` (:func:`rdcl.training.api.find_checkpoint`, as ``rdcl predict -m``).
+        ``final.ckpt`` (:func:`rdcl.training.run.find_checkpoint`, as ``rdcl predict -m``).
         ``options`` are passed to the constructor (``step``, ``tile_batch``, ``mirror``, ``amp``).
         The training set's normalisation and window are taken from the checkpoint's ``dataset``
         entry (``"normalization"``, ``"window"``) when it records them, else from the config.
@@ -116,8 +116,8 @@ class Predictor:
         mismatching checkpoint and for a run folder without ``final.ckpt``.
         """
         from rdcl.model import build_network
-        from rdcl.training.api import find_checkpoint
         from rdcl.training.checkpoint import CheckpointError, load_checkpoint
+        from rdcl.training.run import find_checkpoint
 
         path = find_checkpoint(path)
         ckpt = load_checkpoint(path)

@@ -16,9 +16,9 @@ Public API (what a user calls; everything else is imported from its module):
 
 from __future__ import annotations
 
-from .api import PRETRAIN_DIR, find_checkpoint, run_pretraining, run_training
 from .checkpoint import FINAL, LAST, CheckpointError, load_checkpoint
 from .loop import RunExistsError
+from .run import PRETRAIN_DIR, find_checkpoint, run_pretraining, run_training
 from .stages import pretrain_general, train
 from .step_log import LOG_NAME, TrainingDivergedError, read_log
 

@@ -20,7 +20,8 @@ from rdcl.data.io import Geometry, is_dicom_folder, write_image
 from rdcl.inference import Predictor
 from rdcl.metrics.evaluate import COLUMNS, METRICS, format_results, metric_labels
 from rdcl.model import build_network
-from rdcl.training import api, find_checkpoint, run_pretraining, run_training
+from rdcl.training import find_checkpoint, run_pretraining, run_training
+from rdcl.training import run as run_module
 from rdcl.training.checkpoint import FINAL, FORMAT, LAST, CheckpointError, save_checkpoint
 
 
@@ -91,7 +92,7 @@ def _fail_in_preprocessing(monkeypatch):
     def broken(*a, **k):
         raise OSError(40, "Too many levels of symbolic links")
 
-    monkeypatch.setattr(api, "as_cached", broken)
+    monkeypatch.setattr(run_module, "as_cached", broken)
 
 
 def test_failed_fresh_run_removes_its_folder(tmp_path, monkeypatch, data):

@@ -235,12 +235,12 @@ def test_cli_train_failing_in_preprocessing_leaves_no_folder(
     """Whatever stops a fresh run before its first checkpoint (here an OSError such as a symlink
     loop met while preprocessing: exit 2, one line), the run folder it created is removed again."""
     from rdcl.cli import main
-    from rdcl.training import api
+    from rdcl.training import run as run_module
 
     def loop(*a, **k):
         raise OSError(40, "Too many levels of symbolic links")
 
-    monkeypatch.setattr(api, "as_cached", loop)
+    monkeypatch.setattr(run_module, "as_cached", loop)
     run = tmp_path / "run"
     argv = ["train", "--data", str(synth_data), "--out", str(run), "--preset", "tiny2d",
             "--method", "baseline", "--device", "cpu", "-q"]  # fmt: skip
