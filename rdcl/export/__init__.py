@@ -5,12 +5,12 @@
 - :mod:`rdcl.export.aoti`: the network through ``torch.export`` + AOTInductor (``.pt2``).
 - :mod:`rdcl.export.metadata`: ``rdcl.json`` / ``config.json``.
 - :mod:`rdcl.export.check`: exported vs eager predictor before success.
-- :mod:`rdcl.export.api`: :func:`export_model`, atomic and checked.
+- :mod:`rdcl.export.exporter`: :func:`export_model`, atomic and checked.
 """
 
 from __future__ import annotations
 
-from rdcl.export.api import ExportCheckError, ExportResult, export_model, export_predictor
+from rdcl.export.exporter import ExportCheckError, ExportResult, export_model, export_predictor
 from rdcl.export.metadata import read_torchscript_metadata
 
 __all__ = [

@@ -71,12 +71,12 @@ def test_export_refuses_existing_output_and_bad_arguments(ckpt3d, exported3d, ca
 
 
 def test_failed_check_deletes_the_file_and_exits_2(ckpt3d, tmp_path, capsys, monkeypatch):
-    import rdcl.export.api as api
+    import rdcl.export.exporter as exporter
 
     def failing(*args, **kwargs):
         return CheckResult(False, False, 0.5, True, 0.4, 10, "check: FAILED: Dice 0.50000")
 
-    monkeypatch.setattr(api, "compare", failing)
+    monkeypatch.setattr(exporter, "compare", failing)
     out = tmp_path / "m.ts"
     out.write_bytes(b"previous model")
     code = main(["export", "-m", str(ckpt3d), "--out", str(out), "--overwrite"])
