@@ -9,14 +9,14 @@ Public entry points used by the training losses:
 Both are ``torch.library`` custom ops (``rdcl::relation_matrix``, ``rdcl::relation_losses``) with
 fake and autograd registrations: Triton on CUDA (and on CPU under ``TRITON_INTERPRET=1``), the
 pure-PyTorch reference otherwise. Under ``torch.distributed`` with world size > 1 the batch mean
-covers the global batch (see :mod:`rdcl.kernels.global_batch`).
+covers the global batch (see :mod:`rdcl.kernels.global_mean`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .global_batch import distributed_active, global_relation_losses, global_relation_matrix
+from .global_mean import distributed_active, global_relation_losses, global_relation_matrix
 from .ops import relation_losses_op, relation_matrix_op, use_triton
 from .reference import (
     EPS,

@@ -26,7 +26,7 @@ def _check_pair(logits: torch.Tensor, target: torch.Tensor) -> None:
 class _AllReduceSum(torch.autograd.Function):
     """Differentiable SUM all-reduce: forward and backward are both a SUM over the ranks.
 
-    Gradient convention (as ``rdcl.kernels.global_batch``): every rank computes the same loss of the
+    Gradient convention (as ``rdcl.kernels.global_mean``): every rank computes the same loss of the
     global sums, so the backward all-reduce hands each rank W times the gradient of that one loss;
     DDP's average over the W ranks then yields exactly the gradient of the global-batch loss.
     """
