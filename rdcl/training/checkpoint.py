@@ -4,8 +4,12 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
 
     {"format": "rdcl-checkpoint/1", "config": Config.to_dict(), "kind": "single"|"dual"|...,
      "stage": "pretrain"|"train", "step": int, "model": state_dict,
-     "optimizer": state_dict | None, "rng": {...}, "intensity": IntensityStats.to_dict(),
-     "dataset": {"name": str, "dim": int}}
+     "optimizer": state_dict | None, "rng": {...}, "distributed": {world size, batches},
+     "intensity": IntensityStats.to_dict(), "data": [identity of every dataset read],
+     "dataset": {"name": str, "dim": int, "normalization": str, "window": [lo, hi] | None}}
+
+(``distributed`` from ``Stage.run_record``; ``intensity``, ``data`` and ``dataset`` from
+:func:`rdcl.training.data_streams.dataset_meta`.)
 
 ``step`` counts completed optimiser steps. Writes are atomic: the payload goes to a temporary file
 ``.<name>.<random>.tmp`` in the destination folder, is fsync'ed, then ``os.replace``'d over the
