@@ -60,7 +60,8 @@ def load_dataset(root: str | Path, *, split: str = "train") -> DatasetSpec:
     """Detect the layout of ``root`` and list its cases (see the module docstring).
 
     ``split`` is ``"train"`` (imagesTr/labelsTr, MSD ``training``) or ``"test"`` (imagesTs with
-    optional labelsTs, MSD ``test``); the published 2D/patch/COVID layouts only have ``"train"``.
+    optional labelsTs, MSD ``test``); ``.npz`` patch folders also have ``"test"`` (the files whose
+    name starts with ``test``); the other published 2D/COVID layouts only ``"train"``.
     Raises :class:`DatasetError` (one line) for a missing root, an unknown layout, an empty
     dataset, a ``dataset.json`` field of the wrong type, and a case file that is missing, a
     folder, a broken link, a symbolic link loop or unreadable.
