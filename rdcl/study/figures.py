@@ -160,10 +160,10 @@ def relation_series(
 
     if not snapshots:
         return {}
-    first = Predictor.from_checkpoint(snapshots[-1], device="cpu")
-    x_c = lesion_batch(covid_spec, first, n)
+    last = Predictor.from_checkpoint(snapshots[-1], device="cpu")  # preprocessing of the run
+    x_c = lesion_batch(covid_spec, last, n)
     x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
-    net = build_network(first.config.model, kind=get_method("rdcl").kind)
+    net = build_network(last.config.model, kind=get_method("rdcl").kind)
     out = {}
     for path in snapshots:
         ckpt = load_checkpoint(path)

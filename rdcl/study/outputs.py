@@ -35,12 +35,15 @@ def _relation_figures(plan: StudyPlan, spec: DatasetSpec, fig_dir: Path) -> dict
     if not ((run / FINAL).is_file() and pre.is_file()):
         return {}
     train_cases = select_cases(spec, plan.split.folds[0].train)
-    snaps = figures.relation_snapshots(
-        run / FINAL, pre, train_cases, plan.general[0], RELATION_BATCH
-    )
-    out = figures.plot_relation_snapshots(snaps, fig_dir)
     kept = sorted((run / SNAPSHOT_DIR).glob("*.ckpt"))
     series = figures.relation_series(kept, pre, train_cases, plan.general[0], RELATION_BATCH)
+    if len(series) >= 2:  # the kept weights hold step 0 and the last step: start and end
+        snaps = {"start": series[min(series)], "end": series[max(series)]}
+    else:  # a run without snapshots: rebuild the start, read the end from final.ckpt
+        snaps = figures.relation_snapshots(
+            run / FINAL, pre, train_cases, plan.general[0], RELATION_BATCH
+        )
+    out = figures.plot_relation_snapshots(snaps, fig_dir)
     out.update(figures.plot_relation_series(series, fig_dir))
     return out
 
