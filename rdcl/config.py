@@ -33,6 +33,9 @@ METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl"
 AUTOCAST_MODES = ("none", "bf16")
 """Values of ``train.autocast``: fp32 everywhere, or bf16 autocast of the forward pass."""
 
+AUGMENT_ON = ("loader", "device")
+"""Values of ``data.augment_on``: where the spatial, flip and intensity augmentation run."""
+
 RUN_RECORD = "run"
 """Top-level entry of a run's ``config.json`` recording how it ran (world size, per-rank batch);
 not a setting: :meth:`Config.from_dict` ignores it."""
@@ -128,6 +131,13 @@ class DataConfig:
     coarse axis of anisotropic data; :mod:`rdcl.data.spacing`), resolved when training starts
     and saved with the run's config and checkpoints, which prediction then uses; ``null`` keeps
     every case on its own grid.
+
+    ``augment_on``: ``"loader"`` computes each augmented patch in the loader (worker processes
+    with ``num_workers``); ``"device"`` has the loader only crop and ship each sample's source
+    region with its drawn parameters, and the step applies the rotation/scaling, flips and
+    intensity augmentation on the training device (:mod:`rdcl.data.device_augment`; the same
+    draws, equal to float32 rounding except the noise values). Meant for GPUs, where it frees
+    the loader's CPU cores.
     """
 
     patch_size: tuple[int, ...] = (56, 160, 192)
@@ -137,6 +147,7 @@ class DataConfig:
     window: tuple[float, float] = (-1250.0, 250.0)
     foreground_oversample: float = 0.33
     augment: bool = True
+    augment_on: str = "loader"
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -146,6 +157,10 @@ class DataConfig:
             raise ConfigError(
                 f"data.normalization must be 'ct', 'window' or 'zscore', found "
                 f"{self.normalization!r}"
+            )
+        if self.augment_on not in AUGMENT_ON:
+            raise ConfigError(
+                f"data.augment_on must be one of {AUGMENT_ON}, found {self.augment_on!r}"
             )
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, found {self.batch_size}")

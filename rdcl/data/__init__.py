@@ -3,6 +3,7 @@ augmentation and the seeded DataLoader."""
 
 from __future__ import annotations
 
+from rdcl.data.device_augment import finish_batch
 from rdcl.data.io import Geometry, ImageReadError, read_image, read_info, write_image
 from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case, load_dataset
 from rdcl.data.loader import make_loader
@@ -27,6 +28,7 @@ __all__ = [
     "IntensityStats",
     "PatchSampler",
     "compute_intensity_stats",
+    "finish_batch",
     "load_case",
     "load_dataset",
     "make_loader",

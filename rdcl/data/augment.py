@@ -305,26 +305,56 @@ def random_flip(
     return image, label
 
 
+@dataclass(frozen=True)
+class IntensityDraw:
+    """The intensity augmentation drawn for one sample: each factor, or None when its
+    augmentation does not fire (``noise_variance``: the Gaussian noise variance)."""
+
+    brightness: float | None = None
+    contrast: float | None = None
+    gamma: float | None = None
+    noise_variance: float | None = None
+
+
+def draw_intensity(rng: np.random.Generator, params: AugmentParams) -> IntensityDraw:
+    """Draw brightness, contrast, gamma and noise variance in that order, each with its
+    probability (the draws :func:`augment_intensity` makes before the noise itself)."""
+    values: list[float | None] = []
+    for p, lo, hi in (
+        (params.p_brightness, *params.brightness_range),
+        (params.p_contrast, *params.contrast_range),
+        (params.p_gamma, *params.gamma_range),
+        (params.p_noise, 0.0, params.noise_variance),
+    ):
+        values.append(float(rng.uniform(lo, hi)) if rng.random() < p else None)
+    return IntensityDraw(*values)
+
+
+def apply_intensity(image: np.ndarray, draw: IntensityDraw) -> np.ndarray:
+    """Brightness (multiplicative), contrast (about the mean, clipped to the old range) and gamma
+    (on the min-max rescaled image, mean/std restored) of ``draw``, without the noise.
+    ``image (C, *spatial)`` float32; returns a new float32 array."""
+    x = image.astype(np.float32, copy=True)
+    if draw.brightness is not None:
+        x *= draw.brightness
+    if draw.contrast is not None:
+        mean, lo, hi = x.mean(), x.min(), x.max()
+        x = np.clip((x - mean) * draw.contrast + mean, lo, hi)
+    if draw.gamma is not None:
+        mean, std, lo = x.mean(), x.std(), x.min()
+        span = x.max() - lo
+        x = ((x - lo) / (span + 1e-7)) ** draw.gamma * span + lo
+        x = (x - x.mean()) / (x.std() + 1e-8) * std + mean
+    return x.astype(np.float32, copy=False)
+
+
 def augment_intensity(
     image: np.ndarray, rng: np.random.Generator, params: AugmentParams
 ) -> np.ndarray:
-    """Brightness (multiplicative), contrast (about the mean, clipped to the old range), gamma
-    (on the min-max rescaled image, mean/std restored) and Gaussian noise, each with its
-    probability. ``image (C, *spatial)`` float32; returns a new array."""
-    x = image.astype(np.float32, copy=True)
-    if rng.random() < params.p_brightness:
-        x *= rng.uniform(*params.brightness_range)
-    if rng.random() < params.p_contrast:
-        factor = rng.uniform(*params.contrast_range)
-        mean, lo, hi = x.mean(), x.min(), x.max()
-        x = np.clip((x - mean) * factor + mean, lo, hi)
-    if rng.random() < params.p_gamma:
-        gamma = rng.uniform(*params.gamma_range)
-        mean, std, lo = x.mean(), x.std(), x.min()
-        span = x.max() - lo
-        x = ((x - lo) / (span + 1e-7)) ** gamma * span + lo
-        x = (x - x.mean()) / (x.std() + 1e-8) * std + mean
-    if rng.random() < params.p_noise:
-        variance = rng.uniform(0.0, params.noise_variance)
-        x = x + rng.normal(0.0, math.sqrt(variance), size=x.shape)
+    """Brightness, contrast, gamma (:func:`apply_intensity`) and Gaussian noise, each with its
+    probability (:func:`draw_intensity`). ``image (C, *spatial)`` float32; returns a new array."""
+    draw = draw_intensity(rng, params)
+    x = apply_intensity(image, draw)
+    if draw.noise_variance is not None:
+        x = x + rng.normal(0.0, math.sqrt(draw.noise_variance), size=x.shape)
     return x.astype(np.float32, copy=False)

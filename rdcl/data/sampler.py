@@ -13,16 +13,18 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from rdcl.config import DataConfig
+from rdcl.config import AUGMENT_ON, DataConfig
 from rdcl.data.augment import (
     PAD_MODES,
     SPATIAL_ENGINES,
     AugmentParams,
     augment_intensity,
+    draw_intensity,
     random_flip,
     sample_spatial,
     transformed_crop,
 )
+from rdcl.data.device_augment import NOISE_SEED_BOUND, Recipe, source_region
 from rdcl.data.layout import DatasetError
 from rdcl.errors import RdclInputError
 
@@ -59,7 +61,11 @@ class PatchSampler:
     transforms to float32 rounding, :func:`rdcl.data.augment.transformed_crop`).
 
     ``batch(step) -> {"image": float32 tensor (B, C, *patch), "label": float32 tensor
-    (B, 1, *patch) in {0, 1}, "case": int64 tensor (B,)}``.
+    (B, 1, *patch) in {0, 1}, "case": int64 tensor (B,)}``. With ``augment_on="device"``
+    (default ``data_cfg.augment_on``) and augmentation on, the batch is deferred instead:
+    ``{"source_image": [float32 (C, *region_b)], "source_label": [uint8 (*region_b)],
+    "recipe": [Recipe], "case"}``, the same draws, finished on the training device by
+    :func:`rdcl.data.device_augment.finish_batch`.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class PatchSampler:
         params: AugmentParams | None = None,
         pad_mode: str = "constant",
         spatial_engine: str = "separable",
+        augment_on: str | None = None,
     ) -> None:
         if len(dataset) == 0:
             raise DatasetError("cannot sample patches from an empty dataset")
@@ -81,6 +88,9 @@ class PatchSampler:
             raise RdclInputError(
                 f"spatial_engine must be one of {SPATIAL_ENGINES}, found {spatial_engine!r}"
             )
+        augment_on = data_cfg.augment_on if augment_on is None else augment_on
+        if augment_on not in AUGMENT_ON:
+            raise RdclInputError(f"augment_on must be one of {AUGMENT_ON}, found {augment_on!r}")
         if seed < 0:
             raise RdclInputError(f"seed must be >= 0, found {seed}")
         self.dataset = dataset
@@ -92,6 +102,7 @@ class PatchSampler:
         self.params = params or AugmentParams()
         self.pad_mode = pad_mode
         self.spatial_engine = spatial_engine
+        self.deferred = bool(self.augment) and augment_on == "device"
         self._fg: dict[int, np.ndarray] = {}
 
     def _case(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +139,11 @@ class PatchSampler:
                 start.append(int(np.clip(int(centre[d]) - p // 2, lo, hi)))
         return start
 
-    def sample(self, step: int, b: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Sample ``b`` of batch ``step``: ``(image (C, *patch), label (*patch) uint8, case)``."""
+    def _locate(
+        self, step: int, b: int
+    ) -> tuple[np.random.Generator, int, np.ndarray, np.ndarray, list[int], float, float]:
+        """The draws every sample starts with: ``(rng, case, image, label, start, angle,
+        scale)`` (a 3D case sliced to the drawn axial slice for a 2D patch)."""
         rng = np.random.default_rng([self.seed, int(step), int(b)])
         i = int(rng.integers(len(self.dataset)))
         image, label = self._case(i)
@@ -145,6 +159,11 @@ class PatchSampler:
             voxel = voxel[1:] if voxel is not None else None
         start = self._start(label.shape, rng, voxel)
         angle, scale = sample_spatial(rng, self.params) if self.augment else (0.0, 1.0)
+        return rng, i, image, label, start, angle, scale
+
+    def sample(self, step: int, b: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Sample ``b`` of batch ``step``: ``(image (C, *patch), label (*patch) uint8, case)``."""
+        rng, i, image, label, start, angle, scale = self._locate(step, b)
         img, lab = transformed_crop(
             image,
             label,
@@ -160,6 +179,29 @@ class PatchSampler:
             img = augment_intensity(img, rng, self.params)
         return img, lab, i
 
+    def deferred_sample(self, step: int, b: int) -> tuple[np.ndarray, np.ndarray, Recipe, int]:
+        """Sample ``b`` of batch ``step`` with its augmentation left to the device: ``(image
+        (C, *region) float32, label (*region) uint8, recipe, case)``, the draws of
+        :meth:`sample` in the same order (the noise's values replaced by a seed)."""
+        rng, i, image, label, start, angle, scale = self._locate(step, b)
+        img, lab, fields = source_region(
+            image, label, start, self.patch, angle, scale, self.pad_mode
+        )
+        flips = tuple(a for a in range(len(self.patch)) if rng.random() < self.params.p_flip)
+        draw = draw_intensity(rng, self.params)
+        noise_seed = int(rng.integers(NOISE_SEED_BOUND)) if draw.noise_variance is not None else 0
+        recipe = Recipe(
+            patch=self.patch,
+            angle=angle,
+            scale=scale,
+            pad_mode=self.pad_mode,
+            flips=flips,
+            intensity=draw,
+            noise_seed=noise_seed,
+            **fields,
+        )
+        return img, lab, recipe, i
+
     def batch(self, step: int, indices: Sequence[int] | None = None) -> dict[str, Any]:
         """Batch ``step`` (a pure function of ``(seed, step)``); see the class docstring.
 
@@ -170,6 +212,14 @@ class PatchSampler:
         indices = range(self.batch_size) if indices is None else indices
         if any(not 0 <= b < self.batch_size for b in indices):
             raise ValueError(f"sample indices must be in [0, {self.batch_size}), found {indices}")
+        if self.deferred:
+            parts = [self.deferred_sample(step, b) for b in indices]
+            return {
+                "source_image": [torch.from_numpy(p[0]) for p in parts],
+                "source_label": [torch.from_numpy(p[1]) for p in parts],
+                "recipe": [p[2] for p in parts],
+                "case": torch.tensor([p[3] for p in parts], dtype=torch.int64),
+            }
         samples = [self.sample(step, b) for b in indices]
         image = np.stack([s[0] for s in samples]).astype(np.float32, copy=False)
         label = np.stack([s[1] for s in samples])[:, None].astype(np.float32)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rdcl.config import Config, TrainConfig
+from rdcl.data.device_augment import finish_batch
 from rdcl.errors import ConfigError, DatasetError
 from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consistency
 from rdcl.model import build_network
@@ -129,9 +130,10 @@ def pretrain_general(
     forward = compile_step(ctx.wrap(step_net, device), tcfg)
 
     def compute(step: int, batch: dict) -> tuple[dict, None]:
+        batch = finish_batch(batch, device)  # data.augment_on: device augments here
         with forward_precision(tcfg, device):
             logits = forward(to_device(batch["image"], device, fmt))[0]
-        seg = seg_loss(logits, batch["label"].to(device, non_blocking=True))
+        seg = seg_loss(logits, batch["label"])
         return {"loss": seg, "seg": seg}, None
 
     stage = Stage(
@@ -310,13 +312,14 @@ def train(
     forward = compile_step(ctx.wrap(step_net, device), tcfg)
 
     def compute(step: int, batch: tuple[dict, dict | None]) -> tuple[dict, float | None]:
-        xc_batch, xn_batch = batch
+        xc_batch = finish_batch(batch[0], device)  # data.augment_on: device augments here
+        xn_batch = None if batch[1] is None else finish_batch(batch[1], device)
         x_n = None if xn_batch is None else to_device(xn_batch["image"], device, fmt)
         return method_terms(
             net,
             method,
             x_c=to_device(xc_batch["image"], device, fmt),
-            y_c=xc_batch["label"].to(device, non_blocking=True),
+            y_c=xc_batch["label"],
             x_n=x_n,
             step=step,
             cfg=tcfg,

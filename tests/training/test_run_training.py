@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -85,13 +86,18 @@ def test_pretrain_method_uses_given_stage1_checkpoint(tmp_path, synth_data):
     assert not (tmp_path / "p" / PRETRAIN_DIR).exists()
 
 
-def test_killed_run_resumes_bitwise_with_real_sampler(tmp_path, synth_data, monkeypatch):
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_killed_run_resumes_bitwise_with_real_sampler(
+    tmp_path, synth_data, monkeypatch, augment_on
+):
     """Stage 1 finishes, stage 2 is killed after its step-2 checkpoint; --resume skips stage 1 and
-    ends with bitwise the weights of an uninterrupted run (real sampler with augmentation)."""
+    ends with bitwise the weights of an uninterrupted run (real sampler with augmentation, in the
+    loader or on the training device)."""
     from rdcl.training import stages
 
     covid, general = synth_data
     cfg = tiny_cfg("rdcl", pretrain_steps=2, steps=4, checkpoint_every=2)
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, augment_on=augment_on))
     assert cfg.data.augment
     straight = run_training(cfg, covid, [general], tmp_path / "a", progress=False)
     real_stream = stages.batch_stream

@@ -133,6 +133,30 @@ def test_stage1_step_synchronises_once(tmp_path, fake_streams):
     assert _per_step(run) == ONE_SYNC
 
 
+def test_device_augmentation_does_not_synchronise():
+    """``data.augment_on: device``: finishing a batch whose every augmentation fires (rotation,
+    scaling, flips, brightness, contrast, gamma, noise) waits for nothing on the host."""
+    import numpy as np
+
+    from rdcl.config import DataConfig
+    from rdcl.data import PatchSampler, finish_batch
+    from rdcl.data.augment import AugmentParams
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.standard_normal((1, 10, 20, 24)).astype(np.float32),
+              (rng.random((10, 20, 24)) > 0.5).astype(np.uint8))]  # fmt: skip
+    every = AugmentParams(p_rotate=1.0, p_scale=1.0, p_flip=1.0, p_brightness=1.0,
+                          p_contrast=1.0, p_gamma=1.0, p_noise=1.0)  # fmt: skip
+    cfg = DataConfig(patch_size=(8, 16, 16), batch_size=2)
+    sampler = PatchSampler(cases, cfg, seed=0, params=every, augment_on="device")
+    batch = sampler.batch(0)
+    assert all(r.spatial and r.flips for r in batch["recipe"])
+    with SyncRecorder() as rec:
+        out = finish_batch(batch, "cpu")
+    assert out["image"].shape == (2, 1, 8, 16, 16)
+    assert not rec.calls, rec.calls
+
+
 def test_recorder_sees_the_syncs_it_must_see():
     x = torch.arange(6.0)
     with SyncRecorder() as rec:
