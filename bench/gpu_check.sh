@@ -11,7 +11,8 @@
 #             including cuda_graphs, real loading vs synthetic tensors), the CUDA-graph step
 #             against the eager one (tests/training/test_step_sync.py), torch.profiler
 #             breakdowns of the dual step, the loader benchmark pinned to 2 CPU cores (separable
-#             vs scipy spatial engine), the DDP tests with NCCL when the machine has >= 2 GPUs
+#             vs scipy spatial engine; augmentation in the loader vs data.augment_on=device, and
+#             what finishing a deferred batch costs on the GPU), the DDP tests with NCCL when the machine has >= 2 GPUs
 #             (gloo on the CPU otherwise) and the 2-rank gloo DDP time-per-sample benchmark.
 #             torch.compile variants run when RDCL_BENCH_COMPILE=1 (default here; set 0 to save
 #             minutes).
@@ -67,10 +68,22 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
     i = b["extra_info"]
     print(f"{b['name']:45s} {i['ms_per_step']:8.1f} ms/step  peak {i.get('peak_gib', 0):5.2f} GiB")
 EOF
-  # 3. loader throughput on 2 CPU cores (the issue's target: >= what one GPU step consumes)
+  # 3. loader throughput on 2 CPU cores (the issue's target: >= what one GPU step consumes),
+  #    augmentation in the loader and on the device (test_finish_on_device runs on the GPU)
   taskset -c 0,1 env OMP_NUM_THREADS=1 timeout 300 python -m pytest -q -p no:cacheprovider \
     bench/test_bench_loader.py --benchmark-only --benchmark-json="$OUT/bench_loader.json" \
     2>&1 | tail -12 | tee "$OUT/bench_loader.log"
+  python - "$OUT/bench_loader.json" <<'EOF' | tee -a "$OUT/bench_loader.log"
+import json, sys
+for b in json.load(open(sys.argv[1]))["benchmarks"]:
+    i = b["extra_info"]
+    rate = i.get("steady_patches_per_s", i.get("patches_per_s"))
+    extra = f"{i['ms_per_batch']:.2f} ms/batch on {i['device']}" if "ms_per_batch" in i else ""
+    if "ms_per_step" in i:
+        extra = f"{i['ms_per_step']:.1f} ms per {i['step_ms']:.0f} ms step (pinned {i.get('pinned')})"
+    rate = f"{rate:8.1f} patches/s" if rate else ""
+    print(f"{b['name']:55s} {rate:18s} {extra}")
+EOF
   # 4. DDP: NCCL on 2 GPUs when there are 2, gloo on the CPU otherwise
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   if [ "${gpus:-0}" -ge 2 ]; then ddp=cuda; else ddp=cpu; fi

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from rdcl.config import Config, preset
-from rdcl.data import PatchSampler, make_loader
+from rdcl.data import PatchSampler, finish_batch, make_loader
 from rdcl.losses import DeepSupervisionLoss, DiceBCELoss
 from rdcl.training.graphs import graph_step
 from rdcl.training.methods import build_for_method, get_method
@@ -173,17 +173,24 @@ def test_step_switch(benchmark, name):
 
 
 @pytest.mark.benchmark(group="step-loading")
-def test_step_real_loading(benchmark, cache):
-    """The dual step fed by the loader (memory-mapped cache, 2 workers, pinned memory) instead
-    of synthetic tensors on the device: equal times mean the loader keeps up."""
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_step_real_loading(benchmark, cache, augment_on):
+    """The dual step fed by the loader (memory-mapped cache, pinned memory) instead
+    of synthetic tensors on the device: equal times mean the loader keeps up. With
+    ``augment_on="device"`` the loader only crops and the step finishes the batches on the
+    device (:func:`rdcl.data.finish_batch`, timed as part of the step), and the batches come
+    from a loader thread instead of worker processes (``data.loader_thread``)."""
     cfg = _config("rdcl")
-    data = dataclasses.replace(cfg.data, num_workers=2)
+    device_mode = augment_on == "device"
+    workers = 0 if device_mode else 2
+    data = dataclasses.replace(cfg.data, num_workers=workers, augment_on=augment_on)
     sampler = PatchSampler(cache, data, seed=0)
-    loader = iter(make_loader(sampler, 0, 10_000, 2, pin_memory=DEVICE.type == "cuda"))
+    pin = DEVICE.type == "cuda"
+    loader = iter(make_loader(sampler, 0, 10_000, workers, pin_memory=pin, thread=device_mode))
     fmt = memory_format(cfg.train, cfg.model.dim)
 
     def batches():
-        xc, xn = next(loader), next(loader)
+        xc, xn = finish_batch(next(loader), DEVICE), finish_batch(next(loader), DEVICE)
         return (
             to_device(xc["image"], DEVICE, fmt),
             xc["label"].to(DEVICE, non_blocking=True),

@@ -138,6 +138,11 @@ class DataConfig:
     intensity augmentation on the training device (:mod:`rdcl.data.device_augment`; the same
     draws, equal to float32 rounding except the noise values). Meant for GPUs, where it frees
     the loader's CPU cores.
+
+    ``num_workers``: DataLoader worker processes computing batches ahead (0: in the training
+    process); ``loader_thread`` (with ``num_workers: 0``): one background thread of the training
+    process computes them ahead instead, without the workers' inter-process copies (the choice
+    for ``augment_on: device``, whose batches are plain crops).
     """
 
     patch_size: tuple[int, ...] = (56, 160, 192)
@@ -149,6 +154,7 @@ class DataConfig:
     augment: bool = True
     augment_on: str = "loader"
     num_workers: int = 0
+    loader_thread: bool = False
 
     def __post_init__(self) -> None:
         """Raise :class:`ConfigError` for a wrongly typed or impossible value."""
@@ -161,6 +167,11 @@ class DataConfig:
         if self.augment_on not in AUGMENT_ON:
             raise ConfigError(
                 f"data.augment_on must be one of {AUGMENT_ON}, found {self.augment_on!r}"
+            )
+        if self.loader_thread and self.num_workers > 0:
+            raise ConfigError(
+                f"data.loader_thread computes batches in the training process; expected "
+                f"data.num_workers 0 with it, found {self.num_workers}"
             )
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, found {self.batch_size}")

@@ -125,12 +125,17 @@ def make_sampler(
 
 
 def batch_stream(
-    sampler: PatchSampler | MixedSampler, start: int, stop: int, num_workers: int
+    sampler: PatchSampler | MixedSampler,
+    start: int,
+    stop: int,
+    num_workers: int,
+    thread: bool = False,
 ) -> Iterable[dict]:
-    """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``)."""
+    """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``; ``thread``: computed
+    ahead by a background thread, ``data.loader_thread``)."""
     from rdcl.data import make_loader
 
-    return make_loader(sampler, start, stop, num_workers)
+    return make_loader(sampler, start, stop, num_workers, thread=thread)
 
 
 IDENTITY_KEY = "identity"

@@ -143,6 +143,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.log_every",
         "train.snapshots",
         "data.num_workers",
+        "data.loader_thread",
         "train.cudnn_benchmark",
         "train.channels_last",
         "train.compile",

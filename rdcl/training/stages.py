@@ -136,6 +136,7 @@ def pretrain_general(
         seg = seg_loss(logits, batch["label"])
         return {"loss": seg, "seg": seg}, None
 
+    streams = (cfg.data.num_workers, cfg.data.loader_thread)
     stage = Stage(
         name="pretrain",
         cfg=cfg,
@@ -144,7 +145,7 @@ def pretrain_general(
         out_dir=out_dir,
         total_steps=cfg.train.pretrain_steps,
         compute=compute,
-        batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, cfg.data.num_workers),
+        batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, *streams),
         meta=dataset_meta(list(general_datasets)),
         dist=ctx,
     )
@@ -329,10 +330,12 @@ def train(
         )
 
     def batches(start: int) -> Iterable[tuple[dict, dict | None]]:
-        xc = batch_stream(covid_sampler, start, total, workers)
+        thread = cfg.data.loader_thread
+        xc = batch_stream(covid_sampler, start, total, workers, thread)
         if general_sampler is None:
             return ((b, None) for b in xc)
-        return zip(xc, batch_stream(general_sampler, start, total, workers), strict=True)
+        xn = batch_stream(general_sampler, start, total, workers, thread)
+        return zip(xc, xn, strict=True)
 
     stage = Stage(
         name="train",

@@ -28,7 +28,7 @@ def fake_streams(monkeypatch):
     def make_sampler(datasets, data_cfg, *, seed):
         return FakeSampler(seed, data_cfg)
 
-    def batch_stream(sampler, start, stop, num_workers):
+    def batch_stream(sampler, start, stop, num_workers, thread=False):
         for s in range(start, stop):
             calls["steps"].append(s)
             yield sampler.batch(s)
@@ -46,7 +46,7 @@ def pretrained_ckpt(tmp_path_factory):
     mp.setattr(
         stages,
         "batch_stream",
-        lambda s, a, b, n: (s.batch(i) for i in range(a, b)),
+        lambda s, a, b, n, thread=False: (s.batch(i) for i in range(a, b)),
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

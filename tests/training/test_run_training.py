@@ -86,24 +86,25 @@ def test_pretrain_method_uses_given_stage1_checkpoint(tmp_path, synth_data):
     assert not (tmp_path / "p" / PRETRAIN_DIR).exists()
 
 
-@pytest.mark.parametrize("augment_on", ["loader", "device"])
+@pytest.mark.parametrize(("augment_on", "thread"), [("loader", False), ("device", True)])
 def test_killed_run_resumes_bitwise_with_real_sampler(
-    tmp_path, synth_data, monkeypatch, augment_on
+    tmp_path, synth_data, monkeypatch, augment_on, thread
 ):
     """Stage 1 finishes, stage 2 is killed after its step-2 checkpoint; --resume skips stage 1 and
     ends with bitwise the weights of an uninterrupted run (real sampler with augmentation, in the
-    loader or on the training device)."""
+    loader, or on the training device with batches from a loader thread)."""
     from rdcl.training import stages
 
     covid, general = synth_data
     cfg = tiny_cfg("rdcl", pretrain_steps=2, steps=4, checkpoint_every=2)
-    cfg = cfg.replace(data=dataclasses.replace(cfg.data, augment_on=augment_on))
+    data = dataclasses.replace(cfg.data, augment_on=augment_on, loader_thread=thread)
+    cfg = cfg.replace(data=data)
     assert cfg.data.augment
     straight = run_training(cfg, covid, [general], tmp_path / "a", progress=False)
     real_stream = stages.batch_stream
 
-    def killed(sampler, start, stop, workers):
-        stream = real_stream(sampler, start, stop, workers)
+    def killed(sampler, start, stop, workers, thread=False):
+        stream = real_stream(sampler, start, stop, workers, thread)
         for step, batch in zip(range(start, stop), stream, strict=True):
             if step == 3:
                 raise KeyboardInterrupt

@@ -102,8 +102,8 @@ def test_resume_is_bitwise_identical(tmp_path, fake_streams, pretrained_ckpt, mo
 
     real_stream = stages.batch_stream
 
-    def killed_before_step_4(sampler, start, stop, workers):
-        for i, b in enumerate(real_stream(sampler, start, stop, workers)):
+    def killed_before_step_4(sampler, start, stop, workers, thread=False):
+        for i, b in enumerate(real_stream(sampler, start, stop, workers, thread)):
             if start + i == 3:
                 raise KeyboardInterrupt("killed")
             yield b
