@@ -13,25 +13,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from _spatial_reference import label_value
 from scipy import ndimage
 
 from rdcl.config import DataConfig
 from rdcl.data import PatchSampler
 from rdcl.data.augment import AugmentParams, transformed_crop
-
-
-def _label_value(label, start, patch, angle, scale):
-    """The interpolated label before thresholding, in float64 (whole volume, scipy)."""
-    dim = len(patch)
-    grid = np.indices(patch, dtype=np.float64).reshape(dim, -1)
-    half = (np.asarray(patch, dtype=np.float64) - 1) / 2
-    off = (grid - half[:, None]) / scale
-    c, s = math.cos(angle), math.sin(angle)
-    y, x = off[-2].copy(), off[-1].copy()
-    off[-2], off[-1] = c * y - s * x, s * y + c * x
-    coords = off + (np.asarray(start, dtype=np.float64) + half)[:, None]
-    value = ndimage.map_coordinates(label.astype(np.float64), coords, order=1, mode="constant")
-    return value.reshape(patch)
 
 
 def _assert_same(got, want, label, start, patch, angle, scale):
@@ -43,7 +30,7 @@ def _assert_same(got, want, label, start, patch, angle, scale):
     assert got[1].dtype == np.uint8 and got[1].shape == want[1].shape
     differ = got[1] != want[1]
     if differ.any():
-        value = _label_value(label, start, patch, angle, scale)
+        value = label_value(label, start, patch, angle, scale)
         np.testing.assert_allclose(value[differ], 0.5, atol=1e-6)
 
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _spatial_reference import label_value
 
 from rdcl.config import ConfigError, DataConfig
 from rdcl.data import PatchSampler, finish_batch, make_loader
@@ -49,22 +50,6 @@ def _cases(shape, n=3, seed=0):
     )
 
 
-def _label_value(label, start, patch, angle, scale):
-    """The interpolated label before thresholding (float64, scipy, whole volume)."""
-    from scipy import ndimage
-
-    dim = len(patch)
-    grid = np.indices(patch, dtype=np.float64).reshape(dim, -1)
-    half = (np.asarray(patch, dtype=np.float64) - 1) / 2
-    off = (grid - half[:, None]) / scale
-    c, s = math.cos(angle), math.sin(angle)
-    y, x = off[-2].copy(), off[-1].copy()
-    off[-2], off[-1] = c * y - s * x, s * y + c * x
-    coords = off + (np.asarray(start, dtype=np.float64) + half)[:, None]
-    value = ndimage.map_coordinates(label.astype(np.float64), coords, order=1, mode="constant")
-    return value.reshape(patch)
-
-
 def test_device_transform_matches_the_loader_on_random_transforms():
     """Source region + grid_sample equals transformed_crop (scipy reference) for any angle,
     scale, patch partly or wholly outside the volume, size-1 axes, both pad modes."""
@@ -98,7 +83,7 @@ def test_device_transform_matches_the_loader_on_random_transforms():
         np.testing.assert_allclose(got_img.numpy(), want[0], rtol=1e-5, atol=1e-5)
         differ = got_lab.numpy().astype(np.uint8) != want[1]
         if differ.any():
-            value = _label_value(label, start, patch, angle, scale)
+            value = label_value(label, start, patch, angle, scale)
             np.testing.assert_allclose(value[differ], 0.5, atol=1e-5)
     assert spatial > 80  # most cases exercised the transform
 

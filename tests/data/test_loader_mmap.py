@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _spatial_reference import patch_points
 from scipy import ndimage
 
 from rdcl.config import DataConfig
@@ -53,14 +54,7 @@ def test_version_1_cache_still_reads(tmp_path):
 def _whole_volume_reference(image, label, start, patch, angle, scale, pad_mode):
     """transformed_crop as it was written before the block read: map_coordinates on the whole
     volume."""
-    dim = len(patch)
-    grid = np.indices(patch, dtype=np.float64).reshape(dim, -1)
-    half = (np.asarray(patch, dtype=np.float64) - 1) / 2
-    off = (grid - half[:, None]) / scale
-    c, s = math.cos(angle), math.sin(angle)
-    y, x = off[-2].copy(), off[-1].copy()
-    off[-2], off[-1] = c * y - s * x, s * y + c * x
-    coords = off + (np.asarray(start, dtype=np.float64) + half)[:, None]
+    coords = patch_points(start, patch, angle, scale)
     mode = "nearest" if pad_mode == "edge" else "constant"
     img = np.stack([ndimage.map_coordinates(ch, coords, order=1, mode=mode) for ch in image])
     lab = ndimage.map_coordinates(label.astype(np.float32), coords, order=1, mode="constant")
