@@ -16,6 +16,8 @@
 #             (gloo on the CPU otherwise) and the 2-rank gloo DDP time-per-sample benchmark.
 #             torch.compile variants run when RDCL_BENCH_COMPILE=1 (default here; set 0 to save
 #             minutes).
+#   profile, step, loader, ddp: one part of "training" each (1, 2, 3, 4+5 below), to fit a
+#             limited device session: e.g. RDCL_GPU_CHECKS=step,loader RDCL_BENCH_COMPILE=0
 # Example for the training part alone: RDCL_GPU_CHECKS=training OUT=gpu_results bash bench/gpu_check.sh
 #
 # The GPU machine has torch, triton, cupy, pybind11, cmake and nvcc but no SimpleITK and no
@@ -48,13 +50,18 @@ if has metrics; then
     --benchmark-json="$OUT/bench.json" 2>&1 | tail -40 | tee "$OUT/bench.log"
 fi
 
-if has training; then
+train_part() { has training || has "$1"; }
+if train_part step || train_part profile; then
   export RDCL_BENCH_COMPILE=${RDCL_BENCH_COMPILE:-1}
+fi
+if train_part profile; then
   # 1. where the dual step's time goes (defaults, then the switches that matter most)
   for sw in "" "channels_last=true" "autocast=bf16" "channels_last=true autocast=bf16"; do
     # shellcheck disable=SC2086
     timeout 300 python bench/profile_step.py "$OUT" $sw 2>&1 | tail -12 | tee -a "$OUT/profile.log"
   done
+fi
+if train_part step; then
   # 2. the step: single vs dual, each switch on/off (cuda_graphs included), real loading vs
   #    synthetic tensors; first the CUDA-graph step against the eager one (losses of 3 steps)
   timeout 300 python -m pytest -q -p no:cacheprovider -rs tests/training/test_step_sync.py \
@@ -68,6 +75,8 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
     i = b["extra_info"]
     print(f"{b['name']:45s} {i['ms_per_step']:8.1f} ms/step  peak {i.get('peak_gib', 0):5.2f} GiB")
 EOF
+fi
+if train_part loader; then
   # 3. loader throughput on 2 CPU cores (the target: >= what one GPU step consumes),
   #    augmentation in the loader and on the device (test_finish_on_device runs on the GPU)
   taskset -c 0,1 env OMP_NUM_THREADS=1 timeout 300 python -m pytest -q -p no:cacheprovider \
@@ -84,6 +93,8 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
     rate = f"{rate:8.1f} patches/s" if rate else ""
     print(f"{b['name']:55s} {rate:18s} {extra}")
 EOF
+fi
+if train_part ddp; then
   # 4. DDP: NCCL on 2 GPUs when there are 2, gloo on the CPU otherwise
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   if [ "${gpus:-0}" -ge 2 ]; then ddp=cuda; else ddp=cpu; fi
