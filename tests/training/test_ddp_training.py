@@ -18,7 +18,7 @@ import torch
 from _ddp_driver import ArrayDataset
 
 from rdcl.config import Config, preset
-from rdcl.data import PatchSampler
+from rdcl.data import PatchSampler, finish_batch
 from rdcl.losses import DiceBCELoss
 from rdcl.model import build_network
 from rdcl.training.distributed import (
@@ -168,6 +168,12 @@ def test_sharded_sampler_splits_the_global_batch():
     assert DistContext().shard(sampler) is sampler
     with pytest.raises(ValueError, match="multiple of 3"):
         ShardedSampler(sampler, 0, 3)
+    # augmentation on the device: each rank finishes its own samples, the same ones
+    deferred = PatchSampler(ArrayDataset("d", 0), cfg, seed=3, augment_on="device")
+    full = finish_batch(deferred.batch(7), "cpu")
+    parts = [finish_batch(ShardedSampler(deferred, r, 2).batch(7), "cpu") for r in range(2)]
+    for key in ("image", "label", "case"):
+        assert torch.equal(torch.cat([p[key] for p in parts]), full[key])
 
 
 def test_dice_sync_is_identity_without_process_group():
