@@ -115,16 +115,19 @@ def _patch_coords(
     return z, c * y - s * x + centre[-2], s * y + c * x + centre[-1]
 
 
-def _block(coords: Sequence[np.ndarray], shape: Sequence[int]) -> tuple[list[int], list[int]]:
-    """``(lo, hi)`` per axis: the voxel block the coordinates touch (one voxel of margin), clipped
-    to the volume. A block edge that is not a volume edge is never reached by a coordinate, so
+def _block(
+    coords: Sequence[np.ndarray | None], shape: Sequence[int]
+) -> tuple[list[int], tuple[slice, ...]]:
+    """``(lo, slices)``: the voxel block the coordinates ``(z or None, y, x)`` of
+    :func:`_patch_coords` touch (one voxel of margin), clipped to the volume; ``lo`` is its first
+    voxel per axis. A block edge that is not a volume edge is never reached by a coordinate, so
     interpolating from the block equals interpolating from the volume."""
-    lo, hi = [], []
-    for c, n in zip(coords, shape, strict=True):
+    lo, slices = [], []
+    for c, n in zip([c for c in coords if c is not None], shape, strict=True):
         a = int(np.clip(np.floor(c.min()) - 1, 0, n - 1))
         lo.append(a)
-        hi.append(max(int(np.clip(np.floor(c.max()) + 2, 1, n)), a + 1))
-    return lo, hi
+        slices.append(slice(a, max(int(np.clip(np.floor(c.max()) + 2, 1, n)), a + 1)))
+    return lo, tuple(slices)
 
 
 def _linear_axis(
@@ -227,9 +230,7 @@ def transformed_crop(
     if engine == "scipy":
         return _scipy_transformed_crop(image, label, start, patch, angle, scale, pad_mode)
     z, y, x = _patch_coords(start, patch, angle, scale)
-    axes = ([z] if z is not None else []) + [y, x]
-    lo, hi = _block(axes, image.shape[1:])
-    block = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    lo, block = _block((z, y, x), image.shape[1:])
     parts = [np.asarray(ch[block], dtype=np.float32) for ch in image]
     if label is not None:
         parts.append(np.asarray(label[block], dtype=np.float32))

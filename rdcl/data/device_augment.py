@@ -77,9 +77,7 @@ def source_region(
     if angle == 0.0 and scale == 1.0:
         img, lab = crop(image, label, start, patch, pad_mode=pad_mode)
         return img, lab, {}
-    z, y, x = _patch_coords(start, patch, angle, scale)
-    lo, hi = _block(([z] if z is not None else []) + [y, x], image.shape[1:])
-    block = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    lo, block = _block(_patch_coords(start, patch, angle, scale), image.shape[1:])
     img = np.ascontiguousarray(image[(slice(None), *block)], dtype=np.float32)
     lab = np.ascontiguousarray(label[block], dtype=np.uint8)
     half = [(p - 1.0) / 2.0 for p in patch]
