@@ -4,7 +4,8 @@ Public entry points used by the training losses:
 
 - :func:`relation_matrix` (``features`` (B, C, *spatial) -> R (C, C), or (B, C, C) per sample)
 - :func:`relation_losses` (three feature maps -> (d_g, d_t), the squared Frobenius norms of
-  Eq. 4-5, i.e. SUMS over the C x C entries; ``reduction="mean"`` divides them by C^2)
+  Eq. 4-5, i.e. SUMS over the C x C entries; ``reduction="row"`` divides them by C,
+  ``reduction="mean"`` by C^2)
 
 Both are ``torch.library`` custom ops (``rdcl::relation_matrix``, ``rdcl::relation_losses``) with
 fake and autograd registrations: Triton on CUDA (and on CPU under ``TRITON_INTERPRET=1``), the
@@ -23,6 +24,7 @@ from .reference import (
     REDUCTIONS,
     ROW_FLOOR,
     check_reduction,
+    reduction_divisor,
     relation_losses_reference,
     relation_matrix_reference,
 )
@@ -75,29 +77,30 @@ def relation_losses(
         g_noncovid: (B, C, *spatial) general-encoder features of the non-COVID batch.
         g_covid: (B', C, *spatial') general-encoder features of the COVID batch.
         t_covid: (B', C, *spatial') target-encoder features of the COVID batch.
-        reduction: ``"sum"`` (default, the paper's squared Frobenius norm) or ``"mean"`` (that
-            sum / C^2).
+        reduction: ``"sum"`` (default, the paper's squared Frobenius norm, at most 4C), ``"row"``
+            (that sum / C, at most 4) or ``"mean"`` (that sum / C^2); the divisor comes from
+            :func:`rdcl.kernels.reference.reduction_divisor`, applied to the kernels' sums.
         group: process group for the global batch mean (default: the world).
 
     Returns:
         ``(d_g, d_t)`` scalars: d_g = ||R_gn - R_gc||_F^2 with gradient into both G inputs;
-        d_t = ||R_gc.detach() - R_tc||_F^2, gradient into ``t_covid`` only (each / C^2 for
-        ``"mean"``). L_G = lambda_G * d_g, L_T = -lambda_T * d_t. Rows are normalised with the
-        relative floor of :mod:`rdcl.kernels.reference` (``ROW_FLOOR``), so each d is at most 4 C.
+        d_t = ||R_gc.detach() - R_tc||_F^2, gradient into ``t_covid`` only (each / C for
+        ``"row"``, / C^2 for ``"mean"``). L_G = lambda_G * d_g, L_T = -lambda_T * d_t. Rows are
+        normalised with the relative floor of :mod:`rdcl.kernels.reference` (``ROW_FLOOR``), so
+        every row of R has norm <= 1 and each summed d is at most 4 C.
 
     Raises:
         ValueError: unknown ``reduction`` or differing channel counts.
     """
-    check_reduction(reduction)
+    divisor = reduction_divisor(g_noncovid.shape[1], reduction)  # checks ``reduction``
     if distributed_active(group):
         d_g, d_t = global_relation_losses(g_noncovid, g_covid, t_covid, group)
     else:
         losses, _, _ = relation_losses_op(g_noncovid, g_covid, t_covid)
         d_g, d_t = losses[0], losses[1]
-    if reduction == "mean":
-        c = g_noncovid.shape[1]
-        return d_g / (c * c), d_t / (c * c)
-    return d_g, d_t
+    if divisor == 1:
+        return d_g, d_t
+    return d_g / divisor, d_t / divisor
 
 
 __all__ = [
@@ -105,6 +108,7 @@ __all__ = [
     "REDUCTIONS",
     "ROW_FLOOR",
     "check_reduction",
+    "reduction_divisor",
     "relation_losses",
     "relation_losses_reference",
     "relation_matrix",

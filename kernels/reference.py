@@ -12,8 +12,12 @@ The floor f is relative to the largest row of the same matrix and is a constant 
 (dR_i - R_i <R_i, dR_i>) / n_i, rows below it dR_i / f. The gradient of a channel shrinking to
 zero is therefore bounded by ~1 / (ROW_FLOOR * max_j n_j) instead of growing as 1 / n_i.
 
-Distances (Eq. 4-5 of the paper): the squared Frobenius norm, a SUM over the C x C entries;
-``reduction="mean"`` divides it by C^2.
+Distances (Eq. 4-5 of the paper): the squared Frobenius norm, a SUM over the C x C entries. Every
+row of R has norm <= 1, so each row contributes at most 4 and the sum at most 4C.
+``reduction="row"`` divides it by C (the mean over rows of the per-row sums: at most 4, whatever
+C), ``reduction="mean"`` by C^2 (the mean over entries). :func:`reduction_divisor` is the one
+place that defines these divisors: the Triton kernels and the custom ops compute the sums, and
+every path divides them by that number.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ EPS = 1e-12
 ROW_FLOOR = 1e-3
 """Relative row-norm floor: rows are divided by at least ROW_FLOOR times the largest row norm."""
 
-REDUCTIONS = ("sum", "mean")
-"""Reductions of the squared relation difference: Eq. 4-5's sum, or the mean over C x C."""
+REDUCTIONS = ("sum", "row", "mean")
+"""Reductions of the squared relation difference: Eq. 4-5's sum over the C x C entries, that sum
+/ C (per row) or / C^2 (per entry)."""
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -63,10 +68,30 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, found {reduction!r}")
 
 
-def reduce_distance(total: torch.Tensor, c: int, reduction: str) -> torch.Tensor:
-    """Apply ``reduction`` to a squared-Frobenius distance ``total`` of C x C matrices."""
+def reduction_divisor(c: int, reduction: str) -> int:
+    """What a squared-Frobenius distance of C x C matrices is divided by under ``reduction``.
+
+    Args:
+        c: C, the channel count (relation matrices are C x C).
+        reduction: ``"sum"`` (1), ``"row"`` (C) or ``"mean"`` (C^2).
+
+    Returns:
+        The divisor (an int, so the division is exact). Every path (reference, Triton kernels,
+        distributed) computes the sum and divides it by this number, so each reduction's value
+        and, through autograd, its gradient are the sum's divided by the same constant.
+
+    Raises:
+        ValueError: unknown ``reduction``.
+    """
     check_reduction(reduction)
-    return total if reduction == "sum" else total / (c * c)
+    return {"sum": 1, "row": c, "mean": c * c}[reduction]
+
+
+def reduce_distance(total: torch.Tensor, c: int, reduction: str) -> torch.Tensor:
+    """Apply ``reduction`` to a squared-Frobenius distance ``total`` of C x C matrices
+    (``total / reduction_divisor(c, reduction)``; the sum is returned as it is)."""
+    divisor = reduction_divisor(c, reduction)
+    return total if divisor == 1 else total / divisor
 
 
 def _check(features: torch.Tensor) -> None:
@@ -114,7 +139,8 @@ def relation_losses_reference(
         t_covid: (B', C, *spatial) target-encoder features of the COVID batch X_c.
 
         reduction: ``"sum"`` (default): the squared Frobenius norm of Eq. 4-5, a sum over the
-            C x C entries; ``"mean"``: that sum / C^2.
+            C x C entries (at most 4C); ``"row"``: that sum / C (at most 4); ``"mean"``: that
+            sum / C^2 (see :func:`reduction_divisor`).
 
     Returns:
         ``(d_g, d_t)`` scalars:
@@ -184,7 +210,8 @@ def relation_losses_backward_reference(
         features: (g_noncovid, g_covid, t_covid).
         r, norms: (3, C, C) relation matrices and (3, C) Gram row norms of the three inputs.
 
-    With k = 2 (the sum of Eq. 4-5; the "mean" reduction is applied by the caller):
+    With k = 2 (the sum of Eq. 4-5; the "row" and "mean" reductions divide ``grad_losses``
+    by C or C^2 through autograd, see :func:`reduction_divisor`):
     dR_0 = k gd_g (R_0 - R_1), dR_1 = -dR_0 (d_t is detached from R_1),
     dR_2 = -k gd_t (R_1 - R_2).
     """

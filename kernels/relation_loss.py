@@ -7,7 +7,9 @@ sizes may differ, C may not). With R_t the batch-mean relation matrix of X_t (se
     d_g = ||R_0 - R_1||_F^2,    d_t = ||R_1.detach() - R_2||_F^2     (sums over the C x C entries,
                                                                     Eq. 4-5 of the paper)
 
-(the ``"mean"`` reduction, sum / C^2, is applied by the caller on these sums.)
+(the ``"row"`` and ``"mean"`` reductions, sum / C and sum / C^2, are applied by the caller on
+these sums, :func:`rdcl.kernels.reference.reduction_divisor`; the kernels' backward therefore
+receives (gd_g, gd_t) already divided, through autograd.)
 Forward: one split-K Gram launch for all three inputs (``gram_forward._relation_gram_kernel``,
 one matrix table row per input), then one single-program launch that reduces the splits and
 stores G and its row norms (pass 1), then normalises the rows with the per-matrix floor of

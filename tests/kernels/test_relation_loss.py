@@ -90,3 +90,51 @@ def test_sum_is_the_squared_frobenius_norm_and_mean_divides_by_c_squared() -> No
     assert e_g.item() == pytest.approx(m_g.item()) and e_t.item() == pytest.approx(m_t.item())
     with pytest.raises(ValueError, match="reduction must be one of"):
         relation_losses(*feats, reduction="max")
+
+
+@pytest.mark.parametrize("reduction", ["row", "mean"])
+def test_reduced_losses_and_gradients_match_reference(interpret, rel_err, reduction) -> None:
+    # the kernels compute the sums; "row" (/ C) and "mean" (/ C^2) divide them, forward and,
+    # through autograd, backward: both must equal the float64 reference of the same reduction
+    c, shapes = 17, [(2, (7,)), (3, (9, 4)), (3, (9, 4))]
+    feats = _features(shapes, c, seed=11)
+    xs = [f.clone().requires_grad_(True) for f in feats]
+    d_g, d_t = relation_losses(*xs, reduction=reduction)
+    x64 = [f.double().requires_grad_(True) for f in feats]
+    e_g, e_t = relation_losses_reference(*x64, reduction=reduction)
+    s_g, s_t = relation_losses_reference(*[f.double() for f in feats])
+    divisor = {"row": c, "mean": c * c}[reduction]
+    assert e_g.item() == pytest.approx(s_g.item() / divisor, rel=1e-12)
+    assert e_t.item() == pytest.approx(s_t.item() / divisor, rel=1e-12)
+    assert abs(d_g.item() - e_g.item()) <= 1e-5 * e_g.item()
+    assert abs(d_t.item() - e_t.item()) <= 1e-5 * e_t.item()
+    grads = torch.autograd.grad(0.7 * d_g - 1.3 * d_t, xs)
+    expected = torch.autograd.grad(0.7 * e_g - 1.3 * e_t, x64)
+    for got, exp in zip(grads, expected, strict=True):
+        assert rel_err(got, exp) < 1e-5
+
+
+def test_gradcheck_row_reduction_float64(interpret) -> None:
+    g_n, g_c, t_c = (f.requires_grad_(True) for f in _features([(2, (4,))] * 3, 3, torch.float64))
+    assert torch.autograd.gradcheck(
+        lambda a, b: relation_losses(a, b, t_c, reduction="row")[0], (g_n, g_c), fast_mode=True
+    )
+    assert torch.autograd.gradcheck(
+        lambda t: relation_losses(g_n, g_c, t, reduction="row")[1], (t_c,), fast_mode=True
+    )
+
+
+@pytest.mark.parametrize("c", [2, 8, 32, 128])
+def test_sum_grows_with_c_and_row_does_not(c: int) -> None:
+    # orthogonal channels (F = I) give R = I; identical channels give R = J / sqrt(C) (J all
+    # ones): ||I - J / sqrt(C)||_F^2 = C (1 - 1/sqrt(C))^2 + (C^2 - C) / C = 2C - 2 sqrt(C).
+    # The sum grows like C (at most 4C), "row" tends to 2 (at most 4), "mean" falls like 2 / C.
+    orthogonal = torch.eye(c, dtype=torch.float64)[None]
+    identical = torch.ones(1, c, c, dtype=torch.float64)
+    closed = 2 * c - 2 * c**0.5
+    for reduction, divisor in (("sum", 1), ("row", c), ("mean", c * c)):
+        d_g, d_t = relation_losses(orthogonal, identical, orthogonal, reduction=reduction)
+        assert d_g.item() == pytest.approx(closed / divisor, rel=1e-9), reduction
+        assert d_t.item() == pytest.approx(closed / divisor, rel=1e-9), reduction
+    row, _ = relation_losses(orthogonal, identical, orthogonal, reduction="row")
+    assert row.item() == pytest.approx(2 - 2 / c**0.5, rel=1e-9) and row.item() <= 4
