@@ -8,7 +8,8 @@ grew to 272 KB), so a :class:`ProgressLine` writes one plain line instead at mos
     train: 120/500 steps (24%), 3.1 steps/s, loss=0.4132
 
 Both offer the part of tqdm's interface rdcl uses: iteration, ``update``, ``set_postfix``,
-``close`` and use as a context manager.
+``close`` and use as a context manager. When the work stops with an error (the loop body or the
+``with`` block raises), neither leaves a last progress line: the error is the last thing printed.
 """
 
 from __future__ import annotations
@@ -63,9 +64,7 @@ def progress_bar(
     """
     stream = sys.stderr if stream is None else stream
     if disable or _is_terminal(stream):
-        from tqdm import tqdm
-
-        return tqdm(
+        return _bar_class()(
             iterable,
             total=total,
             desc=desc,
@@ -75,6 +74,30 @@ def progress_bar(
             file=stream,
         )
     return ProgressLine(iterable, total=total, desc=desc, unit=unit, initial=initial, stream=stream)
+
+
+def _bar_class() -> type:
+    """tqdm, except that a bar left by an error (the loop body raised, or the ``with`` block) is
+    cleared instead of kept, so the error line is the last thing on the terminal."""
+    from tqdm import tqdm
+
+    class _Bar(tqdm):
+        def __iter__(self) -> Iterator[Any]:
+            inner = super().__iter__()
+            try:
+                for item in inner:  # noqa: UP028 (yield from would close inner first)
+                    yield item
+            except GeneratorExit:  # the consumer stopped: an error, or a break
+                self.leave = False
+                inner.close()
+                raise
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            if exc_type is not None:
+                self.leave = False
+            super().__exit__(exc_type, *rest)
+
+    return _Bar
 
 
 class ProgressLine:
@@ -118,6 +141,11 @@ class ProgressLine:
             for item in self.iterable:
                 yield item
                 self.update(1)
+        except GeneratorExit:
+            # the consumer stopped early (its loop body raised, or broke off): no final line,
+            # so an error message is not preceded by a progress line
+            self._closed = True
+            raise
         finally:
             self.close()
 
@@ -158,5 +186,7 @@ class ProgressLine:
     def __enter__(self) -> ProgressLine:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:  # an error ends the block: it, not a progress line, is last
+            self._closed = True
         self.close()

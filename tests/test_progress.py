@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from rdcl.progress import ProgressLine, progress_bar
 
 
@@ -45,12 +47,46 @@ def test_terminal_gets_a_bar_and_disable_prints_nothing():
         def isatty(self) -> bool:
             return True
 
-    assert type(progress_bar(total=3, stream=Tty())).__name__ == "tqdm"
+    from tqdm import tqdm
+
+    assert isinstance(progress_bar(total=3, stream=Tty()), tqdm)
     assert isinstance(progress_bar(total=3, stream=io.StringIO()), ProgressLine)
     quiet = io.StringIO()
     with progress_bar(total=3, stream=quiet, disable=True) as bar:
         bar.update(3)
     assert quiet.getvalue() == ""
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["line", "bar"])
+def test_an_error_in_the_loop_leaves_no_progress_line(tty):
+    """Issue 18: a progress line must not come before the error that stops the work."""
+    out = _Tty() if tty else io.StringIO()
+
+    def run() -> None:
+        for i in progress_bar(range(3), desc="predict", unit="cases", stream=out):
+            if i == 1:
+                raise RuntimeError("bad case")
+
+    with pytest.raises(RuntimeError):
+        run()
+    # a cleared tqdm bar ends in a carriage return with nothing after it; the plain line writer
+    # writes nothing at all
+    assert "predict" not in out.getvalue().rsplit("\r", 1)[-1]
+    if not tty:
+        assert out.getvalue() == ""
+    block = io.StringIO()
+    with pytest.raises(RuntimeError), progress_bar(total=3, desc="train", stream=block) as bar:
+        bar.update(2)
+        raise RuntimeError("diverged")
+    assert block.getvalue() == ""
+    done = io.StringIO()
+    assert list(progress_bar(range(2), desc="predict", stream=done)) == [0, 1]
+    assert done.getvalue().startswith("predict: 2/2")  # success still ends with its line
 
 
 def test_non_tty_training_log_stays_small(tmp_path):

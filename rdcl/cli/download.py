@@ -28,6 +28,19 @@ def _checksum(text: str) -> tuple[str, str]:
     return name, hexsum
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds > 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, found {text!r}")
+    return value
+
+
 def _add_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help=f"data set: {', '.join(DATA_SETS)}")
     p.add_argument(
@@ -42,7 +55,9 @@ def _add_download(p: argparse.ArgumentParser) -> None:
         "--mirror", metavar="URL",
         help="fetch the archives from URL/<file name> instead of the publisher's address",
     )  # fmt: skip
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation")
+    p.add_argument(
+        "--timeout", type=_seconds, default=60.0, help="seconds per network operation (> 0)"
+    )
     add_overwrite(p, "the prepared data set")
 
 
@@ -106,8 +121,9 @@ def _run_download(args: argparse.Namespace) -> int:
 def _add_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "layout", metavar="LAYOUT",
-        help=f"published layout: {', '.join(DATA_SETS)}; or 'slices' (axial 2D lesion slices of "
-        "any labelled 3D data set, for 2D studies)",
+        help=f"published layout: {', '.join(DATA_SETS)}; 'msd-patches' (msd_lung_patches at "
+        "2 mm); 'slices' (axial 2D lesion slices of any labelled 3D data set, for 2D studies); "
+        "or 'native' (any layout rdcl reads as NIfTI, with --spacing for files without one)",
     )  # fmt: skip
     p.add_argument("--src", required=True, type=Path, metavar="DIR", help="the unpacked data")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="native-layout folder")
@@ -116,6 +132,11 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
         help="slices: lesion slices per 3D case, spread over the lesion (default 1, the largest)",
     )  # fmt: skip
     p.add_argument("--lesion", default="tumour", help="slices: lesion kind recorded (tumour)")
+    p.add_argument(
+        "--spacing", type=float, nargs="+", metavar="MM",
+        help="native: voxel size in mm, array order ((y, x) in 2D), of files that carry none "
+        "(PNG, .npz patches)",
+    )  # fmt: skip
     add_overwrite(p, "a non-empty output folder")
 
 
@@ -137,6 +158,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
             lesion=args.lesion,
             overwrite=args.overwrite,
         )
+    elif args.layout == "native":
+        from rdcl.data.prepare import prepare_native
+
+        spacing = tuple(args.spacing) if args.spacing else None
+        spec = prepare_native(args.src, args.out, spacing=spacing, overwrite=args.overwrite)
     else:
         spec = prepare(args.layout, args.src, args.out, overwrite=args.overwrite)
     logger.info("prepared %d cases in %s", len(spec.cases), args.out)

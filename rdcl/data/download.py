@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -179,6 +180,8 @@ def download_file(
         DownloadError: HTTP/network error (the partial file is kept for the next call to
             resume), or a checksum mismatch (the partial file is deleted).
     """
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise RdclInputError(f"timeout must be a number of seconds > 0, found {timeout!r}")
     dest = Path(dest)
     algorithm, expected = digest
     if dest.is_file():

@@ -9,8 +9,11 @@ Compiling needs a C++ compiler (Inductor's CPU backend) and takes minutes for la
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +79,29 @@ def compile_network(predictor: Any, path: str | Path, meta: dict, config: dict) 
     return Path(path)
 
 
+PACKAGE_LOGGER = "torch._inductor.package"
+"""torch's logger that warns "Loading outdated pt2 file" for any package without its version
+record (random bytes included) before the load fails; rdcl's own checks say what is wrong."""
+
+
+@contextlib.contextmanager
+def _quiet_package_log() -> Iterator[None]:
+    """Hold back torch's package-loader warnings while a ``.pt2`` file is opened, so a bad file
+    gives rdcl's one error line and nothing before it."""
+    log = logging.getLogger(PACKAGE_LOGGER)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, dict, dict]:
     """``(runner, rdcl.json, config.json)`` of an ``rdcl export --format aoti`` package."""
     try:
-        with warnings.catch_warnings():  # torch-internal pytree deprecation noise at load
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings(), _quiet_package_log():
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation
             runner = torch._inductor.aoti_load_package(str(path))
         md = runner.get_metadata()
     except (RuntimeError, ValueError, OSError) as exc:

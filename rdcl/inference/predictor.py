@@ -126,7 +126,9 @@ class Predictor:
         try:
             network.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0]
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            reason = " ".join(lines[:2])  # torch's heading and the first mismatch it lists
+            reason = reason if len(reason) <= 300 else reason[:297] + "..."
             raise CheckpointError(
                 f"checkpoint {path}: weights do not fit the saved {ckpt['kind']!r} network: "
                 f"{reason}"

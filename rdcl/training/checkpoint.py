@@ -28,6 +28,7 @@ from __future__ import annotations
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +134,19 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise CheckpointError(str(exc)) from None
     try:
-        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS), warnings.catch_warnings():
+            # torch warns (UserWarning) about pickle protocols other than 2 before it reads on;
+            # the outcome is what counts: a clean load, or one CheckpointError line below
+            warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if not found:  # not a pickle rdcl could read at all (e.g. an image file)
+            why = type(exc).__name__
+            if "Unsupported operand" in str(exc):
+                why += ", a pickle that torch's safe loader cannot read"
             raise CheckpointError(
-                f"not an rdcl checkpoint: {path} (torch.load failed: {type(exc).__name__})"
+                f"not an rdcl checkpoint: {path} (torch.load failed: {why})"
             ) from exc
         raise CheckpointError(
             f"not a safe rdcl checkpoint: {path} references a Python object "
@@ -165,7 +172,53 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing keys {missing}")
+    check_entries(payload, path)
     return payload
+
+
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "stage": (str,),
+    "model": (dict,),
+    "optimizer": (dict, type(None)),
+    "rng": (dict, type(None)),
+    "distributed": (dict, type(None)),
+    "intensity": (dict, type(None)),
+    "data": (list, type(None)),
+    "dataset": (dict, type(None)),
+}
+"""The Python type each checkpoint entry must have when present (``kind``/``step`` below)."""
+
+
+def check_entries(payload: dict[str, Any], path: str | Path) -> None:
+    """Refuse, with one :class:`CheckpointError` line, a checkpoint whose entries are not what
+    :func:`save_checkpoint` writes: ``kind`` one of the network kinds, ``stage`` ``"pretrain"`` or
+    ``"train"``, ``step`` an int >= 0, every entry of its type, ``model`` a dict of tensors with
+    finite floating-point values (NaN/inf weights would predict garbage without an error)."""
+    from rdcl.model.networks import KINDS
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is damaged or not rdcl's: {what}")
+
+    for key, types in _ENTRY_TYPES.items():
+        if key in payload and not isinstance(payload[key], types):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise bad(f"{key!r} must be {names}, found {type(payload[key]).__name__}")
+    if not (isinstance(payload["kind"], str) and payload["kind"] in KINDS):
+        raise bad(f"network kind must be one of {list(KINDS)}, found {payload['kind']!r}")
+    if payload["stage"] not in ("pretrain", "train"):
+        raise bad(f"stage must be 'pretrain' or 'train', found {payload['stage']!r}")
+    step = payload["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise bad(f"step must be an integer >= 0, found {step!r}")
+    model = payload["model"]
+    if not model or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        raise bad("'model' must map parameter names to tensors")
+    count, first = nonfinite_weights(model)
+    if count:
+        raise bad(f"the weights hold {count} NaN/inf values (first in {first!r})")
 
 
 def rng_state() -> dict[str, Any]:
