@@ -213,6 +213,7 @@ class TrainConfig:
     momentum: float = 0.99
     nesterov: bool = True
     weight_decay: float = 3e-5
+    general_weight_decay: float = 3e-5
     poly_exponent: float = 0.9
     grad_clip: float = 12.0
     lambda_g: float = 0.001
@@ -222,6 +223,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 1
+    feature_stats_every: int = 50
     snapshots: int = 0
     device: str = "auto"
     # Speed switches (what each does and its measured effect: docs/architecture.md, "Training
@@ -249,7 +251,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be a finite number > 0, found {self.lr}")
         if not self.grad_clip > 0:
             raise ConfigError(f"train.grad_clip must be > 0, found {self.grad_clip}")
-        for name in ("lambda_g", "lambda_t", "weight_decay", "poly_exponent"):
+        for name in ("lambda_g", "lambda_t", "weight_decay", "general_weight_decay",
+                     "poly_exponent"):  # fmt: skip
             if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
         if self.relation_reduction not in RELATION_REDUCTIONS:
@@ -261,6 +264,10 @@ class TrainConfig:
             raise ConfigError(f"train.momentum must be in [0, 1), found {self.momentum}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.checkpoint_every and train.log_every must be >= 1")
+        if self.feature_stats_every < 0:
+            raise ConfigError(
+                f"train.feature_stats_every must be >= 0, found {self.feature_stats_every}"
+            )
         if self.snapshots < 0:
             raise ConfigError(f"train.snapshots must be >= 0, found {self.snapshots}")
         if self.autocast not in AUTOCAST_MODES:

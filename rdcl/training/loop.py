@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rdcl.config import Config
+from rdcl.config import Config, TrainConfig
 from rdcl.device import resolve_device as resolve_device  # exported by rdcl.training
-from rdcl.errors import ConfigError, DatasetError
+from rdcl.errors import CheckpointError, ConfigError, DatasetError
 from rdcl.fsutil import write_text_atomic
 from rdcl.progress import progress_bar
 
@@ -74,6 +74,10 @@ class Stage:
         dist: the data-parallel context (``rdcl.training.distributed``); with several ranks only
             rank 0 writes files, logs and draws the progress bar, and the logged terms are the
             means over the ranks.
+        probe: ``probe() -> {log key: 0-dim tensor}`` of extra logged numbers (G's ``g_rank``
+            and ``g_rms``, ``rdcl.training.feature_stats``), called only on the logged steps
+            that ``train.feature_stats_every`` selects (:func:`feature_stats_due`); its values
+            join the step's one host transfer (means over the ranks).
     """
 
     name: str
@@ -86,6 +90,7 @@ class Stage:
     batches: Callable[[int], Iterable[Any]]
     meta: dict[str, Any] = field(default_factory=dict)
     dist: DistContext = field(default_factory=DistContext)
+    probe: Callable[[], dict[str, torch.Tensor]] | None = None
 
     def run_record(self) -> dict[str, Any]:
         """World size, per-rank and global batch of this run (``config.json`` ``run``)."""
@@ -141,6 +146,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.device",
         "train.checkpoint_every",
         "train.log_every",
+        "train.feature_stats_every",
         "train.snapshots",
         "data.num_workers",
         "data.loader_thread",
@@ -157,9 +163,21 @@ switches only change floating-point summation order). The number of ranks is no 
 run may resume with any number of ranks that divides ``data.batch_size``."""
 
 
+LEGACY_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "train.general_weight_decay": lambda saved: saved.get("train", {}).get("weight_decay"),
+}
+"""Config keys added after checkpoints were written: key -> the value a saved config that lacks
+the key ran with (G was decayed like every other parameter before
+``train.general_weight_decay`` existed). Resume compares the current config with it."""
+
+
 def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     current = json.loads(json.dumps(cfg.to_dict()))
     saved = json.loads(json.dumps(saved))
+    for key, legacy in LEGACY_VALUES.items():
+        section, name = key.split(".", 1)
+        if name not in saved.get(section, {name: None}):
+            saved[section][name] = legacy(saved)
     diff = [
         f"{section}.{key}"
         for section in current
@@ -233,6 +251,36 @@ def _save_snapshot(stage: Stage, done: int) -> None:
     save_checkpoint(folder / f"{stage.name}_step_{done:07d}.ckpt", _payload(stage, done, None))
 
 
+def feature_stats_due(done: int, total: int, cfg: TrainConfig) -> bool:
+    """Whether the step that brings the count of optimiser steps to ``done`` (1-based) of
+    ``total`` logs G's feature statistics: it is logged (``done`` a multiple of
+    ``cfg.log_every``, or the last step) and ``done`` is a multiple of
+    ``cfg.feature_stats_every`` or the last step; never when ``feature_stats_every`` is 0."""
+    if cfg.feature_stats_every <= 0:
+        return False
+    if done == total:
+        return True
+    return done % cfg.log_every == 0 and done % cfg.feature_stats_every == 0
+
+
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], path: Path
+) -> None:
+    """``optimizer.load_state_dict(state)``, with a one-line :class:`CheckpointError` when the
+    saved optimiser has another parameter layout (e.g. one group where
+    ``train.general_weight_decay`` now asks for two)."""
+    saved = [len(g["params"]) for g in state.get("param_groups", [])]
+    current = [len(g["params"]) for g in optimizer.param_groups]
+    if saved != current:
+        raise CheckpointError(
+            f"cannot resume {path}: its optimiser state has parameter groups of sizes {saved}, "
+            f"the run's optimiser {current} (train.general_weight_decay different from "
+            "train.weight_decay puts G's parameters in a group of their own); resume with the "
+            "checkpoint's config or start a new run"
+        )
+    optimizer.load_state_dict(state)
+
+
 def run_stage(
     stage: Stage, optimizer: torch.optim.Optimizer, *, resume: bool, progress: bool = True
 ) -> Path:
@@ -260,7 +308,7 @@ def run_stage(
         _check_same_data(ckpt, stage, last)
         _check_same_config(ckpt["config"], stage.cfg, last)
         stage.net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        _load_optimizer_state(optimizer, ckpt["optimizer"], last)
         set_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
         logger.info("%s: resuming from %s at step %d", stage.name, last, start)
@@ -301,14 +349,22 @@ def run_stage(
             terms, ramp = stage.compute(step, batch)
             terms["loss"].backward()
             grad_norm = clip_gradients_tensor(params, tcfg.grad_clip)
+            # G's feature statistics on the steps that log them (the same on every rank)
+            probed = {}
+            if stage.probe is not None and feature_stats_due(step + 1, stage.total_steps, tcfg):
+                probed = stage.probe()
             # the step's one host synchronisation: every logged value (and the divergence guard)
             # in one transfer, the terms averaged over the ranks (identical on every rank)
             names = [k for k in TERMS if terms.get(k) is not None]
-            stacked = torch.stack([terms[k].detach().float() for k in names])
+            stacked = torch.stack(
+                [terms[k].detach().float() for k in names]
+                + [v.float().to(terms["loss"].device) for v in probed.values()]
+            )
             stacked = stage.dist.mean(stacked.to(grad_norm.device))
             numbers = torch.cat([stacked, grad_norm.float().reshape(1)]).tolist()
             values: dict[str, float | None] = dict.fromkeys(TERMS)
-            values.update(zip(names, numbers[:-1], strict=True))
+            values.update(zip(names, numbers[: len(names)], strict=True))
+            probed_values = dict(zip(probed, numbers[len(names) : -1], strict=True))
             good = last if last.is_file() else None
             check_finite(values, step=step + 1, stage=stage.name, last_good=good)
             check_finite(
@@ -320,6 +376,7 @@ def run_stage(
                 entry = {"step": done, "stage": stage.name, "lr": lr, "ramp": ramp, **values}
                 entry.update(grad_norm=numbers[-1], seconds=time.perf_counter() - tic)
                 entry.update(world_size=record["world_size"], batch=record["per_rank_batch"])
+                entry.update(probed_values)
                 log.write(entry)
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.4f}")

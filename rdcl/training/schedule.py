@@ -31,9 +31,20 @@ def poly_lr(step: int, total_steps: int, base_lr: float, exponent: float = 0.9) 
     return base_lr * (1.0 - step / total_steps) ** exponent
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.SGD:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    cfg: TrainConfig,
+    *,
+    general: Iterable[torch.nn.Parameter] = (),
+) -> torch.optim.SGD:
     """One SGD optimiser over ``params`` with the configured momentum, Nesterov and decay
     (``fused=True`` with ``cfg.fused_sgd``: one kernel for the whole update).
+
+    ``general``: G's parameters (a subset of ``params``; stage 2 of ``rdcl``/``rdcl_g``). When
+    ``cfg.general_weight_decay`` differs from ``cfg.weight_decay`` they form a second parameter
+    group, after the first, with weight decay ``cfg.general_weight_decay``
+    (``docs/relation_weights.md``, "Keeping G alive"); otherwise the optimiser has one group,
+    exactly as without ``general``, so checkpoints written before the option existed resume.
 
     Raises:
         ValueError: when ``params`` is empty (every parameter frozen).
@@ -41,8 +52,19 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+    g_ids = {id(p) for p in general if p.requires_grad}
+    groups: list[dict] = [{"params": params}]
+    if g_ids and cfg.general_weight_decay != cfg.weight_decay:
+        groups = [
+            {"params": [p for p in params if id(p) not in g_ids]},
+            {
+                "params": [p for p in params if id(p) in g_ids],
+                "weight_decay": cfg.general_weight_decay,
+            },
+        ]
+        groups = [g for g in groups if g["params"]]
     return torch.optim.SGD(
-        params,
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov,

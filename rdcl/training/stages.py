@@ -45,6 +45,7 @@ from .data_streams import (
     resolve_target_spacing,
 )
 from .distributed import setup_distributed
+from .feature_stats import GeneralFeatureProbe
 from .graphs import check_cuda_graphs, graph_step
 from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
@@ -189,6 +190,7 @@ def method_terms(
     seg_loss: DeepSupervisionLoss,
     forward: Callable[..., tuple] | None = None,
     device: torch.device | None = None,
+    probe: GeneralFeatureProbe | None = None,
 ) -> tuple[dict[str, torch.Tensor | None], float | None]:
     """The loss terms of one stage-2 step (Algorithm 1 for the dual-encoder methods).
 
@@ -201,6 +203,8 @@ def method_terms(
             (:class:`rdcl.training.step.StepForward`, possibly in DDP and compiled); default
             ``StepForward(net, batched=cfg.batched_general)``.
         device: the device type for ``cfg.autocast`` (default: ``x_c``'s).
+        probe: keeps this step's G(X_c) bottleneck for the loop's ``g_rank``/``g_rms`` log
+            entries (a reference, no copy; nothing is computed here).
 
     Returns:
         ``(terms, ramp)``: ``terms`` maps ``loss`` (the sum to back-propagate), ``seg``, and for
@@ -213,6 +217,8 @@ def method_terms(
     forward = forward if forward is not None else StepForward(net, batched=cfg.batched_general)
     with forward_precision(cfg, device if device is not None else x_c.device):
         logits, g_c, t_c, g_n = forward(x_c, x_n if method.use_lg else None)
+    if probe is not None:
+        probe.keep(g_c)
     seg = seg_loss(logits, y_c)
     terms: dict[str, torch.Tensor | None] = {"loss": seg, "seg": seg}
     if not method.use_lg:
@@ -300,7 +306,9 @@ def train(
     torch.manual_seed(tcfg.seed)
     net = build_for_method(cfg.model, method, state).to(device)
     net = prepare_network(net, tcfg, cfg.model.dim)
-    optimizer = make_optimizer(net.parameters(), tcfg)
+    general = net.general.parameters() if hasattr(net, "general") else ()
+    optimizer = make_optimizer(net.parameters(), tcfg, general=general)
+    probe = GeneralFeatureProbe() if hasattr(net, "general") else None
     covid_sampler = ctx.shard(make_sampler(covid, cfg.data, seed=tcfg.seed))
     general_sampler = (
         ctx.shard(make_sampler(generals, cfg.data, seed=tcfg.seed + GENERAL_SEED_OFFSET))
@@ -327,6 +335,7 @@ def train(
             seg_loss=seg_loss,
             forward=forward,
             device=device,
+            probe=probe,
         )
 
     def batches(start: int) -> Iterable[tuple[dict, dict | None]]:
@@ -348,6 +357,7 @@ def train(
         batches=batches,
         meta=dataset_meta(covid, generals if method.needs_general_batches else ()),
         dist=ctx,
+        probe=None if probe is None else probe.stats,
     )
     with run_lock(out_dir), exit_on_sigterm():
         if ctx.is_main:  # rank 0 alone touches the run folder

@@ -5,7 +5,7 @@ Every step appends one JSON object to ``log.jsonl``::
     {"step": int, "stage": "pretrain"|"train", "lr": float, "ramp": float | null,
      "loss": float, "seg": float, "d_g": float | null, "d_t": float | null,
      "loss_g": float | null, "loss_t": float | null, "grad_norm": float, "seconds": float,
-     "world_size": int, "batch": int}
+     "world_size": int, "batch": int, "g_rank": float | null, "g_rms": float | null}
 
 ``step`` is 1-based (the number of optimiser steps done after this one), ``seconds`` the wall time
 of the step; terms a method does not use are ``null``. ``world_size`` is the number of DDP ranks
@@ -13,6 +13,13 @@ and ``batch`` the per-rank batch (``data.batch_size / world_size``); under DDP t
 the means over the ranks, i.e. the global-batch values. A line is flushed as soon as it is written,
 so a killed run keeps its log; on resume, lines past the checkpoint's step are dropped so the log
 of a resumed run equals the log of an uninterrupted one (apart from ``seconds``).
+
+``g_rank`` and ``g_rms`` watch the general encoder G of the networks that have one (dual and
+multi-encoder; ``rdcl.training.feature_stats``): the effective rank (1 .. C) and the RMS of G's
+bottleneck features on the step's COVID batch X_c, before the step's update, computed every
+``train.feature_stats_every`` steps (and at the last step) from the features the step already
+computed; ``null`` on the other steps and for single-encoder networks. Under DDP they are the means
+over the ranks of each rank's batch.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ LOG_KEYS = (
     "seconds",
     "world_size",
     "batch",
+    "g_rank",
+    "g_rms",
 )
 """The keys of every log record, in order."""
 
