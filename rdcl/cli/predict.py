@@ -53,7 +53,9 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lung-mask", metavar="FILE_OR_DIR|auto",
         help="lung mask(s) for --report: a file (single input), a folder of masks named like "
-        "the inputs, or 'auto' for an approximate HU-threshold lung mask (< -400 HU)",
+        "the inputs (each binary, on its input's grid, non-empty, holding most of the predicted "
+        "infection; checked before any prediction), or 'auto' for an approximate HU-threshold "
+        "lung mask (< -400 HU)",
     )  # fmt: skip
 
 
@@ -85,6 +87,11 @@ def _run_predict(args: argparse.Namespace) -> int:
         quant = Quantifier(args.report, args.lung_mask, folder=folder, overwrite=args.overwrite)
     if args.lung_mask is not None and quant is None:
         raise RdclInputError("--lung-mask needs --report QUANT.csv")
+    if quant is not None:  # every lung mask is checked before the first prediction
+        if folder:
+            quant.check_inputs(sorted(p for p in src.iterdir() if p.is_file() and is_image_file(p)))
+        else:
+            quant.check_inputs([src])
     predictor = _load_predictor(args)
     on_mask = quant.add if quant is not None else None
     if folder:

@@ -4,17 +4,33 @@
 each input's lung mask (a single file, a folder of masks named like the inputs, or ``"auto"``),
 checks that it overlays the image, computes :func:`rdcl.inference.quantify.quantify` for each
 mask passed to :meth:`Quantifier.add` (a predictor's ``on_mask``) and writes the CSV and JSON.
+:meth:`Quantifier.check_inputs` checks every lung mask (found, binary, non-empty, on the input's
+grid) before the first prediction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rdcl.data.io import Geometry, drop_channel_suffix, is_image_file, read_image, strip_suffix
+from rdcl.data.io import (
+    Geometry,
+    drop_channel_suffix,
+    is_image_file,
+    read_image,
+    read_info,
+    strip_suffix,
+)
 from rdcl.errors import RdclInputError
-from rdcl.inference.quantify import Quantification, auto_lung_mask, quantify, write_report
+from rdcl.inference.quantify import (
+    Quantification,
+    auto_lung_mask,
+    lung_voxels,
+    quantify,
+    write_report,
+)
 
 AUTO = "auto"
 """The ``lung`` value that asks for the approximate HU-threshold lung mask
@@ -66,18 +82,38 @@ class Quantifier:
                 )
         self.rows: list[Quantification] = []
 
+    def check_inputs(self, inputs: Sequence[Path]) -> None:
+        """Check each input's lung mask before any prediction: found (a folder of masks), a
+        binary non-empty mask (:func:`rdcl.inference.quantify.lung_voxels`) on the input's grid
+        (shape and geometry from the headers; DICOM folders are checked in :meth:`add`).
+        Raises RdclInputError or FileNotFoundError naming the mask; a no-op without a lung-mask
+        file or folder."""
+        if not isinstance(self.lung, Path):
+            return
+        for src in inputs:
+            path = find_lung_mask(self.lung, src) if self.lung.is_dir() else self.lung
+            lung, lung_geom = read_image(path)
+            lung_voxels(lung, f"{strip_suffix(src)}: lung mask {path}")
+            if Path(src).is_file():
+                shape, geometry = read_info(src)
+                _check_overlay(path, src, lung.shape, lung_geom, shape, geometry)
+
     def add(self, src: Path, image: np.ndarray, mask: np.ndarray, geometry: Geometry) -> None:
         """Quantify ``mask`` (0/1, the shape of ``image``) predicted for the input file ``src``;
         the signature of a predictor's ``on_mask``. Raises RdclInputError when the lung mask
         does not overlay the image, FileNotFoundError when a lung folder has none for ``src``."""
-        if self.lung == AUTO:
+        approximate = self.lung == AUTO
+        if approximate:
             lung, source = auto_lung_mask(image, geometry.spacing), "auto (approximate)"
         elif self.lung is None:
             lung, source = None, None
         else:
             path = find_lung_mask(self.lung, src) if self.lung.is_dir() else self.lung
             lung, source = _read_overlaying(path, src, mask.shape, geometry), str(path)
-        self.rows.append(quantify(strip_suffix(src), mask, geometry.spacing, lung, source))
+        row = quantify(
+            strip_suffix(src), mask, geometry.spacing, lung, source, approximate=approximate
+        )
+        self.rows.append(row)
 
     def write(self) -> tuple[Path, Path]:
         """Write the CSV and the JSON report (atomically); returns both paths."""
@@ -100,10 +136,21 @@ def _read_overlaying(
 ) -> np.ndarray:
     """The lung mask at ``path``, refused unless it has the image's shape and geometry."""
     lung, lung_geom = read_image(path)
-    if lung.shape != shape:
+    _check_overlay(path, src, lung.shape, lung_geom, shape, geometry)
+    return lung
+
+
+def _check_overlay(
+    path: Path,
+    src: Path,
+    lung_shape: tuple[int, ...],
+    lung_geom: Geometry,
+    shape: tuple[int, ...],
+    geometry: Geometry,
+) -> None:
+    if lung_shape != shape:
         raise RdclInputError(
-            f"lung mask {path} has shape {lung.shape}, expected the image's {shape}"
+            f"lung mask {path} has shape {lung_shape}, expected the image's {shape}"
         )
     if not lung_geom.matches(geometry, atol=1e-3):
         raise RdclInputError(f"lung mask {path} does not overlay {src} (geometry differs)")
-    return lung

@@ -9,8 +9,19 @@ Per case, from a predicted 0/1 mask and its voxel spacing (mm):
   ``percent_infected`` = 100 x infected lung voxels / lung voxels (infection outside the lung mask
   is not counted in the percentage).
 
+A lung mask is checked like a label before any number comes from it (:func:`lung_voxels`,
+:func:`check_infection_inside`): 0 outside the lung and 1 inside (0/255 as in PNG masks, and the
+left/right lung labels 1 and 2 of COVID-19-CT-Seg's ``Lung_Mask`` are accepted too; fractional or
+other values are refused), the image's shape and geometry, not empty, and holding at least
+:data:`MIN_INFECTION_INSIDE` of the predicted infection (a lung mask that misses most of it
+belongs to another case or another grid). A given lung mask that fails a check stops with one
+:class:`~rdcl.errors.RdclInputError` line; a number that cannot be computed is left empty (None,
+"" in the CSV), never written as 0.
+
 ``--lung-mask auto`` builds :func:`auto_lung_mask`: an APPROXIMATE HU-threshold lung mask (like
-the derived masks in ``../shared/data``), marked ``lung_mask = "auto (approximate)"`` in reports.
+the derived masks in ``../shared/data``), marked ``lung_mask = "auto (approximate)"`` in reports;
+where it finds no lung, or misses most of the infection, the lung figures are left empty and
+``lung_mask`` says why.
 2D cases report areas in the same columns with a unit voxel depth of 1 mm (``*_ml`` = mm^2 / 1000),
 stated per row in ``dim``.
 """
@@ -35,6 +46,13 @@ AUTO_LUNG_HU = -400.0
 
 AUTO_LUNG_MIN_ML = 50.0
 """Smallest component (mL) kept as lung by :func:`auto_lung_mask` (drops bowel gas, noise)."""
+
+MIN_INFECTION_INSIDE = 0.5
+"""Smallest share of the predicted infection voxels a lung mask must hold (see the module
+docstring): below it the mask does not describe this case's lungs and no percentage is given."""
+
+LUNG_VALUE_SETS = (frozenset({0, 1}), frozenset({0, 255}), frozenset({0, 1, 2}))
+"""Accepted lung-mask value sets: 0/1, 0/255 (PNG masks), 0/1/2 (left/right lung labels)."""
 
 CSV_COLUMNS = (
     "case",
@@ -112,29 +130,93 @@ def auto_lung_mask(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return lung.astype(np.uint8)
 
 
+def lung_voxels(lung: np.ndarray, where: str) -> np.ndarray:
+    """The lung voxels (bool) of a lung mask, refused with one :class:`RdclInputError` line
+    unless its values are one of :data:`LUNG_VALUE_SETS` (a subset: 0/1, 0/255 or 0/1/2) and it
+    holds at least one lung voxel. ``where`` names the mask in the message."""
+    a = np.asarray(lung)
+    if a.dtype == bool:
+        values: set = set(np.unique(a).astype(int).tolist())
+    elif np.issubdtype(a.dtype, np.number):
+        uniq = np.unique(a)
+        if len(uniq) > 8 or not np.all(np.isfinite(uniq)) or not np.all(uniq == np.round(uniq)):
+            shown = ", ".join(f"{v:g}" for v in uniq[:6]) + (", ..." if len(uniq) > 6 else "")
+            raise RdclInputError(
+                f"{where}: expected a binary lung mask (0 outside, 1 inside; 0/255 and the "
+                f"left/right labels 1, 2 also accepted), found values {shown}"
+            )
+        values = {int(v) for v in uniq}
+    else:
+        raise RdclInputError(f"{where}: expected a numeric lung mask, found dtype {a.dtype}")
+    if not any(values <= allowed for allowed in LUNG_VALUE_SETS):
+        raise RdclInputError(
+            f"{where}: expected a binary lung mask (0 outside, 1 inside; 0/255 and the "
+            f"left/right labels 1, 2 also accepted), found values {sorted(values)}"
+        )
+    inside = a > 0
+    if not inside.any():
+        raise RdclInputError(
+            f"{where}: the lung mask is empty; expected the lungs of this case (the share "
+            "infected cannot be computed without them)"
+        )
+    return inside
+
+
+def check_infection_inside(infection: np.ndarray, lung: np.ndarray, where: str) -> float:
+    """Share of the infection voxels inside ``lung`` (both bool, same shape); raises
+    :class:`RdclInputError` when below :data:`MIN_INFECTION_INSIDE` (1.0 without infection)."""
+    n = int(infection.sum())
+    share = float(np.logical_and(infection, lung).sum()) / n if n else 1.0
+    if share < MIN_INFECTION_INSIDE:
+        raise RdclInputError(
+            f"{where}: only {100 * share:.0f}% of the predicted infection lies inside the lung "
+            f"mask; expected at least {100 * MIN_INFECTION_INSIDE:.0f}% (is it this case's lung "
+            "mask, on this image's grid?)"
+        )
+    return share
+
+
 def quantify(
     case: str,
     mask: np.ndarray,
     spacing: Sequence[float],
     lung: np.ndarray | None = None,
     lung_source: str | None = None,
+    *,
+    approximate: bool = False,
 ) -> Quantification:
     """Numbers of one case: ``mask`` 0/1 prediction, ``spacing`` mm (array order), optional
-    ``lung`` 0/1 of the same shape (``lung_source`` names it in the report)."""
+    ``lung`` mask of the same shape (``lung_source`` names it in the report).
+
+    A given lung mask is checked (:func:`lung_voxels`, :func:`check_infection_inside`) and
+    refused with :class:`RdclInputError`. ``approximate`` (the ``auto`` mask) leaves the lung
+    figures empty instead, with the reason appended to ``lung_mask``: a mask rdcl derived
+    itself is not the user's error, and an empty figure is not a wrong one.
+    """
     m = np.asarray(mask) > 0
     if len(spacing) != m.ndim:
         raise RdclInputError(f"spacing {tuple(spacing)} does not fit a {m.ndim}D mask")
     vml = voxel_ml(spacing)
     lung_ml = percent = None
+    source = lung_source if lung is not None else None
     if lung is not None:
-        lung_b = np.asarray(lung) > 0
-        if lung_b.shape != m.shape:
+        if np.shape(lung) != m.shape:
             raise RdclInputError(
-                f"{case}: lung mask shape {lung_b.shape} differs from the image's {m.shape}"
+                f"{case}: lung mask shape {np.shape(lung)} differs from the image's {m.shape}"
             )
-        n_lung = int(lung_b.sum())
-        lung_ml = n_lung * vml
-        percent = 100.0 * int(np.logical_and(m, lung_b).sum()) / n_lung if n_lung else 0.0
+        where = f"{case}: lung mask {lung_source or ''}".rstrip()
+        try:
+            lung_b = lung_voxels(lung, where)
+            check_infection_inside(m, lung_b, where)
+        except RdclInputError as exc:
+            if not approximate:
+                raise
+            reason = "no lung found" if "empty" in str(exc) else "most infection outside it"
+            source = f"{lung_source}: {reason}, lung figures not computed"
+        else:
+            n_lung = int(lung_b.sum())
+            lung_ml = n_lung * vml
+            percent = 100.0 * int(np.logical_and(m, lung_b).sum()) / n_lung
     return Quantification(
         case=case,
         dim=m.ndim,
@@ -143,7 +225,7 @@ def quantify(
         lesions=count_lesions(m),
         lung_ml=lung_ml,
         percent_infected=percent,
-        lung_mask=lung_source if lung is not None else None,
+        lung_mask=source,
     )
 
 
