@@ -41,9 +41,14 @@ RUN_RECORD = "run"
 not a setting: :meth:`Config.from_dict` ignores it."""
 
 
-RELATION_REDUCTIONS = ("sum", "mean")
+RELATION_REDUCTIONS = ("sum", "row", "mean")
 """Values of ``train.relation_reduction``: Eq. 4-5's squared Frobenius norm (a sum over the C x C
-relation entries), or that sum / C^2."""
+relation entries, at most 4C), that sum / C (per row, at most 4) or that sum / C^2."""
+
+DEFAULT_RAMPUP_FRACTION = 0.3
+"""Default ``train.rampup_fraction``: the relation-consistency code rdcl builds on (Liu et al.,
+IEEE TMI 2020, public code ``liuquande/SRC-MT``) ramps its consistency weights over 30 of 100
+epochs. Provisional until the validation grid of issue 17 (docs/relation_weights.md)."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,13 @@ class TrainConfig:
     """Optimisation and the collaborative-learning schedule (paper + nnU-Net defaults).
 
     ``lambda_g``/``lambda_t`` are the final weights of L_G and L_T; both ramp up from 0 with
-    exp(-5 (1 - t)^2), t = step / ``rampup_steps`` clipped to 1. ``relation_reduction`` reduces
-    the squared relation differences: ``"sum"`` (the paper's squared Frobenius norm) or ``"mean"``
-    (sum / C^2). The defaults and the experiment behind them: docs/relation_weights.md.
+    exp(-5 (1 - t)^2), t = step / ramp clipped to 1, over the first ``rampup_fraction`` of the
+    stage-2 steps (ramp = round(rampup_fraction * ``steps``)), or over ``rampup_steps`` steps when
+    that is set (it wins over the fraction; configs and checkpoints written before the fraction
+    existed set it, so they keep their meaning). ``rdcl.losses.resolved_rampup_steps`` is the one
+    resolution. ``relation_reduction`` reduces the squared relation differences: ``"sum"`` (the
+    paper's squared Frobenius norm), ``"row"`` (sum / C) or ``"mean"`` (sum / C^2). The defaults
+    and the experiments behind them: docs/relation_weights.md.
     ``snapshots`` > 0 also keeps the weights at that many evenly spaced steps of each stage (and
     at step 0) in ``snapshots/<stage>_step_NNNNNNN.ckpt`` (for relation matrices over training).
     """
@@ -218,7 +227,8 @@ class TrainConfig:
     grad_clip: float = 12.0
     lambda_g: float = 0.001
     lambda_t: float = 0.001
-    rampup_steps: int = 200
+    rampup_fraction: float = DEFAULT_RAMPUP_FRACTION
+    rampup_steps: int | None = None
     relation_reduction: str = "sum"
     seed: int = 0
     checkpoint_every: int = 100
@@ -245,12 +255,16 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"train.method must be one of {METHODS}, found {self.method!r}")
         for name in ("pretrain_steps", "steps", "rampup_steps"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"train.lr must be a finite number > 0, found {self.lr}")
         if not self.grad_clip > 0:
             raise ConfigError(f"train.grad_clip must be > 0, found {self.grad_clip}")
+        if not 0 <= self.rampup_fraction <= 1:  # also rejects NaN
+            raise ConfigError(
+                f"train.rampup_fraction must be in [0, 1], found {self.rampup_fraction}"
+            )
         for name in ("lambda_g", "lambda_t", "weight_decay", "general_weight_decay",
                      "poly_exponent"):  # fmt: skip
             if not getattr(self, name) >= 0:  # also rejects NaN
@@ -471,11 +485,11 @@ PRESETS: dict[str, Config] = {
             strides=((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
         ),
         data=DataConfig(patch_size=(16, 32, 32), batch_size=2, num_workers=0),
-        train=TrainConfig(pretrain_steps=20, steps=20, rampup_steps=10, checkpoint_every=10),
+        train=TrainConfig(pretrain_steps=20, steps=20, rampup_fraction=0.5, checkpoint_every=10),
     ),
     "tiny2d": dataclasses.replace(
         _preset_2d((8, 16, 32, 32), (64, 64), 4),
-        train=TrainConfig(pretrain_steps=20, steps=20, rampup_steps=10, checkpoint_every=10),
+        train=TrainConfig(pretrain_steps=20, steps=20, rampup_fraction=0.5, checkpoint_every=10),
     ),
 }
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.config import Config, TrainConfig, preset
+from rdcl.losses import describe_rampup
 from rdcl.report import (
     plot_loss_curves,
     plot_overlays,
@@ -192,6 +193,10 @@ def _figures(
     return out
 
 
+_REDUCTION_SUFFIX = {"sum": "", "row": " / C", "mean": " / C^2"}
+"""How each ``train.relation_reduction`` divides the squared Frobenius norm, for the report."""
+
+
 def relation_scale(log: Path, train: TrainConfig) -> str:
     """One report line on the relation terms' scale in an rdcl run's ``log.jsonl``: the weights,
     the reduction and the mean |L_G| / L_seg and |L_T| / L_seg over the last tenth of the steps."""
@@ -203,8 +208,7 @@ def relation_scale(log: Path, train: TrainConfig) -> str:
     head = (
         f"Relation losses (rdcl): lambda_G = {train.lambda_g:g}, lambda_T = {train.lambda_t:g}, "
         f"reduction `{train.relation_reduction}` (squared Frobenius norm of Eq. 4-5"
-        f"{'' if train.relation_reduction == 'sum' else ' / C^2'}), ramped up over "
-        f"{train.rampup_steps} steps"
+        f"{_REDUCTION_SUFFIX[train.relation_reduction]}), ramped up over {describe_rampup(train)}"
     )
     if not rows:
         return head + "; no relation terms were logged."

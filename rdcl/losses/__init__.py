@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .consistency import RELATION_TERMS, RelationConsistencyLoss, rampup, relation_consistency
+from .consistency import (
+    RELATION_TERMS,
+    RelationConsistencyLoss,
+    describe_rampup,
+    rampup,
+    relation_consistency,
+    resolved_rampup_steps,
+)
 from .deep_supervision import DeepSupervisionLoss, deep_supervision_weights, downsample_target
 from .segmentation import DiceBCELoss, soft_dice_loss
 
@@ -12,8 +19,10 @@ __all__ = [
     "DiceBCELoss",
     "RelationConsistencyLoss",
     "deep_supervision_weights",
+    "describe_rampup",
     "downsample_target",
     "rampup",
     "relation_consistency",
+    "resolved_rampup_steps",
     "soft_dice_loss",
 ]

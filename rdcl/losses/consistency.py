@@ -35,6 +35,35 @@ def rampup(step: int | float, rampup_steps: int) -> float:
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
+def resolved_rampup_steps(cfg: TrainConfig) -> int:
+    """The stage-2 ramp length in steps: the one place the ramp settings are resolved.
+
+    ``cfg.rampup_steps`` when it is set (absolute steps; it wins over the fraction), otherwise
+    ``round(cfg.rampup_fraction * cfg.steps)`` (halves rounded up). 0 means no ramp.
+
+    Args:
+        cfg: the training section (``steps`` is the stage-2 step count the fraction refers to).
+
+    Returns:
+        The ramp length in optimiser steps, >= 0.
+    """
+    if cfg.rampup_steps is not None:
+        return cfg.rampup_steps
+    return math.floor(cfg.rampup_fraction * cfg.steps + 0.5)
+
+
+def describe_rampup(cfg: TrainConfig) -> str:
+    """One phrase naming the resolved ramp and where it came from, for logs and reports, e.g.
+    ``"300 of 1000 steps (train.rampup_fraction 0.3)"``."""
+    steps = resolved_rampup_steps(cfg)
+    source = (
+        f"train.rampup_steps {cfg.rampup_steps}; train.rampup_fraction ignored"
+        if cfg.rampup_steps is not None
+        else f"train.rampup_fraction {cfg.rampup_fraction:g}"
+    )
+    return f"{steps} of {cfg.steps} steps ({source})"
+
+
 def relation_consistency(
     g_noncovid: torch.Tensor,
     g_covid: torch.Tensor,
@@ -54,12 +83,13 @@ def relation_consistency(
         lambda_g, lambda_t: final loss weights.
         ramp: the ramp-up factor in [0, 1] (see :func:`rampup`).
         reduction: ``"sum"`` (default): the squared Frobenius norm of the paper's Eq. 4-5, a sum
-            over the C x C entries; ``"mean"``: that sum / C^2.
+            over the C x C entries (at most 4C); ``"row"``: that sum / C (at most 4);
+            ``"mean"``: that sum / C^2.
 
     Returns:
         ``{"d_g", "d_t", "loss_g", "loss_t"}`` scalars (fp32). Relation matrices are batch-mean
         (C, C) matrices R (see ``rdcl.kernels.relation_matrix``; rows normalised with a floor of
-        1e-3 times the largest row norm); with ``reduction="sum"``:
+        1e-3 times the largest row norm; every row has norm <= 1); with ``reduction="sum"``:
         ``d_g = ||R_G(X_n) - R_G(X_c)||_F^2`` (gradient into G's two inputs),
         ``d_t = ||R_G(X_c).detach() - R_T(X_c)||_F^2`` (gradient into ``t_covid`` only),
         ``loss_g = lambda_g * ramp * d_g`` and ``loss_t = -lambda_t * ramp * d_t`` (minimising
@@ -96,11 +126,11 @@ class RelationConsistencyLoss(nn.Module):
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> RelationConsistencyLoss:
         """Weights, ramp length and reduction from ``cfg`` (``lambda_g``, ``lambda_t``,
-        ``rampup_steps``, ``relation_reduction``)."""
+        :func:`resolved_rampup_steps`, ``relation_reduction``)."""
         return cls(
             lambda_g=cfg.lambda_g,
             lambda_t=cfg.lambda_t,
-            rampup_steps=cfg.rampup_steps,
+            rampup_steps=resolved_rampup_steps(cfg),
             reduction=cfg.relation_reduction,
         )
 

@@ -31,7 +31,14 @@ import torch
 from rdcl.config import Config, TrainConfig
 from rdcl.data.device_augment import finish_batch
 from rdcl.errors import ConfigError, DatasetError
-from rdcl.losses import DeepSupervisionLoss, DiceBCELoss, rampup, relation_consistency
+from rdcl.losses import (
+    DeepSupervisionLoss,
+    DiceBCELoss,
+    describe_rampup,
+    rampup,
+    relation_consistency,
+    resolved_rampup_steps,
+)
 from rdcl.model import build_network
 
 from .checkpoint import CheckpointError, load_checkpoint
@@ -49,6 +56,7 @@ from .feature_stats import GeneralFeatureProbe
 from .graphs import check_cuda_graphs, graph_step
 from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
+from .recipe import recipe_meta
 from .runlock import exit_on_sigterm, run_lock
 from .schedule import make_optimizer
 from .step import (
@@ -147,7 +155,7 @@ def pretrain_general(
         total_steps=cfg.train.pretrain_steps,
         compute=compute,
         batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, *streams),
-        meta=dataset_meta(list(general_datasets)),
+        meta={**dataset_meta(list(general_datasets)), **recipe_meta()},
         dist=ctx,
     )
     with run_lock(out_dir), exit_on_sigterm():
@@ -198,7 +206,7 @@ def method_terms(
         net: the method's network (train mode).
         x_c, y_c: COVID images and {0, 1} labels, (B, 1, *patch).
         x_n: non-COVID images (B', 1, *patch); used when ``method.use_lg``.
-        step: 0-based step (drives the ramp).
+        step: 0-based step (drives the ramp, over ``resolved_rampup_steps(cfg)`` steps).
         forward: the step's network call, ``forward(x_c, x_n) -> (logits, g_c, t_c, g_n)``
             (:class:`rdcl.training.step.StepForward`, possibly in DDP and compiled); default
             ``StepForward(net, batched=cfg.batched_general)``.
@@ -223,7 +231,7 @@ def method_terms(
     terms: dict[str, torch.Tensor | None] = {"loss": seg, "seg": seg}
     if not method.use_lg:
         return terms, None
-    ramp = rampup(step, cfg.rampup_steps)
+    ramp = rampup(step, resolved_rampup_steps(cfg))
     rel = relation_consistency(
         g_n,
         g_c,
@@ -300,6 +308,8 @@ def train(
         return cached, [as_cached(d, cfg.data, cache) for d in generals]
 
     covid, generals = ctx.main_first(prepare)  # rank 0 fills the cache, the others reuse it
+    if method.use_lg and ctx.is_main:
+        logger.info("train: relation weights ramped up over %s", describe_rampup(cfg.train))
     tcfg, total, workers = cfg.train, cfg.train.steps, cfg.data.num_workers
     apply_backend_switches(tcfg, device)
     fmt = memory_format(tcfg, cfg.model.dim)
@@ -355,7 +365,10 @@ def train(
         total_steps=total,
         compute=compute,
         batches=batches,
-        meta=dataset_meta(covid, generals if method.needs_general_batches else ()),
+        meta={
+            **dataset_meta(covid, generals if method.needs_general_batches else ()),
+            **recipe_meta(),
+        },
         dist=ctx,
         probe=None if probe is None else probe.stats,
     )

@@ -105,3 +105,19 @@ def test_config_relation_reduction_is_validated() -> None:
     assert TrainConfig(relation_reduction="mean").relation_reduction == "mean"
     with pytest.raises(ConfigError, match=r"train\.relation_reduction must be one of"):
         TrainConfig(relation_reduction="Sum")
+
+
+def test_row_reduction_divides_the_sum_by_c() -> None:
+    terms = relation_consistency(
+        ORTHOGONAL, IDENTICAL, ORTHOGONAL, lambda_g=1.0, lambda_t=0.1, reduction="row"
+    )
+    assert terms["d_g"].item() == pytest.approx(D_ORTH_VS_IDENT / 2, abs=1e-6)
+    assert terms["loss_t"].item() == pytest.approx(-0.1 * D_ORTH_VS_IDENT / 2, abs=1e-6)
+    row = RelationConsistencyLoss.from_config(
+        TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="row")
+    )
+    assert row.reduction == "row"
+    assert row(ORTHOGONAL, IDENTICAL, IDENTICAL, step=0)["loss_g"].item() == pytest.approx(
+        2.0 * D_ORTH_VS_IDENT / 2, abs=1e-6
+    )
+    assert TrainConfig(relation_reduction="row").relation_reduction == "row"
