@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 from rdcl import __version__
@@ -89,15 +90,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HOLD_SECONDS = 10.0
+"""How long :class:`_HoldingHandler` holds a warning back before showing it anyway."""
+
+
+class _HoldingHandler(logging.StreamHandler):
+    """A stderr handler that holds warnings back for up to :data:`HOLD_SECONDS`.
+
+    A warning that comes just before a user error (``skipping a.nii.gz: no mask`` and then
+    ``no cases found``) would make the error two lines; :func:`main` then drops the held
+    warnings and names the first in the error line instead. Held warnings are written, in order,
+    before the next non-warning message, when the command ends without a user error, or after
+    :data:`HOLD_SECONDS` (so a long run still shows them while it runs)."""
+
+    def __init__(self, stream: object, *, hold: bool) -> None:
+        super().__init__(stream)  # type: ignore[arg-type]
+        self.hold = hold
+        self._held: list[logging.LogRecord] = []
+        self._held_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.hold and record.levelno >= logging.WARNING:
+            with self._held_lock:
+                self._held.append(record)
+                if self._timer is None:
+                    self._timer = threading.Timer(HOLD_SECONDS, self.show_held)
+                    self._timer.daemon = True
+                    self._timer.start()
+            return
+        self.show_held()
+        super().emit(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        """The held records, removed (they will not be written)."""
+        with self._held_lock:
+            held, self._held = self._held, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        return held
+
+    def show_held(self) -> None:
+        """Write the held records now."""
+        for record in self.take():
+            super().emit(record)
+
+
 @contextlib.contextmanager
-def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[None]:
+def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[_HoldingHandler]:
     """The command's own messages at INFO, the library's at WARNING (all at DEBUG with
     ``--verbose``; WARNING only with ``--quiet``), so a failing command prints one line.
 
     ``rdcl demo`` also shows the demo pipeline's stage messages (with timings) at INFO.
     The previous state of the ``rdcl`` loggers is restored afterwards, so calling :func:`main`
     from Python (or from tests) leaves the caller's logging untouched."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _HoldingHandler(sys.stderr, hold=not verbose)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("rdcl")
     own = [logging.getLogger("rdcl.cli")]
@@ -110,8 +158,9 @@ def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[None]
     for lg in own:
         lg.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     try:
-        yield
+        yield handler
     finally:
+        handler.take()  # main has released or folded them; a timer must not outlive the command
         root.handlers[:], root.propagate = saved[0], saved[1]
         root.setLevel(saved[2])
         for lg, level in zip(own, saved[3], strict=True):
@@ -140,16 +189,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     prog = f"rdcl {args.command}"
-    with _command_logging(args.verbose, args.quiet, args.command):
+    with _command_logging(args.verbose, args.quiet, args.command) as handler:
         try:
-            return int(args.handler(args) or 0)
+            code = int(args.handler(args) or 0)
+            handler.show_held()
+            return code
         except KeyboardInterrupt:
+            handler.show_held()
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         except Exception as exc:
             user = isinstance(exc, USER_ERRORS)
             if not (user or _missing_capability(exc)):
+                handler.show_held()
                 raise
             logger.debug("traceback of the error below", exc_info=True)
-            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            held = handler.take()
+            print(f"{prog}: error: {_one_line(exc)}{_held_note(held)}", file=sys.stderr)
             return 2 if user else 1
+
+
+def _held_note(held: list[logging.LogRecord]) -> str:
+    """What the error line says about the warnings held back before it (none: nothing)."""
+    if not held:
+        return ""
+    first = " ".join(held[0].getMessage().split())
+    first = first if len(first) <= 160 else first[:157] + "..."
+    more = f"; {len(held) - 1} more with -v" if len(held) > 1 else ""
+    return f" (after the warning: {first}{more})"
