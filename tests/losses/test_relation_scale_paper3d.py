@@ -12,9 +12,9 @@ rho_G ~ 0.05-0.2 once G is pre-trained; a random "stage-1" G here gives larger r
   reduction (squared differences / C^2) gave rho_T = 0.003 here. L_G must also move G by more
   than weight decay does: ||grad_G L_G|| >= 10 * weight_decay * ||theta_G||.
 - not dominant: rho <= 30, and the whole gradient stays under the global clip (12). Above the
-  clip the relation terms scale down L_seg's update (the literal paper weights with the sum,
-  (1, 0.1), give rho_T ~ 300 and rho_G ~ 4500 here: a gradient of ~2400, clipped to 12, leaves
-  L_seg 0.5% of its step).
+  clip the relation terms scale down L_seg's update (lambda_G = 1, lambda_T = 0.1 with the sum,
+  rdcl's earlier default, not values from the paper, give rho_T ~ 300 and rho_G ~ 4500 here: a
+  gradient of ~2400, clipped to 12, leaves L_seg 0.5% of its step).
 
 And ``rdcl``, ``rdcl_g`` and ``backbone`` trained a few steps from the same seed, stage-1 weights
 and batches end with different weights: G frozen in ``backbone`` and moved by L_G in ``rdcl_g``;
