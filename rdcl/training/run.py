@@ -142,6 +142,12 @@ def run_training(
                 f"output folder {out_dir} already holds a run ({found[0]}); pass resume=True "
                 "(--resume) to continue it or overwrite=True (--overwrite) to start again"
             )
+    if resume:  # a run to continue, on the same data: checked before the cache is written
+        from .resume import check_resumable
+
+        stage2 = [covid, *(generals if method.needs_general_batches else [])]
+        stage1 = [(out_dir / PRETRAIN_DIR, generals)] if run_stage1 else []
+        check_resumable([(out_dir, stage2), *stage1], out_dir=out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     if cache.exists() and not cache.is_dir():
         raise NotADirectoryError(f"the preprocessing cache must be a folder, found a file: {cache}")
@@ -205,6 +211,10 @@ def run_pretraining(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"the run folder must be a folder, found a file: {out_dir}")
+    if resume:  # a run to continue, on the same data: checked before the cache is written
+        from .resume import check_resumable
+
+        check_resumable([(out_dir, generals)], out_dir=out_dir)
     with _removed_unless_trained(out_dir):
         return pretrain_general(
             cfg,
