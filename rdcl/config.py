@@ -126,10 +126,18 @@ class ModelConfig:
 class DataConfig:
     """Preprocessing, sampling and augmentation.
 
-    ``normalization``: ``"ct"`` clips to the foreground 0.5/99.5 percentiles and z-scores with the
-    foreground statistics (nnU-Net CT scheme); ``"window"`` maps ``window`` (HU or raw units) to
-    [0, 1] (for data that is already windowed, e.g. PNG slices or the radiopaedia volumes);
-    ``"zscore"`` z-scores each image with its own statistics.
+    ``normalization``: the ONE rule that maps every HU data set of a run (COVID and non-COVID,
+    both stages; :mod:`rdcl.data.mapping`) to the network input. ``"window"`` (default) maps
+    ``window`` (default the lung window (-1250, 250) HU, the only mapping every COVID-19-CT-Seg
+    case shares) to [0, 1]; ``"ct"`` clips to the foreground 0.5/99.5 percentiles and z-scores
+    with the foreground statistics pooled over the run's HU sets (nnU-Net's CT scheme);
+    ``"zscore"`` z-scores each image with its own statistics. Already windowed sets (PNG slices,
+    ``.npz`` patches) declare their own window and need ``"window"``.
+
+    ``general_patch_size``: the patch of the non-COVID batches X_n (stage 1 and L_G), for
+    non-COVID data smaller than the COVID patch (e.g. 96 mm tumour patches); ``None``: the same
+    as ``patch_size``. The relation matrices average over positions, so X_n and X_c need not
+    share a shape.
 
     ``target_spacing`` (mm, array order): the grid every case is resampled to. ``"auto"`` (the
     default) is nnU-Net's rule over the training set (median spacing, 10th percentile on a
@@ -151,9 +159,10 @@ class DataConfig:
     """
 
     patch_size: tuple[int, ...] = (56, 160, 192)
+    general_patch_size: tuple[int, ...] | None = None
     batch_size: int = 2
     target_spacing: tuple[float, ...] | Literal["auto"] | None = "auto"
-    normalization: str = "ct"
+    normalization: str = "window"
     window: tuple[float, float] = (-1250.0, 250.0)
     foreground_oversample: float = 0.33
     augment: bool = True
@@ -186,6 +195,10 @@ class DataConfig:
             )
         if any(p < 1 for p in self.patch_size):
             raise ConfigError(f"data.patch_size must be positive, found {self.patch_size}")
+        if self.general_patch_size is not None and any(p < 1 for p in self.general_patch_size):
+            raise ConfigError(
+                f"data.general_patch_size must be positive or null, found {self.general_patch_size}"
+            )
         if self.window[1] <= self.window[0]:
             raise ConfigError(
                 f"data.window must be (low, high) with low < high, found {self.window}"
@@ -223,6 +236,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 3e-5
     general_weight_decay: float = 3e-5
+    general_anchor: float = 0.0
     poly_exponent: float = 0.9
     grad_clip: float = 12.0
     lambda_g: float = 0.001
@@ -266,7 +280,7 @@ class TrainConfig:
                 f"train.rampup_fraction must be in [0, 1], found {self.rampup_fraction}"
             )
         for name in ("lambda_g", "lambda_t", "weight_decay", "general_weight_decay",
-                     "poly_exponent"):  # fmt: skip
+                     "general_anchor", "poly_exponent"):  # fmt: skip
             if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
         if self.relation_reduction not in RELATION_REDUCTIONS:
@@ -319,11 +333,6 @@ class Config:
                     f"config section {name!r} must be a {klass.__name__}, found "
                     f"{type(getattr(self, name)).__name__}"
                 )
-        if len(self.data.patch_size) != self.model.dim:
-            raise ConfigError(
-                f"data.patch_size must have {self.model.dim} entries (model.dim), found "
-                f"{self.data.patch_size}"
-            )
         spacing = self.data.target_spacing
         if spacing not in (None, "auto") and len(spacing) != self.model.dim:
             raise ConfigError(
@@ -331,12 +340,25 @@ class Config:
                 f"or null, found {spacing}"
             )
         total = self.model.total_stride()
-        bad = [p for p, s in zip(self.data.patch_size, total, strict=True) if p % s]
-        if bad:
-            raise ConfigError(
-                f"data.patch_size {self.data.patch_size} must be a multiple of the network's "
-                f"total stride {total}"
-            )
+        patches = [("patch_size", self.data.patch_size)]
+        if self.data.general_patch_size is not None:
+            patches.append(("general_patch_size", self.data.general_patch_size))
+        for name, patch in patches:
+            if len(patch) != self.model.dim:
+                raise ConfigError(
+                    f"data.{name} must have {self.model.dim} entries (model.dim), found {patch}"
+                )
+            if any(p % s for p, s in zip(patch, total, strict=True)):
+                raise ConfigError(
+                    f"data.{name} {patch} must be a multiple of the network's total stride {total}"
+                )
+
+    def general_data(self) -> DataConfig:
+        """``data`` with ``patch_size`` = ``general_patch_size`` (when set): the settings of
+        the non-COVID batches X_n."""
+        if self.data.general_patch_size is None:
+            return self.data
+        return dataclasses.replace(self.data, patch_size=self.data.general_patch_size)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable nested dict (tuples become lists)."""

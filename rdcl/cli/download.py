@@ -158,6 +158,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
             lesion=args.lesion,
             overwrite=args.overwrite,
         )
+    elif args.layout == "msd-patches":
+        from rdcl.data.prepare import prepare_msd_patches
+
+        spec = prepare_msd_patches(args.src, args.out, overwrite=args.overwrite)
     elif args.layout == "native":
         from rdcl.data.prepare import prepare_native
 

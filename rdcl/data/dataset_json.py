@@ -10,16 +10,18 @@ refused with one line naming the file, the key, what was expected and what was f
 - ``numTraining``: integer >= 0;
 - ``training`` / ``test`` (MSD): lists of ``{"image": str, "label": str}`` objects or paths;
 - ``rdcl`` (optional): object with ``lesion`` (string), ``normalization`` (``ct``, ``window``,
-  ``zscore``), ``window`` ([low, high], checked where it is read) and ``label_map`` (object of
-  raw value -> 0 or 1).
+  ``zscore``), ``window`` ([low, high], checked where it is read), ``label_map`` (object of
+  raw value -> 0 or 1), ``units`` (``hu`` or ``mapped``, see :mod:`rdcl.data.mapping`) and
+  ``spacing`` (voxel size in mm, array order, for files that carry none, e.g. PNG).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-from rdcl.data.spec import DatasetError
+from rdcl.data.spec import UNITS, DatasetError
 
 NORMALIZATIONS = ("ct", "window", "zscore")
 
@@ -100,6 +102,18 @@ def _check_rdcl_block(extra: Any, where: Path) -> None:
     norm = extra.get("normalization")
     if norm is not None and norm not in NORMALIZATIONS:
         raise _fail(where, "rdcl.normalization", f"one of {', '.join(NORMALIZATIONS)}", norm)
+    if "units" in extra and extra["units"] not in UNITS:
+        raise _fail(where, "rdcl.units", f"one of {', '.join(UNITS)}", extra["units"])
+    if "spacing" in extra:
+        sp = extra["spacing"]
+        ok = (
+            isinstance(sp, list)
+            and len(sp) in (2, 3)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sp)
+            and all(math.isfinite(v) and v > 0 for v in sp)
+        )
+        if not ok:
+            raise _fail(where, "rdcl.spacing", "a list of 2 or 3 positive voxel sizes (mm)", sp)
     if "label_map" in extra:
         lm = extra["label_map"]
         ok = isinstance(lm, dict) and all(

@@ -4,12 +4,15 @@ Detected layouts (first match wins), for ``root``:
 
 - ``npz``: a ``.npz`` file, or a folder of them, holding ``images`` (N, 1, H, W) and ``labels``
   (e.g. ``msd_lung_patches``); every patch is one 2D case. Images already in [0, 1] are marked
-  ``window`` normalisation with window (0, 1).
+  ``window`` normalisation with window (0, 1) and ``units`` ``mapped``; the files carry no spacing
+  (``rdcl prepare native --spacing`` or ``rdcl prepare msd-patches`` give them one).
 - ``nnunet``: ``dataset.json`` + ``imagesTr/CASE_0000<file_ending>`` +
   ``labelsTr/CASE<file_ending>``; an optional ``"rdcl"`` block may set ``lesion``,
-  ``normalization``, ``window`` and ``label_map`` (raw value -> 0/1).
+  ``normalization``, ``window``, ``label_map`` (raw value -> 0/1), ``units`` and ``spacing`` (for
+  files that carry none). Without a ``normalization`` the images are HU and follow the run's rule
+  (``data.normalization``; :mod:`rdcl.data.mapping`).
 - ``msd``: ``dataset.json`` with a ``"training": [{"image": ..., "label": ...}]`` list
-  (Task06_Lung).
+  (Task06_Lung); HU images, mapped by the run's rule.
 - ``covid19_ct_seg``: the Zenodo COVID-19-CT-Seg layout: images ``coronacases_org_001.nii.gz`` /
   ``radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii.gz`` in ``root`` or one sub-folder, masks
   ``coronacases_001.nii.gz`` / ``radiopaedia_4_85506_1.nii.gz`` in ``Infection_Mask/`` (1 =
@@ -48,6 +51,7 @@ __all__ = [
     "Case",
     "DatasetError",
     "DatasetSpec",
+    "declared_geometry",
     "load_case",
     "load_dataset",
     "map_labels",
@@ -125,6 +129,7 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
     extra = meta.get("rdcl", {}) or {}
     label_map = _label_map(meta, extra)
     window = _window(extra["window"], root / "dataset.json") if "window" in extra else None
+    spacing = tuple(float(v) for v in extra["spacing"]) if "spacing" in extra else None
     img_dir, lab_dir = (
         (root / "imagesTr", root / "labelsTr")
         if split == "train"
@@ -141,16 +146,21 @@ def _nnunet_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
             if split == "train":
                 raise DatasetError(f"label not found for training image {img}: expected {lab}")
             lab = None
-        cases.append(Case(name, img, lab, label_map, None, window))
+        cases.append(Case(name, img, lab, label_map, None, window, spacing))
     n = meta.get("numTraining")
     if split == "train" and cases and isinstance(n, int) and n != len(cases):
         log.warning("%s: numTraining is %d but %d cases were found", root, n, len(cases))
     dim = image_dim(cases[0].image) if cases else 3
-    norm = extra.get("normalization") or (
-        "ct" if str(next(iter(channels.values()), "")).upper() == "CT" else None
-    )
+    norm = extra.get("normalization")  # None: HU data follows the run's rule
     return DatasetSpec(
-        meta.get("name", root.name), root, tuple(cases), dim, norm, "nnunet", extra.get("lesion")
+        meta.get("name", root.name),
+        root,
+        tuple(cases),
+        dim,
+        norm,
+        "nnunet",
+        extra.get("lesion"),
+        extra.get("units", "hu"),
     )
 
 
@@ -191,14 +201,13 @@ def _msd_dataset(root: Path, meta: dict, split: str) -> DatasetSpec:
             if p is not None and path_problem(p) == "nothing":
                 raise DatasetError(f"file listed in {root / 'dataset.json'} not found: {p}")
         cases.append(Case(io.strip_suffix(img), img, lab))
-    modality = str(next(iter(meta.get("modality", {}).values()), "")).upper()
     dim = image_dim(cases[0].image) if cases else 3
     return DatasetSpec(
         meta.get("name", root.name),
         root,
         tuple(cases),
         dim,
-        "ct" if modality == "CT" else None,
+        None,  # HU (modality CT): the run's rule, the same for every set (rdcl.data.mapping)
         "msd",
     )
 
@@ -239,6 +248,7 @@ def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
                     f"image/label geometry mismatch: {case.image} {geom} vs {case.label} {lgeom}"
                 )
             where = str(case.label)
+    geom = declared_geometry(case, geom)
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         bad = int(np.count_nonzero(~np.isfinite(image)))
         raise DatasetError(f"{where_image}: {bad} NaN/inf voxels; expected finite intensities")
@@ -246,6 +256,30 @@ def load_case(case: Case) -> tuple[np.ndarray, np.ndarray | None, io.Geometry]:
     if label is not None:
         label = map_labels(label, case.label_map, where)
     return image, label, geom
+
+
+def declared_geometry(case: Case, geometry: io.Geometry) -> io.Geometry:
+    """``geometry`` with the case's declared spacing (:attr:`Case.spacing`, mm) when it has one.
+
+    A declared spacing is for files that carry none (PNG, ``.npz`` patches: every voxel size 1).
+    Raises :class:`DatasetError` when the file carries a real spacing that differs from it, or
+    the declaration has the wrong number of axes.
+    """
+    if case.spacing is None:
+        return geometry
+    declared = tuple(float(s) for s in case.spacing)
+    if len(declared) != len(geometry.spacing):
+        raise DatasetError(
+            f"{case.image}: declared spacing {declared} has {len(declared)} axes, the image "
+            f"{len(geometry.spacing)}"
+        )
+    own = tuple(float(s) for s in geometry.spacing)
+    if any(abs(s - 1.0) > 1e-9 for s in own) and not np.allclose(own, declared, rtol=1e-6):
+        raise DatasetError(
+            f"{case.image}: the file carries spacing {own} mm but the dataset declares "
+            f"{declared} mm; declare a spacing only for files that carry none"
+        )
+    return io.Geometry(declared, geometry.origin, geometry.direction)
 
 
 def _read(path: Path) -> tuple[np.ndarray, io.Geometry]:

@@ -11,8 +11,8 @@ and unpack downloaded archives safely.
   [-1250, 250] HU and scaled to [0, 255], are mapped back to that HU range
   (``v / 255 * 1500 - 1250``), so every case is HU with the window (-1250, 250).
 - ``msd-lung`` (MSD Task06_Lung): ``dataset.json`` + ``imagesTr/lung_001.nii.gz`` (the tar's
-  ``._*`` resource-fork files are ignored: only ``dataset.json``'s list is read); HU images with
-  ``ct`` normalisation, labels 0/1.
+  ``._*`` resource-fork files are ignored: only ``dataset.json``'s list is read); HU images, labels
+  0/1.
 - ``nsclc-effusion`` (PleThora effusion masks on NSCLC-Radiomics CT): masks
   ``<patient>*effusion*.nii.gz`` anywhere under the source (several reviewers: the first by
   name), images ``<patient>.nii.gz`` (or ``.nii``/``.nrrd``/``.mha``) or a DICOM series folder
@@ -20,12 +20,21 @@ and unpack downloaded archives safely.
   are skipped with a warning. (This layout is our reading of the TCIA release; adjust
   :data:`NSCLC_PATIENT` if your copy differs.)
 
+Every prepared HU set is marked with the same intensity mapping, the lung window (-1250, 250) HU
+(:mod:`rdcl.data.mapping`: G must see one mapping in both stages).
+
+- ``native`` (:func:`prepare_native`): any layout rdcl reads, e.g. PNG slices or ``.npz`` patches
+  whose files carry no spacing, written as NIfTI with a declared ``spacing`` and the set's own
+  mapping (``msd-patches``: ``msd_lung_patches``, 2D patches of MSD Task06_Lung resampled to
+  2 mm, so 2 x 2 mm).
+
 Images and labels are written through :mod:`rdcl.data.io`, so spacing, origin and direction are
 kept; the output folder appears only when complete.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -172,9 +181,9 @@ def _msd_root(src: Path) -> Path:
 
 
 def prepare_msd_lung(src: str | Path, out: str | Path, *, overwrite: bool = False) -> DatasetSpec:
-    """MSD Task06_Lung -> native layout (HU, ``ct`` normalisation); returns the dataset."""
+    """MSD Task06_Lung -> native layout (HU, the lung window as every set); returns the dataset."""
     spec = load_dataset(_msd_root(Path(src)))
-    meta = _dataset_json("Task06_Lung", len(spec.cases), "tumour", "ct", None)
+    meta = _dataset_json("Task06_Lung", len(spec.cases), "tumour", "window", HU_WINDOW)
     return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
 
 
@@ -216,10 +225,70 @@ def nsclc_cases(src: str | Path) -> list[Case]:
 def prepare_nsclc_effusion(
     src: str | Path, out: str | Path, *, overwrite: bool = False
 ) -> DatasetSpec:
-    """NSCLC pleural effusion -> native layout (HU, ``ct`` normalisation); returns the dataset."""
+    """NSCLC pleural effusion -> native layout (HU, the lung window as every set); returns the
+    dataset."""
     cases = nsclc_cases(src)
-    meta = _dataset_json("NSCLC_effusion", len(cases), "effusion", "ct", None)
+    meta = _dataset_json("NSCLC_effusion", len(cases), "effusion", "window", HU_WINDOW)
     return _write_native(Path(out), cases, meta, lambda c, x: _as_int16(x), overwrite=overwrite)
+
+
+MSD_PATCH_SPACING = (2.0, 2.0)
+"""Voxel size (mm) of ``msd_lung_patches``: MSD Task06_Lung resampled to 2 mm (its README)."""
+
+
+def prepare_native(
+    src: str | Path,
+    out: str | Path,
+    *,
+    spacing: tuple[float, ...] | None = None,
+    lesion: str | None = None,
+    splits: tuple[str, ...] = ("train",),
+    overwrite: bool = False,
+) -> DatasetSpec:
+    """Any layout rdcl reads -> native layout (NIfTI), declaring ``spacing`` (mm, array order) for
+    files that carry none (PNG, ``.npz`` patches; a file with a real, different spacing is
+    refused). The set's mapping is kept: its normalisation, window and units go into the new
+    ``dataset.json``; ``lesion`` (default the set's own) is recorded; ``splits`` of the source
+    are joined into one training set. Returns the prepared dataset."""
+    specs = [load_dataset(Path(src), split=split) for split in splits]
+    spec = dataclasses.replace(specs[0], cases=tuple(c for sp in specs for c in sp.cases))
+    windows = {c.window for c in spec.cases}
+    if len(windows) > 1:
+        raise DatasetError(f"{src}: cases with different windows {sorted(windows)[:3]}")
+    window = windows.pop()
+    if spacing is not None:
+        if len(spacing) != spec.dim or not all(s > 0 for s in spacing):
+            raise RdclInputError(
+                f"--spacing expected {spec.dim} positive voxel sizes (mm) for the {spec.dim}D "
+                f"data set {src}, found {tuple(spacing)}"
+            )
+        spec = dataclasses.replace(
+            spec, cases=tuple(dataclasses.replace(c, spacing=tuple(spacing)) for c in spec.cases)
+        )
+    kind = lesion or spec.lesion or "lesion"
+    meta = _dataset_json(spec.name, len(spec.cases), kind, "", window)
+    meta["rdcl"].update(units=spec.units)
+    if spec.normalization is None:
+        del meta["rdcl"]["normalization"]
+    else:
+        meta["rdcl"]["normalization"] = spec.normalization
+    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+
+
+def prepare_msd_patches(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """``msd_lung_patches`` (``.npz`` patches of MSD Task06_Lung at 2 mm, values in [0, 1]) ->
+    native layout at :data:`MSD_PATCH_SPACING` (:func:`prepare_native`), all 260 patches (its
+    ``val`` and ``test`` files) as training cases of the non-COVID set."""
+    return prepare_native(
+        src,
+        out,
+        spacing=MSD_PATCH_SPACING,
+        lesion="tumour",
+        splits=("train", "test"),
+        overwrite=overwrite,
+    )
 
 
 PREPARERS: dict[str, Callable[..., DatasetSpec]] = {
@@ -227,7 +296,9 @@ PREPARERS: dict[str, Callable[..., DatasetSpec]] = {
     "msd-lung": prepare_msd_lung,
     "nsclc-effusion": prepare_nsclc_effusion,
 }
-"""Layout name -> converter ``(src, out, *, overwrite) -> DatasetSpec``."""
+"""Layout name -> converter ``(src, out, *, overwrite) -> DatasetSpec`` (the published sets that
+``rdcl download`` fetches; :func:`prepare_msd_patches`, :func:`prepare_native` and
+:func:`prepare_slices` are called by name)."""
 
 
 def prepare(

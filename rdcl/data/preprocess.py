@@ -214,6 +214,7 @@ def preprocess_dataset(
     info = {
         "intensity": stats.to_dict(),
         "normalization": norm,
+        "units": spec.units,
         "window": list(windows.pop()) if norm == "window" and len(windows) == 1 else None,
         "target_spacing": list(data_cfg.target_spacing) if data_cfg.target_spacing else None,
         "dataset": {

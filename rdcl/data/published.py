@@ -99,7 +99,8 @@ def paired_dataset(root: Path) -> DatasetSpec:
             log.warning("skipping mask %s: no image with a matching name in %s", m, root / "images")
     dim = image_dim(cases[0].image) if cases else 2
     norm = "window" if cases and cases[0].window is not None else None
-    return DatasetSpec(root.name, root, tuple(cases), dim, norm, "paired")
+    units = "mapped" if norm == "window" else "hu"  # PNG: already windowed, no HU
+    return DatasetSpec(root.name, root, tuple(cases), dim, norm, "paired", None, units)
 
 
 def npz_files(root: Path) -> list[Path]:
@@ -177,4 +178,5 @@ def npz_dataset(root: Path, split: str = "train") -> DatasetSpec:
     if in_unit:
         cases = [Case(c.name, c.image, c.label, None, c.slice_index, (0.0, 1.0)) for c in cases]
     name = root.stem if root.is_file() else root.name
-    return DatasetSpec(name, root, tuple(cases), dim, "window" if in_unit else None, "npz")
+    norm = "window" if in_unit else None
+    return DatasetSpec(name, root, tuple(cases), dim, norm, "npz", None, "mapped")

@@ -47,6 +47,23 @@ def num_foreground_samples(batch_size: int, fraction: float) -> int:
     return batch_size - round(batch_size * (1.0 - fraction))
 
 
+def padding_fraction(shape: Sequence[int], patch: Sequence[int]) -> float:
+    """Fraction of a ``patch`` (voxels) that lies outside a case of ``shape`` (spatial; a 3D
+    shape under a 2D patch counts its in-plane axes), for an unrotated crop: crops of a case at
+    least as large as the patch stay inside it (0.0); smaller cases are padded."""
+    dims = list(shape)[-len(patch) :]
+    inside = float(np.prod([min(n, p) for n, p in zip(dims, patch, strict=True)]))
+    return 1.0 - inside / float(np.prod(patch))
+
+
+def expected_padding(dataset: ArrayDataset, patch: Sequence[int]) -> float:
+    """Mean :func:`padding_fraction` over the cases of ``dataset``: the expected padding of a
+    sample, since :class:`PatchSampler` draws its cases uniformly (rotation and scaling, which
+    can add a little at the corners, left out). Reads only array shapes (memory maps)."""
+    fractions = [padding_fraction(dataset[i][0].shape[1:], patch) for i in range(len(dataset))]
+    return float(np.mean(fractions)) if fractions else 0.0
+
+
 class PatchSampler:
     """Draw training batches of patches from an array dataset.
 

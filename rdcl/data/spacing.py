@@ -69,12 +69,12 @@ def nnunet_target_spacing(
 def case_grid(case: Any) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """``(shape, spacing)`` of one case's image, from its header where the format has one."""
     from rdcl.data import io
-    from rdcl.data.layout import load_case
+    from rdcl.data.layout import declared_geometry, load_case
 
     if case.slice_index is None and case.image.is_file():
         try:
             shape, geom = io.read_info(case.image)
-            return tuple(shape), tuple(geom.spacing)
+            return tuple(shape), tuple(declared_geometry(case, geom).spacing)
         except io.ImageReadError:
             pass  # load_case below reports the problem in its own words
     image, _, geom = load_case(case)

@@ -10,7 +10,15 @@ from rdcl.data import io
 from rdcl.data.io import path_problem
 from rdcl.errors import DatasetError
 
-__all__ = ["Case", "DatasetError", "DatasetSpec", "check_case_files", "image_dim", "path_problem"]
+__all__ = [
+    "UNITS",
+    "Case",
+    "DatasetError",
+    "DatasetSpec",
+    "check_case_files",
+    "image_dim",
+    "path_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -19,7 +27,9 @@ class Case:
 
     ``label_map`` maps raw label values to {0, 1} (``None``: labels must already be 0/1);
     ``slice_index`` selects an entry of an ``.npz`` patch file; ``window`` is this case's intensity
-    window (raw units) when its dataset uses ``window`` normalisation.
+    window (raw units) when its dataset uses ``window`` normalisation. ``spacing`` (mm, array
+    order) is the declared voxel spacing of a file that carries none (PNG, ``.npz`` patches);
+    ``None`` keeps the file's own.
     """
 
     name: str
@@ -28,12 +38,20 @@ class Case:
     label_map: dict[int, int] | None = None
     slice_index: int | None = None
     window: tuple[float, float] | None = None
+    spacing: tuple[float, ...] | None = None
+
+
+UNITS = ("hu", "mapped")
+"""Values of :attr:`DatasetSpec.units`: ``"hu"`` (Hounsfield units, mapped to the network input
+by the run's rule) or ``"mapped"`` (already windowed or normalised files, e.g. PNG slices or
+``.npz`` patches, whose dataset declares its own mapping)."""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """A discovered dataset. ``normalization`` is what the data needs (``"ct"``, ``"window"``) or
-    ``None`` to follow the run config; ``dim`` is 2 or 3 (spatial dimensions of one case)."""
+    ``None`` to follow the run config; ``dim`` is 2 or 3 (spatial dimensions of one case);
+    ``units`` is one of :data:`UNITS` (see :mod:`rdcl.data.mapping`)."""
 
     name: str
     root: Path
@@ -42,6 +60,7 @@ class DatasetSpec:
     normalization: str | None
     layout: str = "nnunet"
     lesion: str | None = None
+    units: str = "hu"
 
 
 def image_dim(path: Path) -> int:

@@ -20,6 +20,7 @@ import torch
 from rdcl.config import Config, DataConfig
 
 if TYPE_CHECKING:
+    from rdcl.data.intensity import IntensityStats
     from rdcl.data.preprocess import CachedDataset
     from rdcl.data.sampler import PatchSampler
     from rdcl.data.spec import DatasetSpec
@@ -66,8 +67,15 @@ def resolve_target_spacing(cfg: Config, datasets: DatasetInput | Sequence[Datase
     return cfg.replace(data=dataclasses.replace(cfg.data, target_spacing=spacing))
 
 
-def as_cached(dataset: DatasetInput, data_cfg: DataConfig, cache_dir: Path) -> CachedDataset:
-    """A ``CachedDataset`` for ``dataset`` (a folder, a ``DatasetSpec`` or a cached dataset).
+def as_cached(
+    dataset: DatasetInput,
+    data_cfg: DataConfig,
+    cache_dir: Path,
+    stats: IntensityStats | None = None,
+) -> CachedDataset:
+    """A ``CachedDataset`` for ``dataset`` (a folder, a ``DatasetSpec`` or a cached dataset);
+    ``stats``: the run's pooled ``ct`` statistics (:func:`rdcl.data.mapping.pooled_stats`), used
+    for HU sets instead of the set's own.
 
     Raises:
         rdcl.data.DatasetError: the folder is no readable dataset.
@@ -80,7 +88,8 @@ def as_cached(dataset: DatasetInput, data_cfg: DataConfig, cache_dir: Path) -> C
         return dataset
     root = str(Path(dataset.root).resolve())
     key = hashlib.sha1(root.encode()).hexdigest()[:8]
-    cached = preprocess_dataset(dataset, data_cfg, Path(cache_dir) / f"{dataset.name}-{key}")
+    own = stats if dataset.units == "hu" else None
+    cached = preprocess_dataset(dataset, data_cfg, Path(cache_dir) / f"{dataset.name}-{key}", own)
     cached.info[IDENTITY_KEY] = source_identity(dataset)
     return cached
 

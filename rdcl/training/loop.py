@@ -74,6 +74,8 @@ class Stage:
         dist: the data-parallel context (``rdcl.training.distributed``); with several ranks only
             rank 0 writes files, logs and draws the progress bar, and the logged terms are the
             means over the ranks.
+        notes: facts about the stage's data for ``config.json`` ``run`` (``xn_padding``: the
+            expected padding fraction of X_n samples per non-COVID set).
         probe: ``probe() -> {log key: 0-dim tensor}`` of extra logged numbers (G's ``g_rank``
             and ``g_rms``, ``rdcl.training.feature_stats``), called only on the logged steps
             that ``train.feature_stats_every`` selects (:func:`feature_stats_due`); its values
@@ -91,10 +93,12 @@ class Stage:
     meta: dict[str, Any] = field(default_factory=dict)
     dist: DistContext = field(default_factory=DistContext)
     probe: Callable[[], dict[str, torch.Tensor]] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def run_record(self) -> dict[str, Any]:
-        """World size, per-rank and global batch of this run (``config.json`` ``run``)."""
-        return self.dist.record(self.cfg.data.batch_size)
+        """World size, per-rank and global batch of this run, and the stage's ``notes`` (e.g.
+        ``xn_padding``) (``config.json`` ``run``)."""
+        return {**self.dist.record(self.cfg.data.batch_size), **self.notes}
 
 
 def existing_run_files(out_dir: Path) -> list[Path]:
@@ -165,10 +169,12 @@ run may resume with any number of ranks that divides ``data.batch_size``."""
 
 LEGACY_VALUES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.general_weight_decay": lambda saved: saved.get("train", {}).get("weight_decay"),
+    "train.general_anchor": lambda saved: 0.0,
 }
 """Config keys added after checkpoints were written: key -> the value a saved config that lacks
-the key ran with (G was decayed like every other parameter before
-``train.general_weight_decay`` existed). Resume compares the current config with it."""
+the key ran with (G was decayed like every other parameter and anchored to nothing before
+``train.general_weight_decay`` and ``train.general_anchor`` existed). Resume compares the
+current config with it."""
 
 
 def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
@@ -228,7 +234,7 @@ def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -
         "model": {k: v.detach().cpu() for k, v in stage.net.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": rng_state(),
-        "distributed": stage.run_record(),
+        "distributed": stage.dist.record(stage.cfg.data.batch_size),
         **stage.meta,
     }
 

@@ -32,6 +32,7 @@ from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
 
 if TYPE_CHECKING:
+    from rdcl.data.intensity import IntensityStats
     from rdcl.data.preprocess import CachedDataset
     from rdcl.data.spec import DatasetSpec
 
@@ -153,12 +154,14 @@ def run_training(
         raise NotADirectoryError(f"the preprocessing cache must be a folder, found a file: {cache}")
     if method.needs_pretrained and pretrained is not None:
         load_pretrained(pretrained, cfg)  # a wrong checkpoint is refused before any writing
+    uses_general = run_stage1 or method.needs_general_batches
+    stats = _shared_stats(cfg, [covid, *(generals if uses_general else [])], pretrained)
     with _removed_unless_trained(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         with run_lock(out_dir), exit_on_sigterm():
-            covid = as_cached(covid, cfg.data, cache)  # reads and checks every case
-            if run_stage1 or method.needs_general_batches:
-                generals = [as_cached(g, cfg.data, cache) for g in generals]
+            covid = as_cached(covid, cfg.data, cache, stats)  # reads and checks every case
+            if uses_general:
+                generals = [as_cached(g, cfg.data, cache, stats) for g in generals]
             reset_run(out_dir, resume=resume, overwrite=overwrite)
             if run_stage1 and (out_dir / PRETRAIN_DIR).is_dir():
                 reset_run(out_dir / PRETRAIN_DIR, resume=resume, overwrite=overwrite)
@@ -207,7 +210,11 @@ def run_pretraining(
     checks and the errors are :func:`run_training`'s. Returns the ``final.ckpt`` path.
     """
     generals = [_load(g) for g in as_list(general)]
-    _check_inputs(cfg, _load(covid) if covid is not None else None, generals)
+    target = _load(covid) if covid is not None else None
+    _check_inputs(cfg, target, generals)
+    if target is not None:
+        cfg = resolve_target_spacing(cfg, target)  # G learns at the COVID set's scale
+    stats = _shared_stats(cfg, [*([target] if target is not None else []), *generals], None)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"the run folder must be a folder, found a file: {out_dir}")
@@ -215,6 +222,9 @@ def run_pretraining(
         from .resume import check_resumable
 
         check_resumable([(out_dir, generals)], out_dir=out_dir)
+    cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    if stats is not None:  # preprocess with the pooled statistics (pretrain_general reuses them)
+        generals = [as_cached(g, cfg.data, cache, stats) for g in generals]
     with _removed_unless_trained(out_dir):
         return pretrain_general(
             cfg,
@@ -225,6 +235,42 @@ def run_pretraining(
             cache_dir=cache_dir,
             progress=progress,
         )
+
+
+def _shared_stats(
+    cfg: Config,
+    datasets: Sequence[DatasetSpec | CachedDataset],
+    pretrained: str | Path | None,
+) -> IntensityStats | None:
+    """Check that every dataset reaches G through one intensity mapping
+    (:func:`rdcl.data.mapping.check_one_mapping`) and return the ``ct`` statistics the run's HU
+    sets share: a pre-trained G's recorded ones (G keeps the mapping it learnt with), else pooled
+    over the HU sets given (:func:`rdcl.data.mapping.pooled_stats`); ``None`` for the other rules.
+    """
+    from rdcl.data import DatasetSpec
+    from rdcl.data.intensity import IntensityStats
+    from rdcl.data.mapping import check_one_mapping, pooled_stats
+
+    mappings = check_one_mapping(datasets, cfg.data)
+    rule = next((m.normalization for m in mappings if m.units == "hu"), None)
+    ckpt = None
+    if pretrained is not None and rule is not None:
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(pretrained)
+        learnt = (ckpt.get("dataset") or {}).get("normalization")
+        if learnt != rule:
+            raise ConfigError(
+                f"the pre-trained G ({pretrained}) learnt from {learnt!r} intensities but this "
+                f"run maps its data with {rule!r}; G must see one mapping in both stages "
+                "(pre-train it again with this run's data.normalization)"
+            )
+    if rule != "ct":
+        return None
+    if ckpt is not None:
+        return IntensityStats.from_dict(ckpt["intensity"], f"{pretrained}: intensity")
+    specs = [d for d in datasets if isinstance(d, DatasetSpec) and d.units == "hu"]
+    return pooled_stats(specs) if specs else None
 
 
 def _load(dataset: DatasetInput) -> DatasetSpec | CachedDataset:

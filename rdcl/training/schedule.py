@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from rdcl.config import TrainConfig
 
@@ -71,6 +72,35 @@ def make_optimizer(
         weight_decay=cfg.weight_decay,
         fused=True if cfg.fused_sgd else None,
     )
+
+
+def anchor_parameters(
+    optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], strength: float
+) -> RemovableHandle | None:
+    """Pull ``params`` towards their current values (``train.general_anchor``: G towards its
+    stage-1 weights) on every ``optimizer.step()``.
+
+    A step pre-hook adds ``strength * (theta - theta_0)`` to each parameter's gradient, with
+    theta_0 a copy of the parameters taken now: SGD weight decay centred on theta_0 instead of 0
+    (the L2-SP penalty ``strength / 2 * ||theta - theta_0||^2``), added after the gradient clip as
+    weight decay is. Call it before a resumed checkpoint overwrites the weights, so that theta_0
+    stays the starting point. Returns the hook's handle, or None (nothing registered) when
+    ``strength`` is 0 or no parameter trains.
+    """
+    params = [p for p in params if p.requires_grad]
+    if strength == 0 or not params:
+        return None
+    origin = [p.detach().clone() for p in params]
+
+    def pull(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(params, origin, strict=True):
+                if p.grad is None:
+                    p.grad = (p - p0).mul_(strength)
+                else:
+                    p.grad.add_(p - p0, alpha=strength)
+
+    return optimizer.register_step_pre_hook(pull)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -58,7 +58,7 @@ from .loop import Stage, prepare_out_dir, reset_run, run_stage
 from .methods import Method, build_for_method, get_method
 from .recipe import recipe_meta
 from .runlock import exit_on_sigterm, run_lock
-from .schedule import make_optimizer
+from .schedule import anchor_parameters, make_optimizer
 from .step import (
     StepForward,
     apply_backend_switches,
@@ -133,7 +133,7 @@ def pretrain_general(
     torch.manual_seed(tcfg.seed)
     net = prepare_network(build_network(cfg.model, kind="single").to(device), tcfg, cfg.model.dim)
     optimizer = make_optimizer(net.parameters(), tcfg)
-    sampler = ctx.shard(make_sampler(list(general_datasets), cfg.data, seed=tcfg.seed))
+    sampler = ctx.shard(make_sampler(list(general_datasets), cfg.general_data(), seed=tcfg.seed))
     seg_loss = _seg_loss(sync=ctx.active)
     step_net = graph_step(StepForward(net), cfg, device, batch=batch, inputs=1)
     forward = compile_step(ctx.wrap(step_net, device), tcfg)
@@ -157,11 +157,39 @@ def pretrain_general(
         batches=lambda s: batch_stream(sampler, s, cfg.train.pretrain_steps, *streams),
         meta={**dataset_meta(list(general_datasets)), **recipe_meta()},
         dist=ctx,
+        notes={"xn_padding": padding_record(general_datasets, cfg)},
     )
     with run_lock(out_dir), exit_on_sigterm():
         if ctx.is_main:  # rank 0 alone touches the run folder
             reset_run(out_dir, resume=resume, overwrite=overwrite)
         return run_stage(stage, optimizer, resume=resume, progress=progress)
+
+
+PADDING_WARN = 0.25
+"""Expected padding fraction of a non-COVID set's X_n samples above which a run warns."""
+
+
+def padding_record(datasets: Sequence[CachedDataset], cfg: Config) -> dict[str, float]:
+    """The expected padding fraction of X_n samples per non-COVID set at
+    ``cfg.general_data().patch_size`` (:func:`rdcl.data.sampler.expected_padding`), logged and
+    recorded in the stage's ``config.json`` (``run.xn_padding``); a warning names every set above
+    :data:`PADDING_WARN` (mostly zeros teach G nothing about lesions)."""
+    from rdcl.data.sampler import expected_padding
+
+    patch = cfg.general_data().patch_size
+    record = {}
+    for i, d in enumerate(datasets):
+        if not hasattr(d, "__len__"):  # a stand-in without cases (tests)
+            continue
+        info = getattr(d, "info", None) or {}
+        name = str(info.get("dataset", {}).get("name") or getattr(d, "cache_dir", f"set {i + 1}"))
+        record[name] = round(expected_padding(d, patch), 4)
+    for name, frac in record.items():
+        log = logger.warning if frac > PADDING_WARN else logger.info
+        log("X_n from %s: %.0f%% of each %s patch is padding on average%s", name, 100 * frac,
+            "x".join(map(str, patch)), " (set data.general_patch_size to the lesion data's "
+            "size)" if frac > PADDING_WARN else "")  # fmt: skip
+    return record
 
 
 def load_pretrained(path: str | Path, cfg: Config) -> dict[str, torch.Tensor]:
@@ -318,10 +346,12 @@ def train(
     net = prepare_network(net, tcfg, cfg.model.dim)
     general = net.general.parameters() if hasattr(net, "general") else ()
     optimizer = make_optimizer(net.parameters(), tcfg, general=general)
+    if hasattr(net, "general"):  # G's stage-1 weights are theta_0 (before any resume loads)
+        anchor_parameters(optimizer, net.general.parameters(), tcfg.general_anchor)
     probe = GeneralFeatureProbe() if hasattr(net, "general") else None
     covid_sampler = ctx.shard(make_sampler(covid, cfg.data, seed=tcfg.seed))
     general_sampler = (
-        ctx.shard(make_sampler(generals, cfg.data, seed=tcfg.seed + GENERAL_SEED_OFFSET))
+        ctx.shard(make_sampler(generals, cfg.general_data(), seed=tcfg.seed + GENERAL_SEED_OFFSET))
         if method.needs_general_batches
         else None
     )
@@ -371,6 +401,7 @@ def train(
         },
         dist=ctx,
         probe=None if probe is None else probe.stats,
+        notes={"xn_padding": padding_record(generals, cfg)} if general_sampler else {},
     )
     with run_lock(out_dir), exit_on_sigterm():
         if ctx.is_main:  # rank 0 alone touches the run folder

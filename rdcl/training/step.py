@@ -39,7 +39,8 @@ class StepForward(nn.Module):
     - single-encoder ``net``: ``(logits, None, bottleneck, None)``;
     - dual/multi-encoder, ``x_n`` None: ``(logits, G(X_c), T(X_c), None)``;
     - dual-encoder with ``x_n``: ``(logits, G(X_c), T(X_c), G(X_n))``, G run once on the
-      concatenated batch when ``batched`` (``DualEncoderUNet.collaborative_forward``), else twice.
+      concatenated batch when ``batched`` and the two patches have one shape
+      (``DualEncoderUNet.collaborative_forward``), else twice.
 
     Shapes: ``x_c`` (B, C_in, *patch), ``x_n`` (B', C_in, *patch); logits a list (highest
     resolution first) of (B, classes, *spatial_k); bottlenecks (B, F, *spatial_{n-1}).
@@ -54,7 +55,8 @@ class StepForward(nn.Module):
         self, x_c: torch.Tensor, x_n: torch.Tensor | None = None
     ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """See the class docstring."""
-        if x_n is not None and self.batched and hasattr(self.net, "collaborative_forward"):
+        same_shape = x_n is not None and x_n.shape[1:] == x_c.shape[1:]
+        if same_shape and self.batched and hasattr(self.net, "collaborative_forward"):
             return self.net.collaborative_forward(x_c, x_n)
         logits, g_c, t_c = self.net.forward_with_features(x_c)
         g_n = None if x_n is None else self.net.general_features(x_n)

@@ -15,7 +15,7 @@ from rdcl.data.layout import DatasetError, load_case, load_dataset
 def test_nnunet_native_layout(nnunet_dir, geom3):
     spec = load_dataset(nnunet_dir)
     assert spec.layout == "nnunet"
-    assert spec.name == "Test" and spec.dim == 3 and spec.normalization == "ct"
+    assert spec.name == "Test" and spec.dim == 3 and spec.normalization is None
     assert spec.lesion == "tumour"
     assert [c.name for c in spec.cases] == ["case000", "case001", "case002"]
     image, label, geom = load_case(spec.cases[1])
@@ -61,7 +61,7 @@ def test_msd_training_list(tmp_path, geom3, make_ct):
     }
     (tmp_path / "dataset.json").write_text(json.dumps(meta))
     spec = load_dataset(tmp_path)
-    assert spec.layout == "msd" and spec.normalization == "ct"
+    assert spec.layout == "msd" and spec.normalization is None and spec.units == "hu"
     assert [c.name for c in spec.cases] == ["lung_001", "lung_003"]
     assert load_case(spec.cases[1])[1].sum() == 18
 

@@ -12,7 +12,7 @@ import pytest
 from rdcl.cli import main
 from rdcl.data.io import Geometry, read_image, write_image
 from rdcl.data.layout import load_case, load_dataset
-from rdcl.data.prepare import extract_archive, prepare, radiopaedia_to_hu
+from rdcl.data.prepare import HU_WINDOW, extract_archive, prepare, radiopaedia_to_hu
 from rdcl.data.spec import DatasetError
 
 GEOM = Geometry((2.5, 0.75, 0.8), (-10.0, 5.0, 100.0), (1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
@@ -78,7 +78,8 @@ def test_msd_lung(tmp_path):
     spec = prepare("msd-lung", tmp_path / "raw", tmp_path / "out")
     assert [c.name for c in spec.cases] == ["lung_001", "lung_003"]
     assert (tmp_path / "out/imagesTr/lung_001_0000.nii.gz").is_file()
-    assert spec.normalization == "ct" and spec.layout == "nnunet"
+    assert spec.normalization == "window" and spec.layout == "nnunet"
+    assert spec.cases[0].window == HU_WINDOW and spec.units == "hu"
     image, label, geom = load_case(spec.cases[0])
     assert geom.matches(GEOM, atol=1e-6) and int(label.sum()) == 1 and image.min() == -800
 
@@ -96,6 +97,7 @@ def test_nsclc_effusion(tmp_path):
     assert [c.name for c in spec.cases] == ["LUNG1-001"]
     _, label, geom = load_case(spec.cases[0])
     assert int(label.sum()) == 4 and label.max() == 1 and geom.matches(GEOM, atol=1e-6)
+    assert spec.normalization == "window" and spec.cases[0].window == HU_WINDOW
 
 
 def test_prepare_cli_one_line_errors_and_no_overwrite(tmp_path, capsys):

@@ -124,7 +124,7 @@ def test_bad_inputs_raise_one_clear_message():
 def test_saved_file_has_readable_extra_files(tmp_path):
     from rdcl.export import export_predictor
 
-    cfg = config("tiny3d", target_spacing=(2.0, 1.5, 1.5))
+    cfg = config("tiny3d", target_spacing=(2.0, 1.5, 1.5), normalization="ct")
     out = tmp_path / "model.ts"
     result = export_predictor(predictor(cfg), out, kind="single", config=cfg.to_dict())
     assert result.check.passed and result.check.equal

@@ -73,6 +73,7 @@ def test_checkpoint_equals_direct_network_on_one_tile(tmp_path):
     # Image exactly the patch size, no resampling: one tile, the Gaussian weights cancel, so the
     # predictor's probabilities are sigmoid(net(normalised image)) exactly.
     cfg = preset("tiny3d")
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, normalization="ct"))
     net = _save(tmp_path / "m.ckpt", cfg)
     pred = Predictor.from_checkpoint(tmp_path / "m.ckpt", device="cpu")
     image = _ct(cfg.data.patch_size)
@@ -91,7 +92,7 @@ def test_checkpoint_dataset_normalization_overrides_config(tmp_path):
     # (-1000, 200) while the config says "ct" and (-1250, 250); the predictor must map the
     # recorded window to [0, 1].
     cfg = preset("tiny3d")
-    assert cfg.data.normalization == "ct"
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, normalization="ct"))
     net = _save(tmp_path / "m.ckpt", cfg, normalization="window", window=(-1000.0, 200.0))
     pred = Predictor.from_checkpoint(tmp_path / "m.ckpt", device="cpu")
     image = _ct(cfg.data.patch_size, seed=3)

@@ -107,7 +107,6 @@ def synthesize_dataset(
             "file_ending": ".nii.gz",
             "rdcl": {
                 "lesion": kind,
-                "normalization": "ct",
                 "synthetic": {
                     "seed": seed,
                     "shape": list(shape),
