@@ -115,6 +115,23 @@ def test_relation_scale_line_reads_the_rdcl_log(tmp_path):
     assert relation_scale(log, TrainConfig()).endswith("no relation terms were logged.")
 
 
+def test_general_health_line_reads_g_rank_and_rms(tmp_path):
+    import json
+
+    from rdcl.demo.pipeline import general_health
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": i, "seg": 1.0, "g_rank": None, "g_rms": None} for i in range(1, 101)]
+    rows[49].update(g_rank=12.25, g_rms=0.7)  # step 50
+    rows[99].update(g_rank=9.5, g_rms=0.55)  # step 100
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    line = general_health(log)
+    assert "effective rank 12.2 at step 50 and 9.5 at step 100" in line
+    assert "feature RMS 0.7 -> 0.55" in line
+    log.write_text(json.dumps({"step": 1, "seg": 1.0, "g_rank": None}) + "\n")
+    assert general_health(log).endswith("were not logged.")
+
+
 def test_network_relations_are_the_three_relation_matrices():
     import torch
     from rdcl.kernels import relation_matrix

@@ -20,7 +20,7 @@ from rdcl.report import (
     relation_differences,
     write_summary,
 )
-from rdcl.report.curves import moving_average
+from rdcl.report.curves import PANELS, loss_curves_figure, moving_average
 from rdcl.report.overlay import window_image
 
 
@@ -102,9 +102,31 @@ def test_plot_loss_curves(tmp_path):
     )
     out = plot_loss_curves({"baseline": base, "rdcl": rd}, tmp_path / "curves.png")
     png = mpimg.imread(out)
-    assert png.shape == (700, 1500, 4)
+    assert png.shape == (700, 2000, 4)  # 2 x 4 panels, figsize (20, 7) at 100 dpi
     assert png[..., :3].std() > 0.05
     assert len(read_log(rd)) == 40
+
+
+def test_loss_curves_draw_g_rank_and_rms(tmp_path):
+    """G's effective rank and RMS (logged every few steps) get panels of their own, drawn from
+    the records that carry them; a log without them says "not logged" there."""
+    plain = _records("train", 30, relation=True)
+    probed = [dict(r) for r in plain]
+    for r in probed[::5]:
+        r["g_rank"], r["g_rms"] = 10.0 - r["step"] / 10, 0.5 + r["step"] / 100
+    titles = [title for title, _, _ in PANELS]
+    rank_i = next(i for i, t in enumerate(titles) if "effective rank" in t)
+    rms_i = next(i for i, t in enumerate(titles) if "RMS" in t)
+    fig = loss_curves_figure({"rdcl": _write_log(tmp_path / "b.jsonl", probed)})
+    axes = fig.axes
+    for i, key in ((rank_i, "g_rank"), (rms_i, "g_rms")):
+        (line,) = axes[i].get_lines()
+        np.testing.assert_array_equal(line.get_xdata(), [r["step"] for r in probed[::5]])
+        np.testing.assert_allclose(line.get_ydata(), [r[key] for r in probed[::5]])
+    fig = loss_curves_figure({"rdcl": _write_log(tmp_path / "a.jsonl", plain)})
+    for i in (rank_i, rms_i):
+        assert not fig.axes[i].get_lines()
+        assert [t.get_text() for t in fig.axes[i].texts] == ["not logged"]
 
 
 def test_read_log_errors(tmp_path):

@@ -221,6 +221,24 @@ def relation_scale(log: Path, train: TrainConfig) -> str:
     )
 
 
+def general_health(log: Path) -> str:
+    """One report line on G's bottleneck in a dual-encoder run's ``log.jsonl``: its effective
+    rank and feature RMS (``g_rank``, ``g_rms``; ``rdcl.training.feature_stats``) at the first
+    and the last step that logged them."""
+    rows = [r for r in read_log(log)
+            if all(isinstance(r.get(k), int | float) for k in ("g_rank", "g_rms"))]  # fmt: skip
+    if not rows:
+        return "G's bottleneck statistics (effective rank, feature RMS) were not logged."
+    first, last = rows[0], rows[-1]
+    return (
+        f"G's bottleneck on the COVID batches (rdcl): effective rank {first['g_rank']:.1f} at "
+        f"step {first['step']} and {last['g_rank']:.1f} at step {last['step']} (1 would be all "
+        f"channels collapsed into one feature), feature RMS {first['g_rms']:.3g} -> "
+        f"{last['g_rms']:.3g} (a fall would be G fading under weight decay; figure: training "
+        'curves; docs/relation_weights.md, "Keeping G alive").'
+    )
+
+
 def _notes(
     settings: DemoSettings,
     seed: int,
@@ -352,6 +370,7 @@ def run_demo(
             (exported.path.relative_to(out_dir), exported.check.message),
         )
         notes.insert(2, relation_scale(logs["rdcl"], configs["rdcl"].train))
+        notes.insert(3, general_health(logs["rdcl"]))
         write_summary(
             out_dir,
             scores=scores,

@@ -21,10 +21,18 @@ PANELS = (
     ("relation terms next to L_seg: |L_G| / L_seg, |L_T| / L_seg (log)",
      (("ratio_g", "|L_G|/L_seg"), ("ratio_t", "|L_T|/L_seg")), True),
     ("d_G, d_T (squared Frobenius norms, at most 4 C)", (("d_g", "d_G"), ("d_t", "d_T")), False),
+    ("G bottleneck effective rank on X_c (1 = collapsed, at most C)", (("g_rank", ""),), False),
+    ("G bottleneck feature RMS on X_c (fading under weight decay?)", (("g_rms", ""),), False),
     ("learning rate", (("lr", ""),), False),
 )  # fmt: skip
-"""(panel title, ((record key, series suffix), ...), log y-axis) for the six panels. ``ratio_g``
-and ``ratio_t`` are derived per record: |loss_g| / seg and |loss_t| / seg."""
+"""(panel title, ((record key, series suffix), ...), log y-axis) for the eight panels. ``ratio_g``
+and ``ratio_t`` are derived per record: |loss_g| / seg and |loss_t| / seg; ``g_rank`` and
+``g_rms`` are G's feature statistics (``rdcl.training.feature_stats``), logged every
+``train.feature_stats_every`` steps by the networks that have a G."""
+
+UNSMOOTHED = frozenset({"lr", "g_rank", "g_rms"})
+"""Keys drawn as plain lines (no faint raw series, no moving average): the learning rate, and
+G's statistics, which are sparse already."""
 
 _STYLES = ("-", "--")
 
@@ -69,18 +77,27 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path:
-    """Six panels over the step: L_seg, L_G, L_T, the relation terms relative to L_seg (log
-    scale, so their scale next to the segmentation loss shows), d_G and d_T, the learning rate.
+    """Draw :func:`loss_curves_figure` of ``log_jsonl_paths`` into the ``.png`` ``path``
+    (written atomically); returns ``path``."""
+    return save_figure_atomic(loss_curves_figure(log_jsonl_paths), path)
+
+
+def loss_curves_figure(log_jsonl_paths: dict[str, Path]) -> Figure:
+    """Eight panels over the step: L_seg, L_G, L_T, the relation terms relative to L_seg (log
+    scale, so their scale next to the segmentation loss shows), d_G and d_T, G's bottleneck
+    effective rank and feature RMS (collapse and fading, ``docs/relation_weights.md``), the
+    learning rate.
 
     Args:
         log_jsonl_paths: run label -> ``log.jsonl`` whose records carry ``step``, ``stage``,
-            ``loss``, ``seg``, ``d_g``, ``d_t``, ``loss_g``, ``loss_t``, ``lr``. Each
+            ``loss``, ``seg``, ``d_g``, ``d_t``, ``loss_g``, ``loss_t``, ``lr`` (and
+            ``g_rank``, ``g_rms`` where logged). Each
             (label, stage) pair is one line; missing, null or non-finite values are skipped (e.g.
             a baseline has no L_G).
-        path: output ``.png`` (written atomically).
 
-    Loss panels show the raw values faintly and a trailing moving average (window n/20) on top.
-    Returns ``path``.
+    Loss panels show the raw values faintly and a trailing moving average (window n/20) on top;
+    a panel no run logged says "not logged". Returns the figure (2 x 4 axes, :data:`PANELS`
+    order, Agg canvas).
     """
     if not log_jsonl_paths:
         raise RdclInputError("expected at least one training log, found none")
@@ -92,8 +109,8 @@ def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path
             name = label if len(stages) == 1 or not stage else f"{label} ({stage})"
             runs[name] = [r for r in records if str(r.get("stage", "")) == stage]
 
-    fig = Figure(figsize=(15.0, 7.0), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    fig = Figure(figsize=(20.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, 4).ravel()
     colors = [f"C{i % 10}" for i in range(len(runs))]
     for ax, (title, keys, log_y) in zip(axes, PANELS, strict=True):
         drawn = False
@@ -108,8 +125,8 @@ def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path
                     continue
                 drawn = True
                 label = f"{name} {suffix}".strip()
-                if key == "lr":
-                    ax.plot(steps, values, color=color, label=label)
+                if key in UNSMOOTHED:
+                    ax.plot(steps, values, color=color, label=label, linestyle=style)
                     continue
                 ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8, linestyle=style)
                 window = max(1, steps.size // 20)
@@ -123,4 +140,4 @@ def plot_loss_curves(log_jsonl_paths: dict[str, Path], path: str | Path) -> Path
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-    return save_figure_atomic(fig, path)
+    return fig
