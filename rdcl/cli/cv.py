@@ -83,10 +83,13 @@ def _run_cv(args: argparse.Namespace) -> int:
     from rdcl.study.runner import (
         StudyPlan,
         StudyRunError,
+        check_launcher,
+        check_study_data,
         prepare_study,
         resolve_split,
         run_stage1,
         run_study,
+        verify_finished,
     )
 
     if (args.folds is None) != (args.train_per_fold is None):
@@ -137,8 +140,17 @@ def _run_cv(args: argparse.Namespace) -> int:
         tolerance_mm=args.tolerance,
         quiet=True,
     )
-    if args.launcher:
+    if args.launcher is not None:
         plan.launcher = shlex.split(args.launcher)
+        check_launcher(plan.launcher)
+    if not args.report_only:  # every case read once, before the study folder is written
+        check_study_data(plan, spec)
+    for row in rows:  # the tables come from the finished runs: their checkpoints must be sound
+        for k in range(len(split.folds)):
+            if (plan.run_dir(row.name, k) / "scores.csv").is_file():
+                verify_finished(
+                    plan.run_dir(row.name, k) / "final.ckpt", f"{row.name} fold {k + 1}"
+                )
     prepare_study(plan, overwrite=args.overwrite)
     if not args.report_only:
         try:

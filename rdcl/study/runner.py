@@ -56,6 +56,68 @@ class StudyMismatchError(RdclInputError):
     """``CV_DIR`` holds a study with other data, sets or configuration (pass overwrite)."""
 
 
+class StudyDamageError(RdclInputError):
+    """A finished run of the study lost its checkpoint (truncated, removed, replaced)."""
+
+
+def check_launcher(launcher: Sequence[str]) -> None:
+    """Refuse, before anything is written, a ``--launcher`` whose program cannot be found."""
+    import shutil
+
+    if not launcher:
+        raise RdclInputError("--launcher is empty; expected a command such as 'torchrun'")
+    if shutil.which(launcher[0]) is None:
+        raise RdclInputError(
+            f"--launcher {launcher[0]!r}: no such program on PATH; expected a command that "
+            "runs '-m rdcl train ...' (e.g. 'torchrun --nproc_per_node=4')"
+        )
+
+
+CHECKED_NAME = "checked.json"
+"""``CV_DIR`` file recording the source identity of the data :func:`check_study_data` read in
+full, so a rerun on unchanged files does not read them again."""
+
+
+def check_study_data(plan: StudyPlan, spec: DatasetSpec) -> None:
+    """Read every case of the COVID set and of every ``--general`` set once, before any run
+    starts, so a corrupt case is one line at once, not a failure inside a fold after minutes.
+
+    Data whose files (paths, sizes, times) are as recorded in ``CV_DIR/checked.json`` after an
+    earlier full check are not read again. Raises the reading errors (DatasetError, ...).
+    """
+    from rdcl.data.layout import load_case, load_dataset
+    from rdcl.training.data_streams import source_identity
+
+    sets = [spec, *(load_dataset(g) for g in plan.general)]
+    identities = [source_identity(s) for s in sets]
+    record = plan.out / CHECKED_NAME
+    try:
+        if json.loads(record.read_text()) == identities:
+            return
+    except (OSError, ValueError):
+        pass
+    for s in sets:
+        for case in s.cases:
+            load_case(case)
+    if plan.out.is_dir():
+        write_text_atomic(record, json.dumps(identities) + "\n")
+
+
+def verify_finished(path: Path, what: str) -> Path:
+    """``path`` (a finished run's ``final.ckpt``) if it is a sound checkpoint, else
+    :class:`StudyDamageError` naming it: a damaged checkpoint is never passed over in silence."""
+    from rdcl.training.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except CheckpointError as exc:
+        raise StudyDamageError(
+            f"{what} is finished but its checkpoint is damaged ({exc}); remove {path.parent} "
+            "to train it again"
+        ) from None
+    return path
+
+
 @dataclass
 class StudyPlan:
     """What ``rdcl cv`` runs.
@@ -200,7 +262,7 @@ def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
     run = plan.out / "pretrain" / group
     final = run / FINAL
     if final.is_file():
-        return final
+        return verify_finished(final, f"stage 1 ({group})")
     extra = ["--pretrain-only", *_resume_flags(run), "--general"]
     extra += [str(g) for g in group_sets(group, plan.general)]
     _run(_train_command(plan, run, extra), f"stage 1 ({group})")
@@ -215,6 +277,7 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec) -> li
     run = plan.run_dir(row.name, fold)
     scores = run / "scores.csv"
     if scores.is_file():
+        verify_finished(run / FINAL, f"{row.name} fold {fold + 1}")
         logger.info("%s fold %d: done, skipped", row.name, fold + 1)
         return read_scores(scores)
     if not (run / FINAL).is_file():
