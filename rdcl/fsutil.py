@@ -18,6 +18,7 @@ to write into and replaces the output folder with it only when the block succeed
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ __all__ = [
     "move_into_place",
     "new_dir_mode",
     "new_file_mode",
+    "remove_stale_staging",
     "remove_stale_temps",
     "staged_dir",
     "temp_pattern",
@@ -195,14 +197,77 @@ def check_out_dir(path: str | Path, *, overwrite: bool, what: str = "output fold
         )
 
 
+def _host_tag() -> str:
+    """8 hex digits naming this machine (staging folders on a shared disk name their host)."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def make_staging_dir(out: str | Path, tag: str = "tmp") -> Path:
-    """A fresh hidden sibling folder ``.<out name>.<tag>-<random>`` of ``out`` (its parent is
-    created if missing), with a plain new folder's mode; the caller moves or removes it."""
+    """A fresh hidden sibling folder ``.<out name>.<tag>-<pid>-<host>-<random>`` of ``out`` (its
+    parent is created if missing), with a plain new folder's mode; the caller moves or removes
+    it. The owner's PID and host in the name let :func:`remove_stale_staging` clean up after a
+    killed process."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}-", dir=out.parent))
+    prefix = f".{out.name}.{tag}-{os.getpid()}-{_host_tag()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     new_dir_mode(tmp)
     return tmp
+
+
+def _process_started_after(pid: int, when: float) -> bool:
+    """Whether the live process ``pid`` started after the time ``when`` (a reused PID), read
+    from Linux's /proc; False where that cannot be told."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # starttime, clock ticks after boot
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return btime + ticks / os.sysconf("SC_CLK_TCK") > when + 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+
+
+def _owner_alive(pid: int, created: float) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return not _process_started_after(pid, created)
+
+
+def remove_stale_staging(out: str | Path, tag: str) -> list[Path]:
+    """Delete the staging folders :func:`make_staging_dir` made for ``out`` with ``tag`` whose
+    owner process on this host is gone (killed before it could clean up; its PID reused by a
+    younger process counts as gone); returns them. Folders of live owners, of other hosts and
+    of other names are left alone. Use only for staging that holds nothing but the output
+    being built (e.g. ``"predict"``), never for the ``"old"`` folders of a replaced output."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.{re.escape(tag)}-(\d+)-([0-9a-f]{{8}})-")
+    host, removed = _host_tag(), []
+    for p in sorted(out.parent.iterdir()):
+        m = pattern.match(p.name)
+        if not m or m.group(2) != host or not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            created = p.stat().st_mtime
+        except OSError:
+            continue
+        if _owner_alive(int(m.group(1)), created):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -233,6 +298,7 @@ def staged_dir(out: str | Path, *, overwrite: bool, what: str = "output folder")
     """
     out = Path(out)
     check_out_dir(out, overwrite=overwrite, what=what)
+    remove_stale_staging(out, "tmp")  # left by a killed writer of the same output
     tmp = make_staging_dir(out)
     try:
         yield tmp

@@ -37,7 +37,7 @@ from rdcl.data.io import (
 from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
 from rdcl.device import resolve_device
 from rdcl.errors import RdclInputError
-from rdcl.fsutil import make_staging_dir
+from rdcl.fsutil import make_staging_dir, remove_stale_staging
 from rdcl.inference.conventions import map_window, published_window
 from rdcl.inference.sliding_window import sliding_window
 from rdcl.progress import progress_bar
@@ -365,6 +365,7 @@ class Predictor:
 def _staging_dir(out_dir: Path) -> tuple[Path, list[Path]]:
     """A fresh hidden folder beside ``out_dir`` and the missing parents created for it."""
     made = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
+    remove_stale_staging(out_dir, "predict")  # a killed predict's folder (its owner is gone)
     return make_staging_dir(out_dir, "predict"), made
 
 
