@@ -44,7 +44,7 @@ from .checkpoint import (
 from .data_streams import data_differences
 from .distributed import DistContext
 from .schedule import clip_gradients_tensor, poly_lr, set_lr
-from .step_log import LOG_NAME, JsonlLog, TrainingDivergedError, check_finite
+from .step_log import LOG_NAME, JsonlLog, LossGrowthGuard, TrainingDivergedError, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -336,6 +336,7 @@ def run_stage(
     if start == 0 and 0 in keep:
         _save_snapshot(stage, 0)
     stage.net.train()
+    growth = LossGrowthGuard(stage.name)  # a finite loss grown by orders of magnitude
     with (
         JsonlLog(out / LOG_NAME, keep_until=start) if main else contextlib.nullcontext() as log,
         progress_bar(
@@ -376,6 +377,7 @@ def run_stage(
             check_finite(
                 {"grad_norm": numbers[-1]}, step=step + 1, stage=stage.name, last_good=good
             )
+            growth.update(values["seg"], step=step + 1, last_good=good)
             optimizer.step()
             done = step + 1
             if main and (done % tcfg.log_every == 0 or done == stage.total_steps):
@@ -392,6 +394,7 @@ def run_stage(
             if done in keep:
                 _save_snapshot(stage, done)
     _check_finite_weights(stage, done, last if last.is_file() else None)
+    growth.finish(done, last if last.is_file() else None)
     if done != stage.total_steps:
         raise RuntimeError(
             f"{stage.name}: the batch source ran out after step {done}; expected "

@@ -1,0 +1,75 @@
+"""A finite loss grown by orders of magnitude is a divergence (issue 18, item 5: ``train.lr=1e4``
+trained to a loss of 3e7 and exited 0 with no word)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rdcl.cli import main
+from rdcl.errors import TrainingDivergedError
+from rdcl.training.step_log import (
+    GROWTH_FACTOR,
+    GROWTH_FLOOR,
+    GROWTH_PATIENCE,
+    LossGrowthGuard,
+)
+
+
+def _feed(values, *, finish: bool = True) -> LossGrowthGuard:
+    guard = LossGrowthGuard("train")
+    for i, v in enumerate(values):
+        guard.update(v, step=i + 1, last_good=None)
+    if finish:
+        guard.finish(len(values), None)
+    return guard
+
+
+def test_the_rule_and_its_constants():
+    assert (GROWTH_FACTOR, GROWTH_FLOOR, GROWTH_PATIENCE) == (100.0, 0.1, 5)
+    # a sustained rise above 100 x the smallest value stops the run at the 5th step above it
+    with pytest.raises(TrainingDivergedError, match=r"step 6 .*since step 2") as info:
+        _feed([1.8, 2e5, 1e5, 5e7, 3e8, 7e7, 3e7])
+    assert "lower train.lr" in str(info.value) and "\n" not in str(info.value)
+    # the last step of the stage above the threshold also counts (a short run)
+    with pytest.raises(TrainingDivergedError, match="step 3"):
+        _feed([1.8, 2e5, 1e5])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.7, 1.5, 1.2, 0.9, 0.8, 0.7, 0.6, 0.5],  # normal training
+        [1.0, 0.9, 150.0, 0.8, 0.7],  # a lone spike
+        [1.0, *[150.0] * (GROWTH_PATIENCE - 1), 0.9, 0.8],  # a burst shorter than the patience
+        [0.001, 0.002, 5.0, 9.0, 9.9, 9.0, 8.0, 7.0],  # near 0: the floor keeps 10 as the bar
+        [1.0, float("nan"), None, 0.9],  # non-finite values are check_finite's
+    ],
+    ids=["normal", "spike", "burst", "floor", "nonfinite"],
+)
+def test_normal_training_never_fires(values):
+    guard = _feed(values)
+    assert guard.over == 0
+
+
+def test_a_finite_divergence_stops_rdcl_train(tmp_path, capsys, monkeypatch):
+    """The reported case end to end: one line, exit 2, no final checkpoint."""
+    from rdcl.data.synth import synthesize_dataset
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = Path(synthesize_dataset(tmp_path / "covid", kind="covid", n_cases=2, dim=2,
+                                   shape=(40, 40), seed=0))  # fmt: skip
+    run = tmp_path / "run"
+    argv = ["train", "-q", "--data", str(data), "--out", str(run), "--preset", "tiny2d",
+            "--method", "baseline", "--set", "train.steps=12", "--set", "train.device=cpu",
+            "--set", "data.patch_size=[32,32]", "--set", "train.checkpoint_every=1"]  # fmt: skip
+    assert main([*argv, "--set", "train.lr=1e4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training diverged" in err[0] and "segmentation loss" in err[0]
+    assert not (run / "final.ckpt").exists()
+    # the same run at the default learning rate finishes
+    assert main([*argv, "--overwrite"]) == 0
+    losses = [json.loads(line)["seg"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 12 and max(losses) < GROWTH_FACTOR * GROWTH_FLOOR
