@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that relaunch rdcl
     prog = f"rdcl {args.command}"
     with _command_logging(args.verbose, args.quiet, args.command) as handler:
         try:

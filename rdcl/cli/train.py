@@ -50,9 +50,25 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--pretrain-only", action="store_true",
         help="run stage 1 only (G on --general) into RUN_DIR, e.g. to share it between runs",
     )  # fmt: skip
+    p.add_argument(
+        "--nproc-per-node", type=_positive_int, metavar="N",
+        help="train with N data-parallel processes on this machine: checks the config and data "
+        "once, then runs torchrun; its exit status and last line are rdcl's",
+    )  # fmt: skip
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue a stopped run in RUN_DIR")
     run.add_argument("--overwrite", action="store_true", help="start RUN_DIR's run again")
+
+
+def _positive_int(text: str) -> int:
+    """``--nproc-per-node``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
+    return value
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -81,6 +97,16 @@ def _run_train(args: argparse.Namespace) -> int:
         from rdcl.paths import require_file
 
         require_file(args.pretrained, "--pretrained checkpoint")
+    if args.nproc_per_node is not None:  # checked here once, then the ranks start
+        from rdcl.cli.launch import run_torchrun, strip_option
+        from rdcl.training.distributed import launched_distributed, per_rank_batch
+
+        if launched_distributed():
+            raise RdclInputError("--nproc-per-node starts torchrun itself; expected no torchrun")
+        if args.pretrain_only and args.pretrained is not None:
+            raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
+        per_rank_batch(cfg.data.batch_size, args.nproc_per_node)
+        return run_torchrun(args.nproc_per_node, strip_option(args.argv, "--nproc-per-node"))
     from rdcl.training.run import run_pretraining, run_training
 
     options = {
