@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rdcl.study.stats import bootstrap_mean_ci, paired_comparison, wilcoxon_signed_rank
+from rdcl.study.stats import (
+    bootstrap_mean_ci,
+    paired_comparison,
+    run_level_comparison,
+    wilcoxon_signed_rank,
+)
 
 
 def _scipy(d: np.ndarray):
@@ -65,3 +70,49 @@ def test_paired_comparison_counts_and_drops_nan():
     assert c.ci_low <= c.mean_diff <= c.ci_high
     with pytest.raises(ValueError, match="equally long"):
         paired_comparison([1.0], [1.0, 2.0])
+
+
+def test_run_level_comparison_hand_computed():
+    # five (fold, seed) units; differences 0.01, 0.03, -0.02, 0.04, 0.05 (no ties, no zeros)
+    base = np.array([0.50, 0.60, 0.55, 0.40, 0.45])
+    d = np.array([0.01, 0.03, -0.02, 0.04, 0.05])
+    c = run_level_comparison(base + d, base)
+    assert (c.n, c.wins, c.ties, c.losses, c.interval) == (5, 4, 0, 1, "t")
+    assert c.mean_diff == pytest.approx(0.022)
+    # t-interval by hand: s = sqrt(sum((d - 0.022)^2) / 4) = sqrt(0.00308 / 4), t_{0.975, 4}
+    s = math.sqrt(0.00308 / 4)
+    half = 2.7764451051977934 * s / math.sqrt(5)
+    assert (c.ci_low, c.ci_high) == pytest.approx((0.022 - half, 0.022 + half), rel=1e-9)
+    # exact Wilcoxon: |d| ranks 1..5, W- = 2 (the -0.02); P(W <= 2) = 3/32 ({}, {1}, {2})
+    assert c.p_wilcoxon == pytest.approx(2 * 3 / 32)
+    t = 0.022 / (s / math.sqrt(5))
+    assert c.p_ttest == pytest.approx(2 * scipy.stats.t.sf(t, 4), rel=1e-9)
+    assert c.p_ttest == pytest.approx(scipy.stats.ttest_rel(base + d, base).pvalue, rel=1e-9)
+
+
+def test_run_level_comparison_matches_scipy_and_leaves_out_nan_units():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.6, 0.05, 15), rng.normal(0.58, 0.05, 15)
+    a_nan = np.append(a, np.nan)
+    c = run_level_comparison(a_nan, np.append(b, 0.5), level=0.9)
+    assert c.n == 15 and c.level == 0.9
+    ci = scipy.stats.ttest_rel(a, b).confidence_interval(confidence_level=0.9)
+    assert (c.ci_low, c.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert c.p_wilcoxon == pytest.approx(scipy.stats.wilcoxon(a - b, method="exact").pvalue)
+    assert c.p_ttest == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    # tied magnitudes: the normal approximation, as scipy's method="asymptotic"
+    d = np.array([0.1, -0.1, 0.2, 0.2, 0.3, 0.1])
+    tied = run_level_comparison(d, np.zeros_like(d))
+    assert tied.p_wilcoxon == pytest.approx(scipy.stats.wilcoxon(d, method="asymptotic").pvalue)
+
+
+def test_run_level_comparison_degenerate_cases():
+    one = run_level_comparison([0.7], [0.6])
+    assert one.n == 1 and one.mean_diff == pytest.approx(0.1)
+    assert math.isnan(one.ci_low) and math.isnan(one.p_ttest)  # no interval from one run
+    same = run_level_comparison([0.7, 0.8, 0.9], [0.6, 0.7, 0.8])
+    assert same.ci_low == pytest.approx(0.1) and same.ci_high == pytest.approx(0.1)
+    zeros = run_level_comparison([0.5, 0.5], [0.5, 0.5])
+    assert zeros.ties == 2 and math.isnan(zeros.p_wilcoxon)
+    with pytest.raises(ValueError, match="equally long"):
+        run_level_comparison([1.0], [1.0, 2.0])
