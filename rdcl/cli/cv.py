@@ -41,6 +41,12 @@ def _add_cv(p: argparse.ArgumentParser) -> None:
         help="run only fold K (1-based, repeatable), e.g. one job-array task per fold",
     )  # fmt: skip
     p.add_argument(
+        "--seeds", type=int, nargs="+", metavar="S",
+        help="train every (method, fold) once per seed S (train.seed=S; stage 1 is shared); "
+        "default: the configuration's train.seed alone. The runs of that seed keep the folder "
+        "runs/<method>/fold_K, any other seed's go to fold_K_seed_S",
+    )  # fmt: skip
+    p.add_argument(
         "--stage1-only", action="store_true",
         help="only pre-train G (stage 1) for the selected methods, e.g. before a job array",
     )  # fmt: skip
@@ -89,6 +95,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         resolve_split,
         run_stage1,
         run_study,
+        unit_name,
         verify_finished,
     )
 
@@ -110,7 +117,13 @@ def _run_cv(args: argparse.Namespace) -> int:
     # The configuration must fit the data before any run starts (one line, not a child's error).
     from rdcl.cli.common import resolve_config
 
-    resolve_config(args, dim=spec.dim)
+    cfg = resolve_config(args, dim=spec.dim)
+    seeds = None
+    if args.seeds is not None:
+        bad = [s for s in args.seeds if s < 0]
+        if bad:
+            raise RdclInputError(f"--seeds takes seeds >= 0, found {bad[0]}")
+        seeds = list(dict.fromkeys(args.seeds))
     rows = study_rows(args.general, args.methods)
     split = resolve_split(
         [c.name for c in spec.cases],
@@ -139,6 +152,8 @@ def _run_cv(args: argparse.Namespace) -> int:
         device=args.device,
         tolerance_mm=args.tolerance,
         quiet=True,
+        seeds=seeds,
+        default_seed=cfg.train.seed,
     )
     if args.launcher is not None:
         plan.launcher = shlex.split(args.launcher)
@@ -147,10 +162,10 @@ def _run_cv(args: argparse.Namespace) -> int:
         check_study_data(plan, spec)
     for row in rows:  # the tables come from the finished runs: their checkpoints must be sound
         for k in range(len(split.folds)):
-            if (plan.run_dir(row.name, k) / "scores.csv").is_file():
-                verify_finished(
-                    plan.run_dir(row.name, k) / "final.ckpt", f"{row.name} fold {k + 1}"
-                )
+            for seed in plan.seeds_of(row.name):
+                run = plan.run_dir(row.name, k, seed)
+                if (run / "scores.csv").is_file():
+                    verify_finished(run / "final.ckpt", unit_name(plan, row.name, k, seed))
     prepare_study(plan, overwrite=args.overwrite)
     if not args.report_only:
         try:
@@ -176,10 +191,11 @@ COMMANDS = (
         _add_cv,
         _run_cv,
         description=(
-            "Train every method on every fold (each run one 'rdcl train' process, resumable),\n"
-            "score the fold's test cases (DSC, NSD) and write the paper's tables (Markdown, CSV,\n"
-            "JSON), paired comparisons with the baseline (bootstrap CI, wins, Wilcoxon p) and\n"
-            "figures into CV_DIR. Rerun the same command to resume; --fold K runs one fold."
+            "Train every method on every fold (each run one 'rdcl train' process, resumable;\n"
+            "--seeds: once per seed), score the fold's test cases (DSC, NSD) and write the\n"
+            "paper's tables (Markdown, CSV, JSON), paired comparisons (by training run:\n"
+            "t-interval, Wilcoxon and t-test p; by case: bootstrap CI, Wilcoxon p) and figures\n"
+            "into CV_DIR. Rerun the same command to resume; --fold K runs one fold."
         ),
     ),
 )

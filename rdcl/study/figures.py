@@ -59,20 +59,29 @@ def best_worst(rows: Sequence[Mapping], method: str) -> tuple[Mapping, Mapping] 
     mine = [r for r in rows if r["method"] == method and math.isfinite(float(r["dsc"]))]
     if not mine:
         return None
-    ordered = sorted(mine, key=lambda r: (float(r["dsc"]), int(r["fold"]), str(r["case"])))
+    ordered = sorted(
+        mine,
+        key=lambda r: (float(r["dsc"]), int(r["fold"]), _seed_key(r), str(r["case"])),
+    )
     return ordered[-1], ordered[0]
+
+
+def _seed_key(row: Mapping) -> int:
+    seed = row.get("seed")
+    return -1 if seed is None else int(seed)
 
 
 def plot_best_worst(
     rows: Sequence[Mapping],
     spec: DatasetSpec,
-    run_dir: Callable[[str, int], Path],
+    run_dir: Callable[[str, int, int | None], Path],
     out_dir: Path,
 ) -> dict[str, Path]:
     """Overlays of each method's best and worst test case (by DSC); caption -> PNG path.
 
-    ``run_dir(method, fold)`` gives the run folder holding ``predictions/<case>.nii.gz``;
-    ``spec`` is the COVID dataset the cases come from.
+    ``run_dir(method, fold, seed)`` gives the run folder holding ``predictions/<case>.nii.gz``
+    (``seed`` is the row's ``"seed"``, None when it has none); ``spec`` is the COVID dataset the
+    cases come from.
     """
     from rdcl.data.io import read_image
     from rdcl.data.layout import load_case
@@ -86,11 +95,11 @@ def plot_best_worst(
         for which, r in zip(("best", "worst"), picked, strict=True):
             case = cases[r["case"]]
             image, gt, geometry = load_case(case)
-            fold = int(r["fold"])
-            pred = read_image(run_dir(method, fold) / "predictions" / f"{case.name}.nii.gz")[0]
-            name = (
-                f"{method}: {which} case {case.name} (fold {fold + 1}, DSC {float(r['dsc']):.3f})"
-            )
+            fold, seed = int(r["fold"]), r.get("seed")
+            run = run_dir(method, fold, seed)
+            pred = read_image(run / "predictions" / f"{case.name}.nii.gz")[0]
+            where = f"fold {fold + 1}" if seed is None else f"fold {fold + 1}, seed {seed}"
+            name = f"{method}: {which} case {case.name} ({where}, DSC {float(r['dsc']):.3f})"
             out[name] = plot_overlays(
                 image,
                 gt,

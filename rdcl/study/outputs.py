@@ -13,7 +13,7 @@ from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures
 from .paper_tables import write_tables
-from .runner import StudyPlan, collect_scores
+from .runner import StudyPlan, collect_scores, unit_name
 
 if TYPE_CHECKING:
     from rdcl.data.spec import DatasetSpec
@@ -49,20 +49,24 @@ def _relation_figures(plan: StudyPlan, spec: DatasetSpec, fig_dir: Path) -> dict
 
 
 def write_study_report(plan: StudyPlan, spec: DatasetSpec) -> Path:
-    """Collect every scored (row, fold) of the study and write tables, figures and
-    ``report.md``; returns the report path. Rows or folds not run yet are listed as missing."""
+    """Collect every scored unit (row, fold, seed) of the study and write tables, figures and
+    ``report.md``; returns the report path. Units not run yet are listed as missing."""
     rows, missing = collect_scores(plan)
     out = plan.out
     fig_dir = out / "figures"
+    seeds = sorted({*plan.unit_seeds, *(r["seed"] for r in rows)})
     lines = ["# Cross-validation study", ""]
     lines += [f"- COVID data: `{plan.data}`; non-COVID sets: "
               + (", ".join(f"`{g}`" for g in plan.general) or "none"),
               f"- split: {plan.split.source or 'split.json'} ({len(plan.split.folds)} folds)",
               f"- configuration options: `{' '.join(plan.config_args) or '(defaults)'}`",
+              f"- training seeds: {', '.join(map(str, seeds))} (the configuration's "
+              f"train.seed {plan.default_seed} in run folders `fold_K`, any other seed S in "
+              "`fold_K_seed_S`)",
               ""]  # fmt: skip
     if missing:
         lines += [f"Not run yet ({len(missing)}): "
-                  + ", ".join(f"{m} fold {k + 1}" for m, k in missing), ""]  # fmt: skip
+                  + ", ".join(unit_name(plan, m, k, s) for m, k, s in missing), ""]  # fmt: skip
     if not rows:
         lines.append("No run has been scored yet.")
         return write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
@@ -81,6 +85,7 @@ def write_study_report(plan: StudyPlan, spec: DatasetSpec) -> Path:
     lines += ["## Figures", ""]
     for caption, path in figs.items():
         lines += [f"### {caption}", "", f"![{caption}]({path.relative_to(out).as_posix()})", ""]
-    lines += ["Tables: `results.md`, `results.csv` (per fold and pooled), `cases.csv` (per case), "
-              "`comparison.csv` (paired statistics), `results.json` (all of it)."]  # fmt: skip
+    lines += ["Tables: `results.md`, `results.csv` (per fold and pooled), `units.csv` (per "
+              "training run), `cases.csv` (per case), `comparison.csv` (paired statistics, run "
+              "level then per case), `results.json` (all of it)."]  # fmt: skip
     return write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

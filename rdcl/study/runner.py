@@ -8,12 +8,17 @@ Study folder layout::
     CV_DIR/folds/fold_K/{train,test}.txt  case names of fold K (K from 1)
     CV_DIR/pretrain/<group>/              stage 1 (G + decoder on non-COVID sets), shared by folds
     CV_DIR/runs/<row>/fold_K/             rdcl train run folder; predictions/, scores.csv
+    CV_DIR/runs/<row>/fold_K_seed_S/      the same with train.seed=S (``--seeds``), for every seed
+                                          S other than the configuration's own train.seed
     CV_DIR/cache/                         preprocessing cache shared by all runs
-    CV_DIR/results.{md,csv,json}, comparison.csv, cases.csv, figures/
+    CV_DIR/results.{md,csv,json}, comparison.csv, units.csv, cases.csv, figures/
 
-A (row, fold) is finished when its ``scores.csv`` exists (written last, atomically): it is
-skipped. A run with ``last.ckpt`` but no ``final.ckpt`` resumes (``rdcl train --resume``); a
-trained run without scores is only scored. ``--fold K`` and ``--methods`` select part of the work,
+A unit (row, fold, seed) is trained once per seed of ``--seeds`` (default: the configuration's
+train.seed alone, whose runs keep the folder ``fold_K``, so a one-seed study keeps the layout it
+always had and more seeds can be added to it); stage 1 is shared by every fold and seed. A unit
+is finished when its ``scores.csv`` exists (written last, atomically): it is skipped. A run with
+``last.ckpt`` but no ``final.ckpt`` resumes (``rdcl train --resume``); a trained run without
+scores is only scored. ``--fold K`` and ``--methods`` select part of the work,
 so folds can go to different machines or job-array tasks sharing ``CV_DIR`` (docs/study.md).
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -125,7 +131,9 @@ class StudyPlan:
     ``config_args`` are ``rdcl train`` configuration options passed to every run (``--preset``/
     ``--config``/``--set``); ``folds`` the 0-based folds to run (None: all); ``device`` the
     training/prediction device; ``launcher`` the command that runs ``-m rdcl train ...`` (the
-    current Python, or e.g. ``["torchrun", "--nproc_per_node=4"]``).
+    current Python, or e.g. ``["torchrun", "--nproc_per_node=4"]``); ``seeds`` the training seeds
+    every (row, fold) is run with (None: ``default_seed`` alone); ``default_seed`` the
+    configuration's own ``train.seed``, whose runs keep the one-seed folder names.
     """
 
     data: Path
@@ -139,14 +147,43 @@ class StudyPlan:
     tolerance_mm: float = 3.0
     quiet: bool = True
     launcher: list[str] = field(default_factory=lambda: [sys.executable])
+    seeds: list[int] | None = None
+    default_seed: int = 0
 
-    def run_dir(self, row: str, fold: int) -> Path:
-        """The ``rdcl train`` run folder of ``row`` on 0-based ``fold``."""
-        return self.out / "runs" / row / f"fold_{fold + 1}"
+    @property
+    def unit_seeds(self) -> list[int]:
+        """The seeds to run: ``seeds``, else ``[default_seed]``."""
+        return list(self.seeds) if self.seeds else [self.default_seed]
+
+    def run_dir(self, row: str, fold: int, seed: int | None = None) -> Path:
+        """The ``rdcl train`` run folder of ``row`` on 0-based ``fold`` with training seed
+        ``seed`` (None: ``default_seed``): ``fold_K`` for the default seed, as a one-seed study
+        names it, ``fold_K_seed_S`` for any other."""
+        name = f"fold_{fold + 1}"
+        if seed is not None and seed != self.default_seed:
+            name += f"_seed_{seed}"
+        return self.out / "runs" / row / name
+
+    def seeds_of(self, row: str) -> list[int]:
+        """The seeds of ``row``: :attr:`unit_seeds`, then those of its run folders already there
+        in any fold (an earlier call's ``--seeds``), so reports see every run and list the
+        folds a seed has not reached yet."""
+        found = set()
+        runs = self.out / "runs" / row
+        if runs.is_dir():
+            for path in runs.iterdir():
+                m = _RUN_NAME.fullmatch(path.name)
+                if m and path.is_dir():
+                    found.add(self.default_seed if m.group(2) is None else int(m.group(2)))
+        return list(dict.fromkeys([*self.unit_seeds, *sorted(found)]))
 
     def fold_dir(self, fold: int) -> Path:
         """Where fold ``fold``'s case lists live."""
         return self.out / "folds" / f"fold_{fold + 1}"
+
+
+_RUN_NAME = re.compile(r"fold_(\d+)(?:_seed_(\d+))?")
+"""A run folder's name: ``fold_K`` or ``fold_K_seed_S`` (:meth:`StudyPlan.run_dir`)."""
 
 
 def resolve_split(
@@ -269,16 +306,29 @@ def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
     return final
 
 
-def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec) -> list[dict]:
-    """Train (or resume) and score ``row`` on 0-based ``fold``; skipped when already scored.
+def unit_name(plan: StudyPlan, row: str, fold: int, seed: int | None = None) -> str:
+    """How messages name a unit: ``rdcl fold 2``, with ``seed S`` for a non-default seed."""
+    name = f"{row} fold {fold + 1}"
+    if seed is not None and seed != plan.default_seed:
+        name += f" seed {seed}"
+    return name
 
-    Returns the fold's score rows ``{"case", "dsc", "nsd"}``.
+
+def run_unit(
+    plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec, seed: int | None = None
+) -> list[dict]:
+    """Train (or resume) and score ``row`` on 0-based ``fold`` with training seed ``seed``
+    (None: the configuration's); skipped when already scored.
+
+    A seed other than ``plan.default_seed`` is passed as ``--set train.seed=S``; stage 1 stays
+    the shared one. Returns the run's score rows ``{"case", "dsc", "nsd"}``.
     """
-    run = plan.run_dir(row.name, fold)
+    run = plan.run_dir(row.name, fold, seed)
+    what = unit_name(plan, row.name, fold, seed)
     scores = run / "scores.csv"
     if scores.is_file():
-        verify_finished(run / FINAL, f"{row.name} fold {fold + 1}")
-        logger.info("%s fold %d: done, skipped", row.name, fold + 1)
+        verify_finished(run / FINAL, what)
+        logger.info("%s: done, skipped", what)
         return read_scores(scores)
     if not (run / FINAL).is_file():
         extra = ["--method", row.method, "--cases", str(plan.fold_dir(fold) / "train.txt")]
@@ -286,12 +336,15 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec) -> li
             extra += ["--pretrained", str(pretrain_checkpoint(plan, row.pretrain_group))]
         if row.general_batches:
             extra += ["--general", *(str(g) for g in plan.general)]
-        if row.name == "rdcl" and fold == 0:
+        default = seed is None or seed == plan.default_seed
+        if row.name == "rdcl" and fold == 0 and default:  # the relation figures' run
             extra += ["--set", f"train.snapshots={RELATION_SNAPSHOTS}"]
+        if not default:
+            extra += ["--set", f"train.seed={seed}"]
         extra += _resume_flags(run)
-        _run(_train_command(plan, run, extra), f"{row.name} fold {fold + 1}")
+        _run(_train_command(plan, run, extra), what)
     n_test = len(plan.split.folds[fold].test)
-    logger.info("%s fold %d: scoring %d test cases", row.name, fold + 1, n_test)
+    logger.info("%s: scoring %d test cases", what, n_test)
     return score_run(
         run / FINAL,
         spec,
@@ -303,17 +356,22 @@ def run_unit(plan: StudyPlan, row: StudyRow, fold: int, spec: DatasetSpec) -> li
     )
 
 
-def collect_scores(plan: StudyPlan) -> tuple[list[dict], list[tuple[str, int]]]:
-    """Per-case rows ``{"method", "fold", "case", "dsc", "nsd"}`` of every scored (row, fold) of
-    the study (all folds, not only ``plan.folds``), and the (row, fold) pairs not scored yet."""
+def collect_scores(plan: StudyPlan) -> tuple[list[dict], list[tuple[str, int, int]]]:
+    """Per-case rows ``{"method", "fold", "seed", "case", "dsc", "nsd"}`` of every scored unit
+    of the study (all folds, not only ``plan.folds``; every seed of :meth:`StudyPlan.seeds_of`),
+    and the (row, fold, seed) units not scored yet."""
     rows, missing = [], []
     for row in plan.rows:
+        seeds = plan.seeds_of(row.name)
         for k in range(len(plan.split.folds)):
-            path = plan.run_dir(row.name, k) / "scores.csv"
-            if not path.is_file():
-                missing.append((row.name, k))
-                continue
-            rows += [{"method": row.name, "fold": k, **r} for r in read_scores(path)]
+            for seed in seeds:
+                path = plan.run_dir(row.name, k, seed) / "scores.csv"
+                if not path.is_file():
+                    missing.append((row.name, k, seed))
+                    continue
+                rows += [
+                    {"method": row.name, "fold": k, "seed": seed, **r} for r in read_scores(path)
+                ]
     return rows, missing
 
 
@@ -324,11 +382,13 @@ def run_stage1(plan: StudyPlan) -> list[Path]:
     return [pretrain_checkpoint(plan, g) for g in groups]
 
 
-def run_study(plan: StudyPlan, spec: DatasetSpec) -> tuple[list[dict], list[tuple[str, int]]]:
-    """Run every selected (row, fold) in order (folds outer, rows inner); returns
-    :func:`collect_scores`. ``spec`` is the COVID dataset (``rdcl.data.load_dataset(data)``)."""
+def run_study(plan: StudyPlan, spec: DatasetSpec) -> tuple[list[dict], list[tuple[str, int, int]]]:
+    """Run every selected (row, fold, seed) in order (seeds outer, so each seed's study is
+    complete before the next starts; then folds, then rows); returns :func:`collect_scores`.
+    ``spec`` is the COVID dataset (``rdcl.data.load_dataset(data)``)."""
     folds = plan.folds if plan.folds is not None else range(len(plan.split.folds))
-    for k in folds:
-        for row in plan.rows:
-            run_unit(plan, row, k, spec)
+    for seed in plan.unit_seeds:
+        for k in folds:
+            for row in plan.rows:
+                run_unit(plan, row, k, spec, seed)
     return collect_scores(plan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -99,3 +100,36 @@ def test_train_cases_refuses_unknown_names(synth, tmp_path, capsys):
     assert main(argv) == 2
     assert "'no_such_case'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_cv_seeds_extend_a_one_seed_study(synth, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "cv"
+    argv = ["cv", "-q", "--data", str(synth / "covid"), "--out", str(out), "--folds", "2",
+            "--train-per-fold", "2", "--methods", "baseline", "--fold", "1", *TINY]  # fmt: skip
+    assert main(argv) == 0  # one seed: today's layout
+    runs = out / "runs" / "baseline"
+    assert sorted(p.name for p in runs.iterdir()) == ["fold_1"]
+    stamp = (runs / "fold_1" / "final.ckpt").stat().st_mtime_ns
+    # more seeds added to the same study: the seed-0 run is the one-seed study's, kept as is
+    assert main([*argv, "--seeds", "0", "1"]) == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["fold_1", "fold_1_seed_1"]
+    assert (runs / "fold_1" / "final.ckpt").stat().st_mtime_ns == stamp
+    seeds = [json.loads((runs / f / "config.json").read_text())["train"]["seed"]
+             for f in ("fold_1", "fold_1_seed_1")]  # fmt: skip
+    assert seeds == [0, 1]
+    assert (runs / "fold_1_seed_1" / "scores.csv").is_file()
+    # --report-only without --seeds reports every finished run and the ones still missing
+    assert main([*argv, "--report-only"]) == 0
+    with open(out / "cases.csv") as fh:
+        cases = list(csv.DictReader(fh))
+    assert {r["seed"] for r in cases} == {"0", "1"} and {r["fold"] for r in cases} == {"1"}
+    assert len((out / "units.csv").read_text().splitlines()) == 1 + 2
+    report = (out / "report.md").read_text()
+    assert "Not run yet (2): baseline fold 2, baseline fold 2 seed 1" in report
+    assert "| baseline | 2 | 0, 1 |" in report  # two runs in the run-level table
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seeds" in err[0], err
