@@ -1,8 +1,10 @@
 """Build the C++ predictor app (csrc/app) once per test session.
 
-The build goes to a temporary folder, or to ``$RDCL_APP_BUILD_DIR`` where set (CI builds there
-first, so the tests only re-run an incremental build). Skipped, with the reason, only where cmake
-or a C++ compiler is missing; a failing build fails the tests.
+The build goes to a temporary folder, or to ``$RDCL_APP_BUILD_DIR`` where set. CI configures and
+builds there first (with the CUDA engine in the same tree, so the app is known to build beside
+it); a folder that is configured already keeps its configuration and the tests only re-run an
+incremental build. Skipped, with the reason, only where cmake or a C++ compiler is missing; a
+failing build fails the tests.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def app_build(tmp_path_factory: pytest.TempPathFactory) -> AppBuild:
     ]
     if shutil.which("ninja"):
         args.append("-GNinja")
-    for cmd in (args, [cmake, "--build", str(build), "-j", str(os.cpu_count() or 1)]):
+    configured = os.environ.get("RDCL_APP_BUILD_DIR") and (build / "CMakeCache.txt").is_file()
+    steps = [] if configured else [args]
+    for cmd in (*steps, [cmake, "--build", str(build), "-j", str(os.cpu_count() or 1)]):
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             pytest.fail(

@@ -1,10 +1,14 @@
 """The installed CMake package: ``find_package(rdcl)`` + ``rdcl::surface`` from a C++ project.
 
-Configures, builds and installs the engine's C++ core (CPU only, no Python module, no predictor
-app) into a temporary prefix, then builds a tiny consumer project written here that links
-``rdcl::surface``, runs it on a small mask pair and compares its DSC and NSD with the Python
-engine's. Skipped, with the reason, only where cmake or a C++ compiler is missing; a failing
-configure, build or install fails the test.
+Configures, builds and installs the engine's C++ core (no Python module, no predictor app) into a
+temporary prefix, then builds a tiny consumer project written here that links ``rdcl::surface``,
+runs it on a small mask pair and compares its DSC and NSD with the Python engine's. Twice: a
+CPU-only package, and a package with the CUDA engine, whose consumer also finds the CUDA toolkit
+through the package (``find_dependency(CUDAToolkit)``; ``$CUDAToolkit_ROOT`` names a toolkit, as
+tools/cuda_toolkit.sh's). The CUDA package is ``$RDCL_CUDA_PACKAGE_PREFIX`` where set (CI installs
+its CUDA build there), else built here when a CUDA compiler is found (``$CUDACXX`` or nvcc).
+Skipped, with the reason, only where cmake, a C++ compiler or (for the CUDA package) nvcc is
+missing; a failing configure, build or install fails the test.
 """
 
 from __future__ import annotations
@@ -113,25 +117,50 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An install prefix holding the engine's CMake package (built here, CPU only)."""
+def _install_package(work: Path, *cuda_args: str) -> Path:
+    """Configure, build and install the engine's package under ``work``; return the prefix."""
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     if _compiler() is None:
         pytest.skip("no C++ compiler (c++, g++, clang++ or $CXX) found")
-    work = tmp_path_factory.mktemp("cmake_package")
     build, out = work / "build", work / "prefix"
     _run(
         [
             "cmake", "-S", str(ROOT), "-B", str(build), *_generator(),
             "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={out}",
-            "-DRDCL_BUILD_PYTHON=OFF", "-DRDCL_CUDA=OFF", "-DRDCL_BUILD_PREDICTOR=OFF",
+            "-DRDCL_BUILD_PYTHON=OFF", "-DRDCL_BUILD_PREDICTOR=OFF", *cuda_args,
         ]
     )  # fmt: skip
     _run(["cmake", "--build", str(build), "-j", "2"])
     _run(["cmake", "--install", str(build)])
     return out
+
+
+@pytest.fixture(scope="module")
+def cpu_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An install prefix holding the engine's CMake package (built here, CPU only)."""
+    return _install_package(tmp_path_factory.mktemp("cmake_package"), "-DRDCL_CUDA=OFF")
+
+
+@pytest.fixture(scope="module")
+def cuda_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An install prefix holding the package of a CUDA build (CI's, or built here for sm_80)."""
+    given = os.environ.get("RDCL_CUDA_PACKAGE_PREFIX")
+    if given:
+        return Path(given)
+    if not (os.environ.get("CUDACXX") or shutil.which("nvcc")):
+        pytest.skip("no CUDA compiler ($CUDACXX or nvcc; tools/cuda_toolkit.sh installs one)")
+    return _install_package(
+        tmp_path_factory.mktemp("cmake_package_cuda"),
+        "-DRDCL_CUDA=ON",
+        "-DCMAKE_CUDA_ARCHITECTURES=80",
+    )
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def prefix(request: pytest.FixtureRequest) -> Path:
+    """Each package in turn: CPU only, then with the CUDA engine."""
+    return request.getfixturevalue(f"{request.param}_prefix")
 
 
 def _mask_pair() -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +182,9 @@ def test_installed_package_layout(prefix: Path) -> None:
     assert list(prefix.glob("lib*/librdcl_surface.a"))
 
 
-def test_consumer_matches_python_engine(prefix: Path, tmp_path: Path) -> None:
+def test_consumer_matches_python_engine(
+    prefix: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """A find_package(rdcl) consumer prints the Python engine's DSC and NSD for the same masks."""
     src, build = tmp_path / "consumer", tmp_path / "build"
     src.mkdir()
@@ -174,7 +205,8 @@ def test_consumer_matches_python_engine(prefix: Path, tmp_path: Path) -> None:
     out = _run([str(exe), *args, *map(str, SPACING), str(TOLERANCE_MM)])
     values = dict(line.split(" ", 1) for line in out.strip().splitlines())
     assert values["version"] == rdcl.__version__
-    assert values["cuda_built"] == "0"
+    kind = request.node.callspec.params["prefix"]
+    assert values["cuda_built"] == {"cpu": "0", "cuda": "1"}[kind]
     expected_nsd = surface_dice(pred, gt, SPACING, TOLERANCE_MM)
     assert 0.3 < expected_nsd < 0.99  # a pair where the tolerance matters
     assert float(values["dsc"]) == pytest.approx(dice(pred, gt), rel=0, abs=1e-15)
@@ -183,7 +215,9 @@ def test_consumer_matches_python_engine(prefix: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("minor_step", [1, -1])
-def test_package_refuses_another_minor_version(prefix: Path, tmp_path: Path, minor_step) -> None:
+def test_package_refuses_another_minor_version(
+    cpu_prefix: Path, tmp_path: Path, minor_step
+) -> None:
     """rdclConfigVersion.cmake: only the same MAJOR.MINOR is compatible (0.x may change the API),
     so neither a newer nor an older minor version is accepted."""
     major, minor, _ = (int(p) for p in rdcl.__version__.split("."))
@@ -195,7 +229,9 @@ def test_package_refuses_another_minor_version(prefix: Path, tmp_path: Path, min
         "cmake_minimum_required(VERSION 3.24)\nproject(consumer LANGUAGES CXX)\n"
         f"find_package(rdcl {major}.{minor + minor_step} REQUIRED)\n"
     )
-    cmd = ["cmake", "-S", str(src), "-B", str(tmp_path / "build"), f"-DCMAKE_PREFIX_PATH={prefix}"]
+    cmd = [
+        "cmake", "-S", str(src), "-B", str(tmp_path / "build"), f"-DCMAKE_PREFIX_PATH={cpu_prefix}",
+    ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode != 0
     assert rdcl.__version__ in proc.stderr  # "the following configuration files were considered"
