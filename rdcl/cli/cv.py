@@ -84,6 +84,7 @@ def _config_args(args: argparse.Namespace) -> list[str]:
 def _run_cv(args: argparse.Namespace) -> int:
     import math
 
+    from rdcl.cli.launch import check_rank_split, launcher_ranks
     from rdcl.data.layout import load_dataset
     from rdcl.study.rows import study_rows
     from rdcl.study.runner import (
@@ -158,6 +159,9 @@ def _run_cv(args: argparse.Namespace) -> int:
     if args.launcher is not None:
         plan.launcher = shlex.split(args.launcher)
         check_launcher(plan.launcher)
+        ranks = launcher_ranks(plan.launcher)
+        if ranks is not None:  # as 'rdcl train --nproc-per-node' checks it, before any run
+            check_rank_split(cfg.data.batch_size, ranks, option=f"--launcher {args.launcher!r}")
     if not args.report_only:  # every case read once, before the study folder is written
         check_study_data(plan, spec)
     for row in rows:  # the tables come from the finished runs: their checkpoints must be sound

@@ -98,14 +98,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
         require_file(args.pretrained, "--pretrained checkpoint")
     if args.nproc_per_node is not None:  # checked here once, then the ranks start
-        from rdcl.cli.launch import run_torchrun, strip_option
-        from rdcl.training.distributed import launched_distributed, per_rank_batch
+        from rdcl.cli.launch import check_rank_split, run_torchrun, strip_option
+        from rdcl.training.distributed import launched_distributed
 
         if launched_distributed():
             raise RdclInputError("--nproc-per-node starts torchrun itself; expected no torchrun")
         if args.pretrain_only and args.pretrained is not None:
             raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
-        per_rank_batch(cfg.data.batch_size, args.nproc_per_node)
+        check_rank_split(cfg.data.batch_size, args.nproc_per_node)
         return run_torchrun(args.nproc_per_node, strip_option(args.argv, "--nproc-per-node"))
     from rdcl.training.run import run_pretraining, run_training
 

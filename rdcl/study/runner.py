@@ -66,6 +66,11 @@ class StudyDamageError(RdclInputError):
     """A finished run of the study lost its checkpoint (truncated, removed, replaced)."""
 
 
+class StudyUnitInputError(RdclInputError):
+    """A training run of the study refused its input (the child ``rdcl train`` exited with a
+    user error, status 2, or, under a torchrun launcher, its ranks did): rdcl's one line."""
+
+
 def check_launcher(launcher: Sequence[str]) -> None:
     """Refuse, before anything is written, a ``--launcher`` whose program cannot be found."""
     import shutil
@@ -279,8 +284,37 @@ def _run(cmd: list[str], what: str) -> None:
     env = dict(os.environ)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        reason = failure_line(result.stderr or result.stdout)
+        output = result.stderr or result.stdout
+        refused = user_error_line(result.returncode, output)
+        if refused is not None:
+            raise StudyUnitInputError(f"{what}: {refused}")
+        reason = failure_line(output)
         raise StudyRunError(f"{what} failed (exit {result.returncode}): {reason}")
+
+
+def user_error_line(code: int, output: str) -> str | None:
+    """The message of a failed run's user error, or None when it crashed.
+
+    A user error is an exit status of 2 (``rdcl train``'s one line, its message returned without
+    the ``rdcl train: error:`` prefix), or a launcher such as torchrun that failed after its
+    ranks printed rdcl's error line and no traceback (torchrun exits 1 whatever its ranks did;
+    its own failure report is ignored, as ``rdcl train --nproc-per-node`` does). A crash (a
+    traceback, a killed rank) returns None.
+    """
+    import io
+
+    from rdcl.cli.launch import ELASTIC_ERROR, ERROR_LINE, OutputFilter
+
+    if code == 2:
+        m = ERROR_LINE.match(failure_line(output))
+        return m.group(1) if m else failure_line(output)
+    if ELASTIC_ERROR not in output:  # not torchrun's report: exit 1 is a crash
+        return None
+    filt = OutputFilter()
+    shown = [out for line in io.StringIO(output) for out in filt.feed(line)] + filt.close()
+    if filt.errors and not any(line.startswith("Traceback") for line in shown):
+        return filt.errors[0]
+    return None
 
 
 def failure_line(output: str) -> str:

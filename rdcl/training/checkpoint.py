@@ -6,10 +6,13 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
      "stage": "pretrain"|"train", "step": int, "model": state_dict,
      "optimizer": state_dict | None, "rng": {...}, "distributed": {world size, batches},
      "intensity": IntensityStats.to_dict(), "data": [identity of every dataset read],
-     "dataset": {"name": str, "dim": int, "normalization": str, "window": [lo, hi] | None}}
+     "dataset": {"name": str, "dim": int, "normalization": str, "window": [lo, hi] | None},
+     "loss_growth": {"baseline", "over", "since", "last"}}  (last.ckpt only)
 
 (``distributed`` from ``Stage.run_record``; ``intensity``, ``data`` and ``dataset`` from
-:func:`rdcl.training.data_streams.dataset_meta`.)
+:func:`rdcl.training.data_streams.dataset_meta`; ``loss_growth`` the divergence guard's state,
+:meth:`rdcl.training.step_log.LossGrowthGuard.state_dict`, absent from checkpoints written before
+rdcl saved it.)
 
 ``step`` counts completed optimiser steps. Writes are atomic: the payload goes to a temporary file
 ``.<name>.<random>.tmp`` in the destination folder, is fsync'ed, then ``os.replace``'d over the
@@ -186,6 +189,7 @@ _ENTRY_TYPES: dict[str, tuple[type, ...]] = {
     "intensity": (dict, type(None)),
     "data": (list, type(None)),
     "dataset": (dict, type(None)),
+    "loss_growth": (dict, type(None)),
 }
 """The Python type each checkpoint entry must have when present (``kind``/``step`` below)."""
 

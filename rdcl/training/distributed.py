@@ -132,18 +132,19 @@ class DistContext:
                 self.barrier()
 
 
-def per_rank_batch(global_batch: int, world_size: int) -> int:
-    """The per-rank batch of a global batch split over ``world_size`` ranks.
+def per_rank_batch(global_batch: int, world_size: int, *, option: str = "--nproc-per-node") -> int:
+    """The per-rank batch of a global batch split over ``world_size`` ranks (``option``: the
+    setting the message names as the source of the rank count).
 
     Raises:
-        ValueError: ``global_batch`` is not a multiple of ``world_size``.
+        ConfigError: ``global_batch`` is not a multiple of ``world_size`` (a ``ValueError``).
     """
     if global_batch % world_size:
         raise ConfigError(
             f"data.batch_size is the global batch and must be a multiple of the number of ranks: "
             f"expected a multiple of {world_size}, found {global_batch} (set "
             f"data.batch_size={max(1, global_batch // world_size) * world_size} or change "
-            "--nproc-per-node)"
+            f"{option})"
         )
     return global_batch // world_size
 

@@ -224,7 +224,13 @@ def _check_finite_weights(stage: Stage, step: int, good: Path | None) -> None:
         )
 
 
-def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+def _payload(
+    stage: Stage,
+    step: int,
+    optimizer: torch.optim.Optimizer | None,
+    growth: LossGrowthGuard | None = None,
+) -> dict[str, Any]:
+    extra = {"loss_growth": growth.state_dict()} if growth is not None else {}
     return {
         "format": FORMAT,
         "config": stage.cfg.to_dict(),
@@ -235,6 +241,7 @@ def _payload(stage: Stage, step: int, optimizer: torch.optim.Optimizer | None) -
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": rng_state(),
         "distributed": stage.dist.record(stage.cfg.data.batch_size),
+        **extra,
         **stage.meta,
     }
 
@@ -303,6 +310,7 @@ def run_stage(
     out, tcfg = stage.out_dir, stage.cfg.train
     final, last = out / FINAL, out / LAST
     start = 0
+    growth = LossGrowthGuard(stage.name)  # a finite loss grown by orders of magnitude
     if resume and final.is_file():
         ckpt = load_checkpoint(final)
         _check_same_data(ckpt, stage, final)  # first: other data also change target_spacing
@@ -316,6 +324,7 @@ def run_stage(
         stage.net.load_state_dict(ckpt["model"])
         _load_optimizer_state(optimizer, ckpt["optimizer"], last)
         set_rng_state(ckpt["rng"])
+        growth.load_state_dict(ckpt.get("loss_growth"), path=last)  # absent in old checkpoints
         start = int(ckpt["step"])
         logger.info("%s: resuming from %s at step %d", stage.name, last, start)
     elif resume:
@@ -336,7 +345,6 @@ def run_stage(
     if start == 0 and 0 in keep:
         _save_snapshot(stage, 0)
     stage.net.train()
-    growth = LossGrowthGuard(stage.name)  # a finite loss grown by orders of magnitude
     with (
         JsonlLog(out / LOG_NAME, keep_until=start) if main else contextlib.nullcontext() as log,
         progress_bar(
@@ -390,7 +398,7 @@ def run_stage(
             bar.set_postfix(loss=f"{values['loss']:.4f}")
             if main and done % tcfg.checkpoint_every == 0:
                 _check_finite_weights(stage, done, good)
-                save_checkpoint(last, _payload(stage, done, optimizer))
+                save_checkpoint(last, _payload(stage, done, optimizer, growth))
             if done in keep:
                 _save_snapshot(stage, done)
     _check_finite_weights(stage, done, last if last.is_file() else None)

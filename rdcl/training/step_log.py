@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rdcl.errors import TrainingDivergedError
+from rdcl.errors import CheckpointError, TrainingDivergedError
 from rdcl.fsutil import write_text_atomic
 from rdcl.logfile import read_log as read_log  # the one reader, exported here too
 
@@ -106,6 +106,42 @@ class LossGrowthGuard:
         self.since: int | None = None
         self.last: float | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's state (running minimum, consecutive steps above the threshold, the step
+        they began, the last loss), plain data for ``last.ckpt``'s ``loss_growth`` entry, so a
+        resumed run keeps its baseline instead of restarting it from the resumed loss."""
+        return {
+            "baseline": self.baseline,
+            "over": self.over,
+            "since": self.since,
+            "last": self.last,
+        }
+
+    def load_state_dict(self, state: dict[str, Any] | None, *, path: Path | None = None) -> None:
+        """Restore :meth:`state_dict`'s ``state``; None (a checkpoint written before rdcl saved
+        the guard) keeps the fresh state. Raises :class:`~rdcl.errors.CheckpointError` naming
+        the checkpoint ``path`` for a malformed entry."""
+        if state is None:
+            return
+        try:
+            baseline, over, since, last = (state[k] for k in ("baseline", "over", "since", "last"))
+            ok = (
+                all(v is None or _is_number(v) for v in (baseline, last))
+                and _is_count(over)
+                and (since is None or _is_count(since))
+            )
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            where = f"checkpoint {path}" if path else "the checkpoint"
+            raise CheckpointError(
+                f"{where} is damaged: its 'loss_growth' entry should hold the "
+                f"numbers baseline, over, since and last, found {state!r:.120}"
+            )
+        self.baseline = None if baseline is None else float(baseline)
+        self.last = None if last is None else float(last)
+        self.over, self.since = int(over), None if since is None else int(since)
+
     def threshold(self) -> float:
         """The current divergence threshold (inf before the first step)."""
         if self.baseline is None:
@@ -144,6 +180,14 @@ class LossGrowthGuard:
             f"{self.baseline:.3g}, since step {self.since}; expected it to stay near or below "
             f"its start (lower train.lr); no final checkpoint written ({where})"
         )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class JsonlLog:

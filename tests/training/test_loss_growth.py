@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rdcl.cli import main
-from rdcl.errors import TrainingDivergedError
+from rdcl.errors import CheckpointError, TrainingDivergedError
 from rdcl.training.step_log import (
     GROWTH_FACTOR,
     GROWTH_FLOOR,
@@ -73,3 +73,52 @@ def test_a_finite_divergence_stops_rdcl_train(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--overwrite"]) == 0
     losses = [json.loads(line)["seg"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 12 and max(losses) < GROWTH_FACTOR * GROWTH_FLOOR
+
+
+def test_guard_state_round_trip_and_old_or_damaged_entries():
+    guard = _feed([1.8, 1.2, 2e5, 1e5], finish=False)
+    fresh = LossGrowthGuard("train")
+    fresh.load_state_dict(guard.state_dict())
+    assert fresh.state_dict() == guard.state_dict() == {
+        "baseline": 1.2, "over": 2, "since": 3, "last": 1e5,
+    }  # fmt: skip
+    # two more steps above the threshold make five: the restored guard stops as the original would
+    for step, value in ((5, 3e7), (6, 4e7)):
+        fresh.update(value, step=step, last_good=None)
+    with pytest.raises(TrainingDivergedError, match=r"step 7 .*since step 3"):
+        fresh.update(5e7, step=7, last_good=None)
+    old = LossGrowthGuard("train")
+    old.load_state_dict(None)  # a checkpoint written before the guard was saved: a fresh guard
+    assert old.state_dict() == LossGrowthGuard("train").state_dict()
+    for damaged in ({"baseline": "x", "over": 0, "since": None, "last": None}, {"over": -1}, [1]):
+        with pytest.raises(CheckpointError, match="'loss_growth' entry"):
+            LossGrowthGuard("train").load_state_dict(damaged, path=Path("last.ckpt"))
+
+
+def _train_argv(data: Path, run: Path, *extra: str) -> list[str]:
+    return ["train", "-q", "--data", str(data), "--out", str(run), "--preset", "tiny2d",
+            "--method", "baseline", "--set", "train.steps=12", "--set", "train.device=cpu",
+            "--set", "data.patch_size=[32,32]", "--set", "train.checkpoint_every=1",
+            "--set", "train.lr=1e4", *extra]  # fmt: skip
+
+
+def test_resume_keeps_the_guard_baseline(tmp_path, capsys, monkeypatch):
+    """A diverging run resumed from its last checkpoint stops at the same step with the same
+    line: the guard's running minimum and count come back from ``last.ckpt`` (they restarted
+    from the resumed loss before, so the resumed run went on from a loss of ~1e7 as normal)."""
+    import torch
+
+    from rdcl.data.synth import synthesize_dataset
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = Path(synthesize_dataset(tmp_path / "covid", kind="covid", n_cases=2, dim=2,
+                                   shape=(40, 40), seed=0))  # fmt: skip
+    run = tmp_path / "run"
+    assert main(_train_argv(data, run)) == 2
+    straight = capsys.readouterr().err.strip().splitlines()
+    assert len(straight) == 1 and "training diverged" in straight[0], straight
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    assert ckpt["loss_growth"]["over"] >= 1  # saved while the loss was above the threshold
+    assert main(_train_argv(data, run, "--resume")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == straight
+    assert not (run / "final.ckpt").exists()
