@@ -226,6 +226,15 @@ class TrainConfig:
     and the experiments behind them: docs/relation_weights.md.
     ``snapshots`` > 0 also keeps the weights at that many evenly spaced steps of each stage (and
     at step 0) in ``snapshots/<stage>_step_NNNNNNN.ckpt`` (for relation matrices over training).
+
+    G in stage 2 (``rdcl``, ``rdcl_g``), whose only loss L_G is minimised by collapsing its
+    channels into one feature and is blind to the features' scale: ``general_weight_decay`` is
+    its weight decay (default 0: a decay has nothing to regularise there and, over a long run,
+    fades G's features to nothing), ``general_anchor`` the strength a of an L2 pull towards its
+    stage-1 weights theta_0, a (theta - theta_0) added to its gradient (default 0.01: keeps G's
+    effective rank where 0.001 lets it fall to a third). ``feature_stats_every``: every that many
+    steps (and at the last) the log records G's bottleneck effective rank and feature RMS
+    (``g_rank``, ``g_rms``; 0: never). Measurements: docs/relation_weights.md, "Keeping G alive".
     """
 
     method: str = "rdcl"
@@ -235,8 +244,8 @@ class TrainConfig:
     momentum: float = 0.99
     nesterov: bool = True
     weight_decay: float = 3e-5
-    general_weight_decay: float = 3e-5
-    general_anchor: float = 0.0
+    general_weight_decay: float = 0.0
+    general_anchor: float = 0.01
     poly_exponent: float = 0.9
     grad_clip: float = 12.0
     lambda_g: float = 0.001

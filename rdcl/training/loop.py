@@ -180,10 +180,12 @@ current config with it."""
 def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
     current = json.loads(json.dumps(cfg.to_dict()))
     saved = json.loads(json.dumps(saved))
+    filled = []  # keys the checkpoint predates, given the values it ran with
     for key, legacy in LEGACY_VALUES.items():
         section, name = key.split(".", 1)
         if name not in saved.get(section, {name: None}):
             saved[section][name] = legacy(saved)
+            filled.append(key)
     diff = [
         f"{section}.{key}"
         for section in current
@@ -192,9 +194,16 @@ def _check_same_config(saved: dict[str, Any], cfg: Config, path: Path) -> None:
         and f"{section}.{key}" not in RESUME_FREE_KEYS
     ]
     if diff:
+        legacy = [f"{k}={saved[k.split('.')[0]][k.split('.')[1]]}" for k in filled if k in diff]
+        hint = (
+            f" (the checkpoint predates the key{'s' if len(legacy) > 1 else ''}: --set "
+            f"{' '.join(legacy)} resumes it as it ran)"
+            if legacy
+            else ""
+        )
         raise ConfigError(
             f"cannot resume {path}: the config differs from the checkpoint's in {diff}; "
-            "resume with the same config or start a new run"
+            f"resume with the same config or start a new run{hint}"
         )
 
 

@@ -160,9 +160,11 @@ def _dual(method: str = "rdcl"):
 def test_general_weight_decay_gets_its_own_group_only_when_it_differs():
     net, _ = _dual()
     g_ids = {id(p) for p in net.general.parameters()}
-    same = make_optimizer(net.parameters(), tiny_cfg().train, general=net.general.parameters())
+    cfg = tiny_cfg(general_weight_decay=3e-5).train  # the same as train.weight_decay
+    same = make_optimizer(net.parameters(), cfg, general=net.general.parameters())
     assert len(same.param_groups) == 1
-    cfg = tiny_cfg(general_weight_decay=0.0).train
+    cfg = tiny_cfg().train  # the default: no decay on G
+    assert cfg.general_weight_decay == 0.0
     opt = make_optimizer(net.parameters(), cfg, general=net.general.parameters())
     rest, g = opt.param_groups
     assert {id(p) for p in g["params"]} == g_ids and g["weight_decay"] == 0.0
@@ -222,15 +224,18 @@ def test_checkpoints_from_before_the_options_resume(tmp_path, fake_streams, pret
     save_checkpoint(out / "last.ckpt", ckpt)
     for key, value in (("general_weight_decay", 0.0), ("general_anchor", 0.1)):
         other = cfg.replace(train=dataclasses.replace(cfg.train, **{key: value}))
-        with pytest.raises(ConfigError, match=rf"differs .*train\.{key}"):
+        with pytest.raises(ConfigError, match=rf"differs .*train\.{key}") as err:
             stages.train(other, *args, pretrained=pretrained_ckpt, resume=True, progress=False)
+        old = {"general_weight_decay": 3e-05, "general_anchor": 0.0}[key]
+        assert f"predates the key: --set train.{key}={old} resumes it" in str(err.value)
     final = stages.train(cfg, *args, pretrained=pretrained_ckpt, resume=True, progress=False)
     assert load_checkpoint(final)["step"] == 4
 
 
 def test_optimizer_state_of_another_layout_is_a_clear_error(tmp_path):
     net, _ = _dual()
-    one = make_optimizer(net.parameters(), tiny_cfg().train, general=net.general.parameters())
+    one = make_optimizer(net.parameters(), tiny_cfg(general_weight_decay=3e-5).train,
+                         general=net.general.parameters())  # fmt: skip
     two = make_optimizer(net.parameters(), tiny_cfg(general_weight_decay=0.0).train,
                          general=net.general.parameters())  # fmt: skip
     with pytest.raises(CheckpointError, match=r"cannot resume .*parameter groups of sizes"):
