@@ -40,15 +40,17 @@ def main() -> None:
     train_names, val_names = names[: -a.val], names[-a.val :]
     spec = load_dataset(a.covid)
     run = a.out / "run"
-    final = run_training(
-        cfg,
-        select_cases(spec, train_names),
-        a.general or None,
-        run,
-        resume=(run / "last.ckpt").is_file(),
-        pretrained=a.pretrained,
-        progress=False,
-    )
+    final = run / "final.ckpt"
+    if not final.is_file():  # a finished run is only scored (again)
+        final = run_training(
+            cfg,
+            select_cases(spec, train_names),
+            a.general or None,
+            run,
+            resume=(run / "last.ckpt").is_file(),
+            pretrained=a.pretrained,
+            progress=False,
+        )
     ckpts = [*sorted((run / "snapshots").glob("train_step_*.ckpt")), final]
     curve = []
     for ckpt in ckpts:
