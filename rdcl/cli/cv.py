@@ -117,8 +117,17 @@ def _run_cv(args: argparse.Namespace) -> int:
     cfg_args = _config_args(args)
     # The configuration must fit the data before any run starts (one line, not a child's error).
     from rdcl.cli.common import resolve_config
+    from rdcl.training.run import check_inputs
 
     cfg = resolve_config(args, dim=spec.dim)
+    # as every run checks them: the device (cv's --device is each run's; a report trains nothing)
+    # and the data's dimensions
+    device = "cpu" if args.report_only else args.device
+    check_inputs(
+        cfg.override([f"train.device={device}"]),
+        spec,
+        [load_dataset(require_dir(g, "--general folder")) for g in args.general],
+    )
     seeds = None
     if args.seeds is not None:
         bad = [s for s in args.seeds if s < 0]
@@ -157,7 +166,13 @@ def _run_cv(args: argparse.Namespace) -> int:
         default_seed=cfg.train.seed,
     )
     if args.launcher is not None:
-        plan.launcher = shlex.split(args.launcher)
+        try:
+            plan.launcher = shlex.split(args.launcher)
+        except ValueError as exc:  # an unbalanced quote
+            raise RdclInputError(
+                f"--launcher {args.launcher!r} cannot be split into words ({exc}); expected a "
+                "command such as 'torchrun --nproc_per_node=4'"
+            ) from None
         check_launcher(plan.launcher)
         ranks = launcher_ranks(plan.launcher)
         if ranks is not None:  # as 'rdcl train --nproc-per-node' checks it, before any run

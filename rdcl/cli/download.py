@@ -41,6 +41,22 @@ def _seconds(text: str) -> float:
     return value
 
 
+_MIRROR_SCHEMES = ("http", "https", "ftp", "file")
+
+
+def _mirror(text: str) -> str:
+    """``--mirror``: a URL whose scheme Python can fetch (http, https, ftp with a host; file)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in _MIRROR_SCHEMES or (parts.scheme != "file" and not parts.netloc):
+        raise argparse.ArgumentTypeError(
+            f"expected a URL such as https://host/path (schemes {', '.join(_MIRROR_SCHEMES)}), "
+            f"found {text!r}"
+        )
+    return text
+
+
 def _add_download(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help=f"data set: {', '.join(DATA_SETS)}")
     p.add_argument(
@@ -52,7 +68,7 @@ def _add_download(p: argparse.ArgumentParser) -> None:
         help="expected SHA-256 of an archive (overrides the built-in table; repeatable)",
     )  # fmt: skip
     p.add_argument(
-        "--mirror", metavar="URL",
+        "--mirror", type=_mirror, metavar="URL",
         help="fetch the archives from URL/<file name> instead of the publisher's address",
     )  # fmt: skip
     p.add_argument(
@@ -140,9 +156,16 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
     add_overwrite(p, "a non-empty output folder")
 
 
+_OTHER_LAYOUTS = ("msd-patches", "slices", "native")
+"""``rdcl prepare`` layouts beside the downloadable data sets' (:data:`DATA_SETS`)."""
+
+
 def _run_prepare(args: argparse.Namespace) -> int:
     from rdcl.data.prepare import prepare
 
+    layouts = [*DATA_SETS, *_OTHER_LAYOUTS]
+    if args.layout not in layouts:  # before the folders are looked at
+        raise RdclInputError(f"unknown layout {args.layout!r}; expected one of {layouts}")
     src, out = args.src.resolve(), args.out.resolve()
     if out == src or out in src.parents or src in out.parents:
         raise RdclInputError(f"--out {args.out} must lie outside --src {args.src}")

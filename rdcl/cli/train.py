@@ -95,8 +95,15 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, dim=covid.dim)  # the default preset follows the data
     if args.pretrained is not None:
         from rdcl.paths import require_file
+        from rdcl.training.methods import get_method
 
         require_file(args.pretrained, "--pretrained checkpoint")
+        if not get_method(cfg.train.method).needs_pretrained:  # it would be ignored in silence
+            raise RdclInputError(
+                f"--pretrained gives a stage-1 G, which method {cfg.train.method!r} does not "
+                "use (it trains from scratch); expected no --pretrained, or a method that starts "
+                "from stage 1 (pretrain, multi_encoder, backbone, rdcl_g, rdcl)"
+            )
     if args.nproc_per_node is not None:  # checked here once, then the ranks start
         from rdcl.cli.launch import check_rank_split, run_torchrun, strip_option
         from rdcl.training.distributed import launched_distributed

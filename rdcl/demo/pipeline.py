@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.config import Config, TrainConfig, preset
+from rdcl.errors import RdclInputError
 from rdcl.losses import describe_rampup
 from rdcl.report import (
     plot_loss_curves,
@@ -290,7 +291,10 @@ def run_demo(
     Raises:
         FileExistsError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``
             (nothing is touched).
+        RdclInputError: ``seed`` is not an integer >= 0 (before anything is written or logged).
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RdclInputError(f"seed must be an integer >= 0, found {seed!r}")
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, overwrite)
     from rdcl.data.synth import synthesize_dataset

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,6 +173,19 @@ def _check_threads(threads: int | None) -> None:
         raise RdclInputError(f"threads must be >= 1 (or None for all cores), found {threads}")
 
 
+def _check_csv_folder(path: Path) -> None:
+    """Refuse, before any scoring, a CSV path whose folder cannot be made or written: the
+    nearest existing folder on its path must be a folder this process may write in."""
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--csv folder {parent} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--csv folder {parent}: permission denied in {existing}")
+
+
 def _write_csv(rows: Sequence[dict], path: Path) -> None:
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
@@ -201,9 +215,11 @@ def evaluate_folders(
     ``allow_missing``, which scores a missing prediction as an empty mask (``"missing": True``).
     Geometry must agree (ValueError otherwise). ``threads`` (CPU surface engine) is None (all
     cores) or >= 1. With ``csv_path`` the rows are written atomically; an existing file raises
-    FileExistsError unless ``overwrite``, a folder IsADirectoryError, and a ``tolerance_mm`` that
-    is not a finite distance >= 0 RdclInputError, before any work. Empty-mask values follow
-    rdcl.metrics.
+    FileExistsError unless ``overwrite``, a folder IsADirectoryError, a parent folder that
+    cannot be made (a file on its path, no write permission) NotADirectoryError or
+    PermissionError, and a ``tolerance_mm`` that is not a finite distance >= 0 RdclInputError,
+    before any work (missing parent folders are made when the CSV is written). Empty-mask values
+    follow rdcl.metrics.
     ``progress=False`` hides the progress bar.
     """
     from rdcl.progress import progress_bar
@@ -219,6 +235,8 @@ def evaluate_folders(
         raise FileExistsError(
             f"CSV exists (pass --overwrite, overwrite=True, to replace it): {csv_path}"
         )
+    if csv_path is not None:
+        _check_csv_folder(Path(csv_path))
     rows = []
     cases = match_cases(Path(pred_dir_or_file), Path(gt_dir_or_file), allow_missing=allow_missing)
     bar = progress_bar(cases, desc="evaluate", unit="cases", disable=not progress or len(cases) < 2)

@@ -123,7 +123,7 @@ def run_training(
         TrainingDivergedError, CheckpointError.
     """
     covid, generals = _load(covid), [_load(g) for g in as_list(general)]
-    _check_inputs(cfg, covid, generals)
+    check_inputs(cfg, covid, generals)
     cfg = resolve_target_spacing(cfg, covid)  # the COVID set's grid for both stages
     method = get_method(cfg.train.method)
     out_dir = Path(out_dir)
@@ -211,7 +211,7 @@ def run_pretraining(
     """
     generals = [_load(g) for g in as_list(general)]
     target = _load(covid) if covid is not None else None
-    _check_inputs(cfg, target, generals)
+    check_inputs(cfg, target, generals)
     if target is not None:
         cfg = resolve_target_spacing(cfg, target)  # G learns at the COVID set's scale
     stats = _shared_stats(cfg, [*([target] if target is not None else []), *generals], None)
@@ -286,13 +286,14 @@ def _where(dataset: DatasetSpec | CachedDataset) -> str:
     return str(getattr(dataset, "root", None) or getattr(dataset, "cache_dir", dataset))
 
 
-def _check_inputs(
+def check_inputs(
     cfg: Config,
     covid: DatasetSpec | CachedDataset | None,
     generals: Sequence[DatasetSpec | CachedDataset],
 ) -> None:
     """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
-    differs from each other's or from the network's (``covid`` may be None)."""
+    differs from each other's or from the network's (``covid`` may be None); ``rdcl cv`` makes
+    the same check before it writes the study folder."""
     from rdcl.data import DatasetError
     from rdcl.device import resolve_device
 
