@@ -1,7 +1,7 @@
 """Run (or summarise) the relation-settings validation grid of issue 17 (item 5).
 
     OMP_NUM_THREADS=1 python docs/experiments/validation_grid.py GRID.json CONFIG COVID_DIR \
-        SPLIT_JSON OUT_DIR --pretrained STAGE1_FINAL --general DIR [DIR ...]
+        SPLIT_JSON OUT_DIR --pretrained STAGE1_FINAL --general DIR [DIR ...] [--unit K]
     python docs/experiments/validation_grid.py --summary OUT_DIR
 
 Every (setting, unit) is one ``validation_pilot.py`` run in ``OUT_DIR/<setting>/f<fold>s<seed>``,
@@ -22,9 +22,14 @@ HERE = Path(__file__).resolve().parent
 def run(argv: list[str]) -> None:
     grid_path, config, covid, split, out = (Path(a) for a in argv[:5])
     rest = argv[5:]
+    only = None
+    if "--unit" in rest:  # run one unit's settings (e.g. one process per unit on two cores)
+        i = rest.index("--unit")
+        only, rest = int(rest[i + 1]), rest[:i] + rest[i + 2 :]
     grid = json.loads(grid_path.read_text())
+    units = grid["units"] if only is None else [grid["units"][only - 1]]
     for setting in grid["settings"]:
-        for unit in grid["units"]:
+        for unit in units:
             folder = out / setting["name"] / f"f{unit['fold']}s{unit['seed']}"
             if (folder / "curve.json").is_file():
                 continue
