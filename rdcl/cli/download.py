@@ -169,6 +169,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
     src, out = args.src.resolve(), args.out.resolve()
     if out == src or out in src.parents or src in out.parents:
         raise RdclInputError(f"--out {args.out} must lie outside --src {args.src}")
+    if args.spacing is not None and args.layout != "native":
+        raise RdclInputError(
+            f"--spacing is for the 'native' layout (files without a spacing); found it with "
+            f"{args.layout!r}"
+        )
     if args.layout == "slices":
         from rdcl.data.prepare import prepare_slices
 

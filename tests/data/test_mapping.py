@@ -193,3 +193,33 @@ def test_declared_spacing_from_dataset_json_and_conflicts(tmp_path):
     (root / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match=r"rdcl\.spacing"):
         load_dataset(root)
+
+
+def test_prepare_cli_native_and_msd_patches(tmp_path, capsys):
+    from rdcl.cli import main
+
+    rng = np.random.default_rng(2)
+    src = tmp_path / "patches"
+    src.mkdir()
+    labels = (rng.random((2, 1, 8, 8)) > 0.6).astype(np.uint8)
+    np.savez(src / "val_patches.npz", images=rng.random((2, 1, 8, 8)).astype(np.float32),
+             labels=labels)  # fmt: skip
+    np.savez(src / "test_patches.npz", images=rng.random((1, 1, 8, 8)).astype(np.float32),
+             labels=labels[:1])  # fmt: skip
+    assert main(["prepare", "msd-patches", "--src", str(src), "--out", str(tmp_path / "m")]) == 0
+    spec = load_dataset(tmp_path / "m")
+    assert len(spec.cases) == 3 and spec.lesion == "tumour"  # both files, as training cases
+    assert load_case(spec.cases[0])[2].spacing == pytest.approx((2.0, 2.0))
+    out = tmp_path / "n"
+    args = ["prepare", "native", "--src", str(src), "--out", str(out), "--spacing", "0.5", "0.5"]
+    assert main(args) == 0
+    assert load_case(load_dataset(out).cases[0])[2].spacing == pytest.approx((0.5, 0.5))
+    capsys.readouterr()
+    bad = ["prepare", "native", "--src", str(src), "--out", str(tmp_path / "b"), "--spacing", "1"]
+    assert main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 2 positive voxel sizes" in err[0]
+    assert not (tmp_path / "b").exists()
+    wrong = ["prepare", "slices", "--src", str(src), "--out", str(tmp_path / "c"), "--spacing", "1"]
+    assert main(wrong) == 2
+    assert "--spacing is for the 'native' layout" in capsys.readouterr().err
