@@ -44,6 +44,41 @@ def run(argv: list[str]) -> None:
             subprocess.run(cmd, check=True)
 
 
+def _health(log: Path) -> dict:
+    """G's last logged effective rank and, over the last 50 steps, d_G, d_T and |L_T| / L_seg."""
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    ranks = [r["g_rank"] for r in records if r.get("g_rank") is not None]
+    tail = records[-50:]
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in tail if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    seg, loss_t = mean("seg"), mean("loss_t")
+    return {
+        "g_rank": ranks[-1] if ranks else None,
+        "d_g": mean("d_g"),
+        "d_t": mean("d_t"),
+        "lt_over_seg": abs(loss_t) / seg if seg and loss_t is not None else None,
+    }
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def health_table(out: Path) -> str:
+    """Per finished run: G's last effective rank, d_G, d_T and |L_T| / L_seg (last 50 steps)."""
+    lines = ["| setting | unit | G rank (end) | d_G | d_T | abs(L_T) / L_seg |", "|---" * 6 + "|"]
+    for curve in sorted(out.glob("*/*/curve.json")):
+        h = _health(curve.parent / "run" / "log.jsonl")
+        lines.append(
+            f"| {curve.parent.parent.name} | {curve.parent.name} | {_fmt(h['g_rank'], '.1f')} | "
+            f"{_fmt(h['d_g'], '.3g')} | {_fmt(h['d_t'], '.3g')} | {_fmt(h['lt_over_seg'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
 def summary(out: Path) -> str:
     rows = {}
     for curve in sorted(out.glob("*/*/curve.json")):
@@ -70,6 +105,6 @@ def summary(out: Path) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--summary":
-        print(summary(Path(sys.argv[2])))
+        print(summary(Path(sys.argv[2])) + "\n\n" + health_table(Path(sys.argv[2])))
     else:
         run(sys.argv[1:])
