@@ -45,6 +45,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, default_note: str) 
     )
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for options that take an integer >= 1 (``--threads``,
+    ``--nproc-per-node``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
+    return value
+
+
 def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
     """The ``--overwrite`` flag."""
     parser.add_argument(

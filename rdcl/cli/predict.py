@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rdcl.cli.common import Command, add_overwrite
+from rdcl.cli.common import Command, add_overwrite, positive_int
 from rdcl.errors import RdclInputError
 from rdcl.paths import require_dir, require_file, require_path
 
@@ -152,7 +152,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument(
         "--threads",
-        type=_threads,
+        type=positive_int,
         default=None,
         metavar="N",
         help="CPU threads >= 1 (default: all)",
@@ -164,17 +164,6 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
         "CSV) instead of stopping with an error",
     )
     add_overwrite(p, "the CSV file")
-
-
-def _threads(text: str) -> int:
-    """``--threads``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
-    return value
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rdcl.cli.common import (
     Command,
     add_config_arguments,
+    positive_int,
     require_dir,
     resolve_config,
 )
@@ -51,24 +52,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help="run stage 1 only (G on --general) into RUN_DIR, e.g. to share it between runs",
     )  # fmt: skip
     p.add_argument(
-        "--nproc-per-node", type=_positive_int, metavar="N",
+        "--nproc-per-node", type=positive_int, metavar="N",
         help="train with N data-parallel processes on this machine: checks the config and data "
         "once, then runs torchrun; its exit status and last line are rdcl's",
     )  # fmt: skip
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true", help="continue a stopped run in RUN_DIR")
     run.add_argument("--overwrite", action="store_true", help="start RUN_DIR's run again")
-
-
-def _positive_int(text: str) -> int:
-    """``--nproc-per-node``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
-    return value
 
 
 def _run_train(args: argparse.Namespace) -> int:
