@@ -109,8 +109,9 @@ def geometry_from_props(props: dict[str, Any]) -> Geometry:
 
 CACHE_FORMAT = "rdcl-cache/2"
 """Version 2 stores each case's image and label as uncompressed ``.npy`` files (memory-mapped by
-:class:`CachedDataset`); version 1 caches (everything in one ``<case>.npz``) are still read."""
-_READABLE_FORMATS = ("rdcl-cache/1", CACHE_FORMAT)
+:class:`CachedDataset`). A version 1 cache (everything in one ``<case>.npz``) is no longer read:
+:func:`preprocess_dataset` rebuilds it (its fingerprint differs), :class:`CachedDataset` refuses it
+with a line saying so."""
 _ARRAYS = ("image", "label")
 """Arrays stored as ``<case>.<name>.npy`` (memory-mappable) rather than in ``<case>.npz``."""
 _FG_SAMPLES = 10_000
@@ -271,12 +272,12 @@ class CachedDataset:
             raise DatasetError(
                 f"no valid preprocessed cache in {self.cache_dir} (run preprocessing): {exc}"
             ) from exc
-        if manifest.get("format") not in _READABLE_FORMATS:
+        if manifest.get("format") != CACHE_FORMAT:
             raise DatasetError(
-                f"{self.cache_dir}: cache format {manifest.get('format')!r}, "
-                f"expected one of {_READABLE_FORMATS}"
+                f"{self.cache_dir}: cache format {manifest.get('format')!r}, expected "
+                f"{CACHE_FORMAT!r} (a cache of an older rdcl: preprocess the dataset again, "
+                "which rebuilds it)"
             )
-        self.format = manifest["format"]
         self.files = [self.cache_dir / f for f in manifest["files"]]
         self.names = [f.name[: -len(".npz")] for f in self.files]
         self.stats = IntensityStats.from_dict(self.info["intensity"])
@@ -303,11 +304,10 @@ class CachedDataset:
         try:
             with np.load(self.files[i]) as z:
                 arrays = {k: z[k] for k in z.files}
-            if self.format != "rdcl-cache/1":
-                for name in _ARRAYS:
-                    npy = self.files[i].with_name(f"{self.names[i]}.{name}.npy")
-                    if name == "image" or npy.is_file():
-                        arrays[name] = np.load(npy, mmap_mode="r")
+            for name in _ARRAYS:
+                npy = self.files[i].with_name(f"{self.names[i]}.{name}.npy")
+                if name == "image" or npy.is_file():
+                    arrays[name] = np.load(npy, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot read cached case {self.files[i]}: {exc}") from exc
         arrays["props"] = json.loads(str(arrays["props"]))

@@ -13,7 +13,7 @@ from _spatial_reference import patch_points
 from scipy import ndimage
 
 from rdcl.config import DataConfig
-from rdcl.data import PatchSampler, make_loader
+from rdcl.data import DatasetError, PatchSampler, make_loader
 from rdcl.data.augment import transformed_crop
 from rdcl.data.layout import load_dataset
 from rdcl.data.preprocess import CACHE_FORMAT, CachedDataset, preprocess_dataset
@@ -36,19 +36,25 @@ def test_cache_arrays_are_memory_mapped(nnunet_dir, tmp_path):
     np.testing.assert_array_equal(rebuilt[1][1], CachedDataset(tmp_path / "cache")[1][1])
 
 
-def test_version_1_cache_still_reads(tmp_path):
+def test_version_1_cache_is_refused_in_one_line_and_rebuilt(nnunet_dir, tmp_path):
+    # format 1 (one <case>.npz per case, written before issue 10) is no longer read
+    cache = tmp_path / "cache"
+    cache.mkdir()
     image = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 4)
-    label = (image[0] > 10).astype(np.uint8)
-    np.savez(tmp_path / "a.npz", image=image, label=label, props=np.array(json.dumps({})))
-    (tmp_path / "manifest.json").write_text(
-        json.dumps({"format": "rdcl-cache/1", "fingerprint": "x", "files": ["a.npz"]})
+    np.savez(cache / "case000.npz", image=image, props=np.array(json.dumps({})))
+    (cache / "manifest.json").write_text(
+        json.dumps({"format": "rdcl-cache/1", "fingerprint": "x", "files": ["case000.npz"]})
     )
     stats = {"mean": 0.0, "std": 1.0, "lo": 0.0, "hi": 1.0}
     info = {"intensity": stats, "normalization": "ct", "dataset": {"name": "a", "dim": 3}}
-    (tmp_path / "stats.json").write_text(json.dumps(info))
-    ds = CachedDataset(tmp_path)
-    np.testing.assert_array_equal(ds[0][0], image)
-    np.testing.assert_array_equal(ds[0][1], label)
+    (cache / "stats.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match=r"cache format 'rdcl-cache/1', expected 'rdcl-cache/2'"):
+        CachedDataset(cache)
+    # preprocessing into the same folder rebuilds it (the fingerprint names the format)
+    cfg = DataConfig(patch_size=(4, 8, 8), normalization="ct")
+    ds = preprocess_dataset(load_dataset(nnunet_dir), cfg, cache)
+    assert json.loads((cache / "manifest.json").read_text())["format"] == CACHE_FORMAT
+    assert len(ds) == 3 and isinstance(ds[0][0], np.memmap)
 
 
 def _whole_volume_reference(image, label, start, patch, angle, scale, pad_mode):
