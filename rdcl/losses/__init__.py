@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .consistency import (
     RELATION_TERMS,
-    RelationConsistencyLoss,
     describe_rampup,
     rampup,
     relation_consistency,
@@ -17,7 +16,6 @@ __all__ = [
     "RELATION_TERMS",
     "DeepSupervisionLoss",
     "DiceBCELoss",
-    "RelationConsistencyLoss",
     "deep_supervision_weights",
     "describe_rampup",
     "downsample_target",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from rdcl import kernels
 from rdcl.config import TrainConfig
@@ -102,52 +101,3 @@ def relation_consistency(
         "loss_g": (lambda_g * ramp) * d_g,
         "loss_t": (-lambda_t * ramp) * d_t,
     }
-
-
-class RelationConsistencyLoss(nn.Module):
-    """:func:`relation_consistency` with the weights ramped up over ``rampup_steps`` steps.
-
-    ``forward(g_noncovid, g_covid, t_covid, step)`` returns the dict of
-    :func:`relation_consistency` with ``ramp = rampup(step, rampup_steps)``.
-    """
-
-    def __init__(
-        self, *, lambda_g: float, lambda_t: float, rampup_steps: int, reduction: str = "sum"
-    ) -> None:
-        super().__init__()
-        if rampup_steps < 0:
-            raise ValueError(f"rampup_steps must be >= 0, found {rampup_steps}")
-        kernels.check_reduction(reduction)
-        self.lambda_g = lambda_g
-        self.lambda_t = lambda_t
-        self.rampup_steps = rampup_steps
-        self.reduction = reduction
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig) -> RelationConsistencyLoss:
-        """Weights, ramp length and reduction from ``cfg`` (``lambda_g``, ``lambda_t``,
-        :func:`resolved_rampup_steps`, ``relation_reduction``)."""
-        return cls(
-            lambda_g=cfg.lambda_g,
-            lambda_t=cfg.lambda_t,
-            rampup_steps=resolved_rampup_steps(cfg),
-            reduction=cfg.relation_reduction,
-        )
-
-    def forward(
-        self,
-        g_noncovid: torch.Tensor,
-        g_covid: torch.Tensor,
-        t_covid: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        """Named relation terms at training step ``step``; see :func:`relation_consistency`."""
-        return relation_consistency(
-            g_noncovid,
-            g_covid,
-            t_covid,
-            lambda_g=self.lambda_g,
-            lambda_t=self.lambda_t,
-            ramp=rampup(step, self.rampup_steps),
-            reduction=self.reduction,
-        )

@@ -15,7 +15,7 @@ from rdcl.config import (
     load_config,
     preset,
 )
-from rdcl.losses import RelationConsistencyLoss, describe_rampup, resolved_rampup_steps
+from rdcl.losses import describe_rampup, resolved_rampup_steps
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -40,8 +40,7 @@ def test_absolute_steps_win_over_the_fraction() -> None:
     )
     assert describe_rampup(TrainConfig()) == "300 of 1000 steps (train.rampup_fraction 0.3)"
     assert resolved_rampup_steps(TrainConfig(rampup_steps=0)) == 0  # 0 still means no ramp
-    loss = RelationConsistencyLoss.from_config(TrainConfig(steps=40, rampup_fraction=0.25))
-    assert loss.rampup_steps == 10
+    assert resolved_rampup_steps(TrainConfig(steps=40, rampup_fraction=0.25)) == 10
 
 
 def test_configs_written_before_the_fraction_keep_their_meaning() -> None:

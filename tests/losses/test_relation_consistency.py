@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rdcl.config import TrainConfig
-from rdcl.losses import RELATION_TERMS, RelationConsistencyLoss, rampup, relation_consistency
+from rdcl.losses import RELATION_TERMS, rampup, relation_consistency, resolved_rampup_steps
 
 # C = 2 channels over N = 2 positions (B = 1, spatial 1x2).
 # Orthogonal channels [1, 0] and [0, 1]: Gram = I, rows already unit -> R = I.
@@ -67,24 +67,28 @@ def test_relations_are_scale_invariant_and_zero_for_equal_structure() -> None:
     assert terms["d_t"].item() == pytest.approx(D_ORTH_VS_IDENT, abs=1e-6)
 
 
-def test_module_applies_rampup_from_config() -> None:
-    loss = RelationConsistencyLoss.from_config(
-        TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=10)
+def _terms_at(cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
+    """The relation terms as the stage-2 step computes them from the config (stages.py)."""
+    return relation_consistency(
+        ORTHOGONAL,
+        IDENTICAL,
+        IDENTICAL,
+        lambda_g=cfg.lambda_g,
+        lambda_t=cfg.lambda_t,
+        ramp=rampup(step, resolved_rampup_steps(cfg)),
+        reduction=cfg.relation_reduction,
     )
-    terms = loss(ORTHOGONAL, IDENTICAL, IDENTICAL, step=5)
+
+
+def test_rampup_and_reduction_from_config() -> None:
+    cfg = TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=10)
+    terms = _terms_at(cfg, 5)
     ramp = math.exp(-1.25)
     assert terms["d_t"].item() == pytest.approx(0.0, abs=1e-7)
     assert terms["loss_g"].item() == pytest.approx(2.0 * ramp * D_ORTH_VS_IDENT, abs=1e-6)
-    assert loss(ORTHOGONAL, IDENTICAL, IDENTICAL, step=10)["loss_g"].item() == pytest.approx(
-        2.0 * D_ORTH_VS_IDENT, abs=1e-6
-    )
-    mean = RelationConsistencyLoss.from_config(
-        TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="mean")
-    )
-    assert mean.reduction == "mean"
-    assert mean(ORTHOGONAL, IDENTICAL, IDENTICAL, step=0)["loss_g"].item() == pytest.approx(
-        2.0 * D_ORTH_VS_IDENT / 4, abs=1e-6
-    )
+    assert _terms_at(cfg, 10)["loss_g"].item() == pytest.approx(2.0 * D_ORTH_VS_IDENT, abs=1e-6)
+    mean = TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="mean")
+    assert _terms_at(mean, 0)["loss_g"].item() == pytest.approx(2.0 * D_ORTH_VS_IDENT / 4, abs=1e-6)
 
 
 def test_loss_t_gradient_reaches_t_features_only() -> None:
@@ -113,11 +117,6 @@ def test_row_reduction_divides_the_sum_by_c() -> None:
     )
     assert terms["d_g"].item() == pytest.approx(D_ORTH_VS_IDENT / 2, abs=1e-6)
     assert terms["loss_t"].item() == pytest.approx(-0.1 * D_ORTH_VS_IDENT / 2, abs=1e-6)
-    row = RelationConsistencyLoss.from_config(
-        TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="row")
-    )
-    assert row.reduction == "row"
-    assert row(ORTHOGONAL, IDENTICAL, IDENTICAL, step=0)["loss_g"].item() == pytest.approx(
-        2.0 * D_ORTH_VS_IDENT / 2, abs=1e-6
-    )
+    row = TrainConfig(lambda_g=2.0, lambda_t=0.5, rampup_steps=0, relation_reduction="row")
+    assert _terms_at(row, 0)["loss_g"].item() == pytest.approx(2.0 * D_ORTH_VS_IDENT / 2, abs=1e-6)
     assert TrainConfig(relation_reduction="row").relation_reduction == "row"
