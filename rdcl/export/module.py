@@ -398,11 +398,6 @@ def _spline_coefficients(y: torch.Tensor) -> torch.Tensor:
     return c
 
 
-def flips_of(mirror: bool, dim: int) -> List[List[int]]:
-    """The flip dim sets a module with ``mirror`` uses (for tests)."""
-    return _flip_combos(list(range(dim))) if mirror else []
-
-
 def stats_tuple(stats: object) -> Optional[Tuple[float, float, float, float]]:
     """``(mean, std, lo, hi)`` of an :class:`rdcl.data.intensity.IntensityStats`, or None."""
     if stats is None:
