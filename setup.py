@@ -91,7 +91,7 @@ setup(
     install_requires=[
         "torch>=2.4,<3",
         "numpy>=1.24",
-        "scipy>=1.10",
+        "scipy>=1.15",  # rdcl.study.stats: wilcoxon's exact tie handling, bootstrap(rng=)
         "SimpleITK>=2.3",
         "PyYAML>=6",
         "tqdm>=4.60",

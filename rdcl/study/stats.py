@@ -1,20 +1,12 @@
 """Paired statistics of a method against a reference method.
 
-- Per case (:func:`paired_comparison`): mean difference with a bootstrap 95% interval,
-  wins/ties/losses, and the two-sided Wilcoxon signed-rank p-value (hand-written, below).
+- Per case (:func:`paired_comparison`): mean difference with a percentile bootstrap 95% interval
+  (``scipy.stats.bootstrap``), wins/ties/losses, and the two-sided Wilcoxon signed-rank p-value.
 - Per training run (:func:`run_level_comparison`, the study's primary analysis): each (fold, seed)
   run is one unit; mean difference with a t-interval over the units, wins/ties/losses, and the
-  two-sided Wilcoxon signed-rank and paired t-test p-values, both from scipy.stats.
+  two-sided Wilcoxon signed-rank and paired t-test p-values.
 
-Per case:
-
-The Wilcoxon test follows scipy.stats.wilcoxon (``zero_method="wilcox"``: zero differences are
-dropped; no continuity correction): the exact null distribution of W+ when at most 50 non-zero
-differences remain and none of their magnitudes tie (scipy's ``method="exact"`` on the non-zero
-differences), the normal approximation with the tie-corrected variance otherwise (scipy's
-``method="asymptotic"``; with ties or zeros at n <= 50 scipy's default is a permutation test
-instead, which is random for larger n).
-The tests check both branches against scipy.
+Every test and interval is scipy's (:func:`wilcoxon_signed_rank` says which Wilcoxon p is used).
 """
 
 from __future__ import annotations
@@ -25,11 +17,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.stats
 
 from rdcl.errors import RdclInputError
-
-EXACT_MAX_N = 50
-"""Largest number of non-zero differences for which the exact distribution is used (scipy's)."""
 
 
 @dataclass(frozen=True)
@@ -61,60 +51,26 @@ class PairedComparison:
         return asdict(self)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) of ``values`` (ties get the mean of their ranks)."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_vals = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return ranks
-
-
-def _exact_cdf(n: int) -> np.ndarray:
-    """P(W+ <= w) for w = 0 .. n(n+1)/2 under H0 with ``n`` untied non-zero differences."""
-    top = n * (n + 1) // 2
-    counts = np.zeros(top + 1, dtype=np.float64)
-    counts[0] = 1.0
-    for k in range(1, n + 1):
-        counts[k:] = counts[k:] + counts[:-k].copy()
-    return np.cumsum(counts) / 2.0**n
-
-
 def wilcoxon_signed_rank(diffs: Sequence[float]) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank test of paired differences ``diffs`` (method - baseline).
+    """Two-sided Wilcoxon signed-rank test of paired differences ``diffs`` (method - reference).
 
-    Returns ``(statistic, p)`` where statistic = min(W+, W-) as scipy reports it. NaN entries are
-    dropped; with no non-zero difference left the result is ``(nan, nan)``.
+    ``scipy.stats.wilcoxon`` with its default ``method="auto"`` on the non-zero differences (NaN
+    entries and zero differences are dropped first, Wilcoxon's own treatment of zeros): the exact
+    null distribution of the statistic when at most 50 remain and none of their magnitudes tie;
+    with tied magnitudes the exact permutation distribution over all 2^n sign assignments (with
+    average ranks) when n <= 13, the normal approximation with the tie-corrected variance
+    otherwise; the normal approximation for n > 50. No continuity correction.
+
+    Returns:
+        ``(statistic, p)``, statistic = min(W+, W-) as scipy reports it; ``(nan, nan)`` with no
+        non-zero difference.
     """
     d = np.asarray(diffs, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    d = d[d != 0]
-    n = d.size
-    if n == 0:
+    d = d[np.isfinite(d) & (d != 0)]
+    if d.size == 0:
         return math.nan, math.nan
-    ranks = _ranks(np.abs(d))
-    w_plus = float(ranks[d > 0].sum())
-    w_minus = float(ranks[d < 0].sum())
-    stat = min(w_plus, w_minus)
-    tied = len(np.unique(np.abs(d))) < n
-    if n <= EXACT_MAX_N and not tied:
-        cdf = _exact_cdf(n)
-        p = 2.0 * cdf[round(stat)]
-        return stat, float(min(1.0, p))
-    _, counts = np.unique(np.abs(d), return_counts=True)
-    mean = n * (n + 1) / 4.0
-    var = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(counts**3 - counts)) / 48.0
-    if var <= 0:
-        return stat, math.nan
-    z = (w_plus - mean) / math.sqrt(var)
-    p = math.erfc(abs(z) / math.sqrt(2.0))
-    return stat, float(min(1.0, p))
+    res = scipy.stats.wilcoxon(d)
+    return float(res.statistic), float(res.pvalue)
 
 
 def bootstrap_mean_ci(
@@ -122,18 +78,25 @@ def bootstrap_mean_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (finite entries), seeded.
 
-    Returns ``(nan, nan)`` for no finite values; a single value gives ``(v, v)``.
+    ``scipy.stats.bootstrap(method="percentile")`` with ``n_boot`` resamples drawn by
+    ``numpy.random.default_rng(seed)``. Returns ``(nan, nan)`` for no finite values; a single
+    value gives ``(v, v)``.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    means = v[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    if v.size == 1:  # scipy needs two observations; every resample of one value is that value
+        return float(v[0]), float(v[0])
+    res = scipy.stats.bootstrap(
+        (v,),
+        np.mean,
+        confidence_level=level,
+        n_resamples=n_boot,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def paired_comparison(
@@ -180,24 +143,6 @@ def _finite_pairs(
     return a[keep], b[keep]
 
 
-def scipy_wilcoxon(diffs: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p of ``diffs`` by ``scipy.stats.wilcoxon``.
-
-    Zero differences are dropped (``zero_method="wilcox"``); the p-value is exact (the exact null
-    distribution of the statistic) when at most :data:`EXACT_MAX_N` non-zero differences remain
-    and none of their magnitudes tie, from the normal approximation otherwise (``method=
-    "asymptotic"``). NaN when no non-zero difference remains.
-    """
-    import scipy.stats
-
-    nz = diffs[diffs != 0]
-    if nz.size == 0:
-        return math.nan
-    tied = len(np.unique(np.abs(nz))) < nz.size
-    method = "exact" if nz.size <= EXACT_MAX_N and not tied else "asymptotic"
-    return float(scipy.stats.wilcoxon(nz, method=method).pvalue)
-
-
 def run_level_comparison(
     method: Sequence[float], reference: Sequence[float], *, level: float = 0.95
 ) -> PairedComparison:
@@ -208,12 +153,10 @@ def run_level_comparison(
     cases. Units where either score is NaN are left out. The interval is the Student t-interval
     of the mean difference over the ``n`` units (mean +- t_{(1+level)/2, n-1} s / sqrt(n), from
     ``scipy.stats.ttest_1samp``), which treats the units as independent; ``p_ttest`` is the
-    paired t-test (``scipy.stats.ttest_rel``) and ``p_wilcoxon`` :func:`scipy_wilcoxon`. With
+    paired t-test (``scipy.stats.ttest_rel``) and ``p_wilcoxon`` :func:`wilcoxon_signed_rank`. With
     fewer than 2 units the interval and ``p_ttest`` are NaN; with identical differences the
     interval has zero width. Raises ValueError when the two sequences differ in length.
     """
-    import scipy.stats
-
     a, b = _finite_pairs(method, reference)
     d = a - b
     n = int(d.size)
@@ -237,7 +180,7 @@ def run_level_comparison(
         wins=int(np.count_nonzero(d > 0)),
         ties=int(np.count_nonzero(d == 0)),
         losses=int(np.count_nonzero(d < 0)),
-        p_wilcoxon=scipy_wilcoxon(d),
+        p_wilcoxon=wilcoxon_signed_rank(d)[1],
         level=level,
         p_ttest=p_t,
         interval="t",
