@@ -21,7 +21,10 @@ import torch.distributed as dist
 
 from .ops import _gram_norms
 from .reference import acc_dtype, normalize_rows, relation_matrix_reference
-from .runtime import kernel_modules, use_triton
+from .runtime import HAS_TRITON, use_triton
+
+if HAS_TRITON:
+    from . import gram_backward, gram_forward
 
 
 def distributed_active(group: dist.ProcessGroup | None = None) -> bool:
@@ -40,7 +43,7 @@ class _GlobalRelation(torch.autograd.Function):
         dist.all_reduce(count, group=group)
         a = (total / count).unsqueeze(0)
         if use_triton(a):
-            r, norms = kernel_modules().gram_forward.relation_forward(a, "mean")
+            r, norms = gram_forward.relation_forward(a, "mean")
         else:
             r, norms = relation_matrix_reference(a), _gram_norms(a, False)
         ctx.save_for_backward(a, r, norms, count)
@@ -53,8 +56,7 @@ class _GlobalRelation(torch.autograd.Function):
     def backward(ctx, grad_r: torch.Tensor) -> tuple[torch.Tensor, None]:
         a, r, norms, count = ctx.saved_tensors
         if use_triton(a):
-            backward = kernel_modules().gram_backward
-            grad_g = backward.gram_grad(grad_r, r, norms)
+            grad_g = gram_backward.gram_grad(grad_r, r, norms)
         else:
             with torch.enable_grad():
                 gram = (a[0] @ a[0].T).requires_grad_(True)
@@ -63,7 +65,7 @@ class _GlobalRelation(torch.autograd.Function):
         grad_g = grad_g.contiguous()
         dist.all_reduce(grad_g, group=ctx.group)
         if use_triton(a):
-            grad_a = backward.gram_grad_to_features(grad_g, a, "mean")[0]
+            grad_a = gram_backward.gram_grad_to_features(grad_g, a, "mean")[0]
         else:
             grad_a = (grad_g + grad_g.T) @ a[0]
         b, c = ctx.local_shape[0], ctx.local_shape[1]

@@ -8,11 +8,9 @@
   :mod:`rdcl.kernels.reference`), :func:`grad_gram_rows` (dG rows from dR rows);
 - :func:`i64` and the reduction combiners ``SUM`` / ``MAX``.
 
-Only Triton builtins and these helpers are called, never triton.language's own ``@jit``
-functions (``tl.sum``, ``tl.cdiv``, ``tl.zeros``): those were decorated once, when triton was
-imported, for the interpreter or the compiler, while this module is re-decorated when
-``TRITON_INTERPRET`` changes (:func:`rdcl.kernels.runtime.kernel_modules`). The interpreter
-recognises its own combiners and reduces with numpy; the compiler gets ours.
+The kernels call Triton builtins and these helpers. The combiners follow the process's Triton
+mode (:data:`rdcl.kernels.runtime.INTERPRETING`, fixed at import): the interpreter recognises its
+own combiners and reduces with numpy; the compiler gets ours.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import triton
 import triton.language as tl
 
 from .launch import TABLE_WIDTH
-from .runtime import interpreting
+from .runtime import INTERPRETING
 
 
 @triton.jit
@@ -34,8 +32,8 @@ def _max2(x, y):
     return tl.maximum(x, y)
 
 
-SUM = tl.standard._sum_combine if interpreting() else _add
-MAX = tl.standard._elementwise_max if interpreting() else _max2
+SUM = tl.standard._sum_combine if INTERPRETING else _add
+MAX = tl.standard._elementwise_max if INTERPRETING else _max2
 
 
 @triton.jit

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .runtime import interpreting
+from .runtime import INTERPRETING
 
 TABLE_COLUMNS = ("x", "batch", "n", "stride_b", "stride_c", "stride_n", "grad")
 """Columns of one row of the matrix table (see the module docstring)."""
@@ -131,7 +131,7 @@ def matrix_table(
             is reused after this call), or non-CPU tensors under ``TRITON_INTERPRET``.
     """
     device = xs[0].device
-    if device.type != "cpu" and interpreting():
+    if device.type != "cpu" and INTERPRETING:
         raise RuntimeError(
             "TRITON_INTERPRET=1 runs the relation kernels on CPU tensors only, found "
             f"{device} tensors (unset TRITON_INTERPRET to use the compiled kernels)"
@@ -157,7 +157,7 @@ def dot_precision(dtype: torch.dtype, precision: str | None) -> str:
         if precision not in ("ieee", "tf32x3"):
             raise ValueError(f"precision must be 'ieee' or 'tf32x3', found {precision!r}")
         return precision
-    return "ieee" if dtype == torch.float64 or interpreting() else "tf32x3"
+    return "ieee" if dtype == torch.float64 or INTERPRETING else "tf32x3"
 
 
 def gram_block(c: int) -> int:

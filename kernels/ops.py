@@ -8,10 +8,10 @@ Ops (namespace ``rdcl``), each with a fake (meta) implementation and autograd:
 - ``rdcl::relation_losses_backward(grad_losses, g_noncovid, g_covid, t_covid, r, norms) -> 3 grads``
 
 Dispatch happens at call time, inside each op (:func:`rdcl.kernels.runtime.use_triton`): the
-Triton kernels for CUDA tensors, and for CPU tensors when ``TRITON_INTERPRET=1`` is set now; the
+Triton kernels for CUDA tensors, and for CPU tensors in a process that runs Triton's interpreter
+(``TRITON_INTERPRET=1`` when rdcl was imported, :data:`rdcl.kernels.runtime.INTERPRETING`); the
 pure-PyTorch reference otherwise (the reference is the CPU implementation, with its closed-form
-backward). :func:`rdcl.kernels.runtime.kernel_modules` explains why the kernel modules may be
-re-decorated when the flag changes.
+backward). The kernel modules are imported here, once, where triton is installed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from .reference import (
     relation_matrix_backward_reference,
     relation_matrix_reference,
 )
-from .runtime import HAS_TRITON, kernel_modules, use_triton
+from .runtime import HAS_TRITON, INTERPRETING, use_triton
+
+if HAS_TRITON:  # decorated now, in the mode runtime chose (compiler or interpreter)
+    from . import gram_backward, gram_forward, relation_loss
 
 
 def _gram_norms(features: torch.Tensor, per_sample: bool) -> torch.Tensor:
@@ -44,7 +47,7 @@ def relation_matrix_op(
     """(R, unclamped Gram row norms); R is (C, C), or (B, C, C) when ``per_sample``."""
     reduce = None if per_sample else "mean"
     if use_triton(features):
-        return kernel_modules().gram_forward.relation_forward(features, reduce)
+        return gram_forward.relation_forward(features, reduce)
     r = relation_matrix_reference(features, reduce)
     return r, _gram_norms(features, per_sample)
 
@@ -70,7 +73,7 @@ def relation_matrix_backward_op(
     """dL/dfeatures (shape and dtype of ``features``) from dL/dR."""
     reduce = None if per_sample else "mean"
     if use_triton(features):
-        return kernel_modules().gram_backward.relation_backward(grad_r, features, r, norms, reduce)
+        return gram_backward.relation_backward(grad_r, features, r, norms, reduce)
     return relation_matrix_backward_reference(grad_r, features, r, norms, reduce)
 
 
@@ -102,7 +105,7 @@ def relation_losses_op(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """((d_g, d_t) squared Frobenius norms as a (2,) tensor, R (3, C, C), row norms (3, C))."""
     if use_triton(g_noncovid, g_covid, t_covid):
-        return kernel_modules().relation_loss.relation_loss_forward(g_noncovid, g_covid, t_covid)
+        return relation_loss.relation_loss_forward(g_noncovid, g_covid, t_covid)
     d_g, d_t = relation_losses_reference(g_noncovid, g_covid, t_covid)
     feats = (g_noncovid, g_covid, t_covid)
     dtype = d_g.dtype
@@ -140,7 +143,7 @@ def relation_losses_backward_op(
     """Gradients of grad_losses[0] * d_g + grad_losses[1] * d_t for the three inputs."""
     feats = (g_noncovid, g_covid, t_covid)
     if use_triton(*feats):
-        return kernel_modules().relation_loss.relation_loss_backward(grad_losses, *feats, r, norms)
+        return relation_loss.relation_loss_backward(grad_losses, *feats, r, norms)
     return relation_losses_backward_reference(grad_losses, feats, r, norms)
 
 
@@ -169,7 +172,7 @@ relation_losses_op.register_autograd(_backward_losses, setup_context=_setup_loss
 __all__ = [
     "EPS",
     "HAS_TRITON",
-    "kernel_modules",
+    "INTERPRETING",
     "relation_losses_backward_op",
     "relation_losses_op",
     "relation_matrix_backward_op",

@@ -11,11 +11,12 @@ the features come from the int64 matrix table (``rdcl.kernels.launch``), so they
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
-import triton.language as tl
-from rdcl.kernels import ops
 
 triton = pytest.importorskip("triton")
+tl = pytest.importorskip("triton.language")
 compiler = pytest.importorskip("triton.compiler")
 backend = pytest.importorskip("triton.backends.compiler")
 pytest.importorskip("triton.backends.nvidia", reason="triton was built without the CUDA backend")
@@ -52,9 +53,8 @@ SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
 @pytest.mark.parametrize("arch", sorted(SHARED_LIMIT))
 @pytest.mark.parametrize("int_type", ["i32", "i64"])
 @pytest.mark.parametrize(("module", "name", "ptr", "constexprs"), CASES)
-def test_kernel_compiles(monkeypatch, module, name, ptr, constexprs, int_type, arch) -> None:
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    fn = getattr(getattr(ops.kernel_modules(), module), name)
+def test_kernel_compiles(compiled, module, name, ptr, constexprs, int_type, arch) -> None:
+    fn = getattr(importlib.import_module(f"rdcl.kernels.{module}"), name)
     assert isinstance(fn, triton.runtime.jit.JITFunction)
     signature = {
         a: ("*i64" if a == "table_ptr" else ptr if a.endswith("_ptr") else int_type)
@@ -76,13 +76,12 @@ def _compile(fn, signature: dict, constexprs: dict, aligned: tuple[str, ...] = (
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[5]], ids=["gram", "features_grad"])
-def test_table_hints_keep_feature_loads_vectorised(monkeypatch, case) -> None:
+def test_table_hints_keep_feature_loads_vectorised(compiled, case) -> None:
     # Values read from the matrix table carry none of the facts Triton's argument
     # specialisation gives the compiler; without the ALIGNED / N16 hints every feature load was
     # scalar (ld.global.b32) where the scalar-argument kernels had 128-bit loads (v4).
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     module, name, ptr, constexprs = case
-    fn = getattr(getattr(ops.kernel_modules(), module), name)
+    fn = getattr(importlib.import_module(f"rdcl.kernels.{module}"), name)
     signature = {a: ("*i64" if a == "table_ptr" else ptr if a.endswith("_ptr") else "i32")
                  for a in fn.arg_names}  # fmt: skip
     signature.update({k: "constexpr" for k in constexprs})

@@ -19,8 +19,7 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("shape", [(2, 320, 7, 5, 6), (2, 33, 257), (3, 17, 4099), (2, 1, 7)])
-def test_cuda_matches_float64_reference(monkeypatch, rel_err, shape) -> None:
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+def test_cuda_matches_float64_reference(compiled, rel_err, shape) -> None:
     gen = torch.Generator().manual_seed(0)
     feats = [torch.randn(shape, generator=gen) for _ in range(3)]
     xs = [f.cuda().requires_grad_(True) for f in feats]

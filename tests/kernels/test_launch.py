@@ -1,4 +1,4 @@
-"""The launch side of the Triton path: the matrix table, dtypes, and the per-mode decoration."""
+"""The launch side of the Triton path: the matrix table, dtypes, and the per-process mode."""
 
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ def test_per_sample_table_has_one_row_per_sample() -> None:
     assert _rows(launch.matrix_table((x,), True).table)[0]["grad"] == 0  # forward: no gradient
 
 
-def test_interpreter_refuses_non_cpu_tensors(monkeypatch) -> None:
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+def test_interpreter_refuses_non_cpu_tensors(interpret) -> None:
     with pytest.raises(RuntimeError, match="CPU tensors only, found meta"):
         launch.matrix_table((torch.empty(2, 3, 4, device="meta"),), False)
 
@@ -63,21 +62,34 @@ def test_unsupported_dtype_is_named() -> None:
         launch.tl_dtype(torch.int32)
 
 
-def test_kernel_modules_follow_the_flag_and_are_cached(monkeypatch) -> None:
+def _kernel_modules():
+    from rdcl.kernels import gram_backward, gram_forward, relation_loss
+
+    return gram_forward, gram_backward, relation_loss
+
+
+def _check_decorated_for_this_process() -> None:
     from triton.runtime.interpreter import InterpretedFunction
 
-    for flag, interpreted in (("0", False), ("1", True), ("0", False)):
-        monkeypatch.setenv("TRITON_INTERPRET", flag)
-        modules = runtime.kernel_modules()
-        assert runtime.kernel_modules() is modules
-        kernels = (
-            modules.gram_forward._relation_gram_kernel,
-            modules.gram_forward.load_matrix,  # imported from jit_helpers: re-bound on reload
-            modules.gram_backward._relation_features_grad_kernel,
-            modules.relation_loss._relation_loss_fwd_kernel,
-            modules.relation_loss.row_floor,
-        )
-        assert all(isinstance(k, InterpretedFunction) == interpreted for k in kernels)
+    gram_forward, gram_backward, relation_loss = _kernel_modules()
+    kernels = (
+        gram_forward._relation_gram_kernel,
+        gram_forward.load_matrix,  # imported from jit_helpers
+        gram_backward._relation_features_grad_kernel,
+        relation_loss._relation_loss_fwd_kernel,
+        relation_loss.row_floor,
+    )
+    assert all(isinstance(k, InterpretedFunction) == runtime.INTERPRETING for k in kernels)
+
+
+def test_kernels_are_compiled_in_a_process_without_the_interpreter(compiled) -> None:
+    assert not runtime.INTERPRETING
+    _check_decorated_for_this_process()
+
+
+def test_kernels_are_interpreted_in_an_interpreter_process(interpret) -> None:
+    assert runtime.INTERPRETING
+    _check_decorated_for_this_process()
 
 
 def test_strided_spatial_axis_matches_reference(interpret, rel_err) -> None:
@@ -106,10 +118,9 @@ def test_strided_spatial_axis_matches_reference(interpret, rel_err) -> None:
 def test_kernel_names_say_relation() -> None:
     # a GPU profile shows only the kernel name; bench/profile_step.py files "relation" under
     # "relation + loss" (names like _normalize_kernel landed under "optimizer" via "norm")
-    modules = runtime.kernel_modules()
     kernels = [
         name
-        for module in modules
+        for module in _kernel_modules()
         for name, value in vars(module).items()
         if name.endswith("_kernel") and getattr(value, "fn", None) is not None
     ]

@@ -7,19 +7,18 @@ import torch
 from rdcl.kernels import ops, relation_matrix, relation_matrix_reference
 
 
-def test_dispatch_reads_the_interpreter_flag_at_call_time(monkeypatch) -> None:
-    x = torch.ones(1, 2, 3)
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert not ops.use_triton(x)
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert ops.use_triton(x) == ops.HAS_TRITON
-
-
-def test_reference_path_without_interpreter(monkeypatch) -> None:
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+def test_cpu_tensors_take_the_reference_path_without_the_interpreter(compiled) -> None:
     x = torch.randn(3, 5, 7, dtype=torch.float64)
+    assert not ops.use_triton(x)
     torch.testing.assert_close(relation_matrix(x), relation_matrix_reference(x))
     torch.testing.assert_close(relation_matrix(x, None), relation_matrix_reference(x, None))
+
+
+def test_the_interpreter_is_chosen_once_per_process(interpret, monkeypatch) -> None:
+    x = torch.ones(1, 2, 3)
+    assert ops.INTERPRETING and ops.use_triton(x)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # read at import only: no effect now
+    assert ops.INTERPRETING and ops.use_triton(x)
 
 
 def test_bad_arguments_are_rejected() -> None:

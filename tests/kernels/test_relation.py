@@ -120,7 +120,8 @@ def test_low_precision_inputs_accumulate_in_fp32(interpret, rel_err, dtype: torc
 
 
 def test_split_k_is_deterministic_and_split_independent(interpret, rel_err) -> None:
-    forward = interpret.gram_forward
+    from rdcl.kernels import gram_forward as forward
+
     x = torch.randn(2, 32, 4099, generator=torch.Generator().manual_seed(6))
     r1, n1 = forward.relation_forward(x, splits=1)
     r7, n7 = forward.relation_forward(x, splits=7)
