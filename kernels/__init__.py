@@ -1,4 +1,4 @@
-"""Relation kernels (installed as ``rdcl.kernels``).
+"""Relation kernels (installed as ``rdcl.kernels``): the relation matrix and the relation losses.
 
 Public entry points used by the training losses:
 

@@ -1,4 +1,4 @@
-"""Paired statistics of a method against a reference method.
+"""Paired statistics of a method against a reference method, by case and by training run.
 
 - Per case (:func:`paired_comparison`): mean difference with a percentile bootstrap 95% interval
   (``scipy.stats.bootstrap``), wins/ties/losses, and the two-sided Wilcoxon signed-rank p-value.

@@ -1,4 +1,4 @@
-"""The two training stages.
+"""The two training stages: :func:`pretrain_general` (stage 1) and :func:`train` (stage 2).
 
 Stage 1, :func:`pretrain_general`: a single-encoder U-Net learns to segment the non-COVID lesions;
 its encoder becomes G (or, for ``pretrain``, the whole network is fine-tuned).
