@@ -91,7 +91,7 @@ class Recorder:
         res = subprocess.run(
             [sys.executable, "-m", "rdcl", *args, "-q"], capture_output=True, text=True
         )
-        out = [a for a, flag in zip(args[1:], args) if flag in ("--out", "-o")]
+        out = [a for a, flag in zip(args[1:], args[:-1], strict=True) if flag in ("--out", "-o")]
         self.info["seconds"][" ".join([args[0], *out])] = round(time.perf_counter() - t, 1)
         if res.returncode != 0:
             line = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
@@ -138,8 +138,18 @@ class Recorder:
         t = time.perf_counter()
         for kind, m in (("eager", model), ("exported", ts)):
             out = self.work / "masks" / f"{tag}-{kind}-{image.name}"
-            self.rdcl("predict", "-m", str(m), "-i", str(image), "-o", str(out), "--device", "cpu",
-                      key=f"{key}/{kind}/mask")
+            self.rdcl(
+                "predict",
+                "-m",
+                str(m),
+                "-i",
+                str(image),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+                key=f"{key}/{kind}/mask",
+            )
             if out.is_file():
                 self.digests[f"{key}/{kind}/mask"] = image_digest(out)
         try:
@@ -163,10 +173,12 @@ class Recorder:
             for flag in ("mask", "probabilities"):
                 out = self.work / "masks" / f"{tag}-app-{flag}-{image.name}"
                 cmd = [str(self.app), str(ts), str(image), str(out)]
-                res = subprocess.run(cmd + ["--probabilities"] * (flag != "mask"),
-                                     capture_output=True, text=True)
+                res = subprocess.run(
+                    cmd + ["--probabilities"] * (flag != "mask"), capture_output=True, text=True
+                )
                 self.digests[f"{key}/app/{flag}"] = (
-                    image_digest(out) if res.returncode == 0
+                    image_digest(out)
+                    if res.returncode == 0
                     else f"error {res.returncode}: {res.stderr.strip()[-300:]}"
                 )
         self.info["seconds"][key] = round(time.perf_counter() - t, 1)
@@ -201,9 +213,17 @@ def build_app(work: Path) -> Path | None:
     import torch
 
     build = work / "app_build"
-    cfg = [cmake, "-S", str(ROOT), "-B", str(build), "-DRDCL_BUILD_PYTHON=OFF",
-           "-DRDCL_BUILD_PREDICTOR=ON", "-DRDCL_CUDA=OFF",
-           f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
+    cfg = [
+        cmake,
+        "-S",
+        str(ROOT),
+        "-B",
+        str(build),
+        "-DRDCL_BUILD_PYTHON=OFF",
+        "-DRDCL_BUILD_PREDICTOR=ON",
+        "-DRDCL_CUDA=OFF",
+        f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+    ]
     cfg += ["-GNinja"] if shutil.which("ninja") else []
     for cmd in (cfg, [cmake, "--build", str(build), "--target", "rdcl_predict", "-j1"]):
         if subprocess.run(cmd, capture_output=True).returncode != 0:
@@ -216,7 +236,7 @@ def git_state() -> dict[str, object]:
         res = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
         return res.stdout.strip()
 
-    dirty = [ln for ln in git("status", "--porcelain", "--", "rdcl", "kernels", "csrc").splitlines()]
+    dirty = git("status", "--porcelain", "--", "rdcl", "kernels", "csrc").splitlines()
     return {"commit": git("rev-parse", "HEAD"), "dirty": dirty}
 
 
@@ -245,19 +265,45 @@ def record(out: Path, work: Path, app: Path | None) -> None:
     for name, kind, dim, extra in synth:
         rec.rdcl("synth", "--out", str(data / name), "--kind", kind, "--dim", dim, *extra)
 
-    stage1 = rec.train("stage1_3d", data / "covid3d", "--pretrain-only", "--method", "rdcl",
-                       preset="tiny3d", general=data / "tumour3d")
+    stage1 = rec.train(
+        "stage1_3d",
+        data / "covid3d",
+        "--pretrain-only",
+        "--method",
+        "rdcl",
+        preset="tiny3d",
+        general=data / "tumour3d",
+    )
     pre = ["--pretrained", str(stage1 / "final.ckpt")]
-    rec.train("baseline_3d", data / "covid3d", "--method", "baseline", preset="tiny3d", general=None)
-    rdcl3d = rec.train("rdcl_3d", data / "covid3d", "--method", "rdcl", *pre, preset="tiny3d",
-                       general=data / "tumour3d")
-    rec.train("backbone_3d", data / "covid3d", "--method", "backbone", *pre, preset="tiny3d",
-              general=data / "tumour3d")
-    rdcl2d = rec.train("rdcl_2d", data / "covid2d", "--method", "rdcl", preset="tiny2d",
-                       general=data / "tumour2d")
+    rec.train(
+        "baseline_3d", data / "covid3d", "--method", "baseline", preset="tiny3d", general=None
+    )
+    rdcl3d = rec.train(
+        "rdcl_3d",
+        data / "covid3d",
+        "--method",
+        "rdcl",
+        *pre,
+        preset="tiny3d",
+        general=data / "tumour3d",
+    )
+    rec.train(
+        "backbone_3d",
+        data / "covid3d",
+        "--method",
+        "backbone",
+        *pre,
+        preset="tiny3d",
+        general=data / "tumour3d",
+    )
+    rdcl2d = rec.train(
+        "rdcl_2d", data / "covid2d", "--method", "rdcl", preset="tiny2d", general=data / "tumour2d"
+    )
 
-    inputs3d = [*sorted((data / "covid3d" / "imagesTs").iterdir()),
-                *sorted((data / "other3d" / "imagesTr").iterdir())]
+    inputs3d = [
+        *sorted((data / "covid3d" / "imagesTs").iterdir()),
+        *sorted((data / "other3d" / "imagesTr").iterdir()),
+    ]
     inputs2d = sorted((data / "covid2d" / "imagesTs").iterdir())
     if CHEST_CT.is_file():  # the whole real CT for the 3D model; a crop, slice by slice, for 2D
         img = sitk.ReadImage(str(CHEST_CT))
@@ -277,8 +323,12 @@ def record(out: Path, work: Path, app: Path | None) -> None:
     for image in inputs2d:
         rec.predict("rdcl_2d", rdcl2d, ts2d, image)
 
-    rec.info["versions"] = {"python": sys.version.split()[0], "torch": torch.__version__,
-                            "numpy": np.__version__, "SimpleITK": sitk.Version_VersionString()}
+    rec.info["versions"] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "SimpleITK": sitk.Version_VersionString(),
+    }
     rec.info["app"] = str(rec.app) if rec.app else None
     import rdcl
 
@@ -305,8 +355,11 @@ def compare(a_path: Path, b_path: Path) -> int:
     for side, doc in (("A", a), ("B", b)):
         for n in doc.get("info", {}).get("notes", []):
             print(f"note {side}: {n}")
-    print(f"{len(da)} / {len(db)} digests; {bad} differ" if bad else
-          f"{len(da)} digests, all identical")
+    print(
+        f"{len(da)} / {len(db)} digests; {bad} differ"
+        if bad
+        else f"{len(da)} digests, all identical"
+    )
     return 1 if bad else 0
 
 
