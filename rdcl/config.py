@@ -36,6 +36,22 @@ AUTOCAST_MODES = ("none", "bf16")
 AUGMENT_ON = ("loader", "device")
 """Values of ``data.augment_on``: where the spatial, flip and intensity augmentation run."""
 
+NORMALIZATIONS = ("ct", "window", "zscore")
+"""Values of ``data.normalization`` (and of a dataset's own ``rdcl.normalization``): the
+intensity schemes of :mod:`rdcl.data.intensity` and of the predictor pipeline
+(:mod:`rdcl.inference.pipeline`)."""
+
+LUNG_WINDOW = (-1250.0, 250.0)
+"""The lung window in HU: the default ``data.window`` and the intensity convention of
+COVID-19-CT-Seg (its radiopaedia volumes were published windowed to it and scaled to 0..255)."""
+
+
+def alternatives(names: tuple[str, ...]) -> str:
+    """``names`` for a message: ``'a', 'b' or 'c'``."""
+    quoted = [repr(n) for n in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
+
+
 RUN_RECORD = "run"
 """Top-level entry of a run's ``config.json`` recording how it ran (world size, per-rank batch);
 not a setting: :meth:`Config.from_dict` ignores it."""
@@ -163,7 +179,7 @@ class DataConfig:
     batch_size: int = 2
     target_spacing: tuple[float, ...] | Literal["auto"] | None = "auto"
     normalization: str = "window"
-    window: tuple[float, float] = (-1250.0, 250.0)
+    window: tuple[float, float] = LUNG_WINDOW
     foreground_oversample: float = 0.33
     augment: bool = True
     augment_on: str = "loader"
@@ -173,9 +189,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         """Raise :class:`ConfigError` for a wrongly typed or impossible value."""
         _check_types(self, "data")
-        if self.normalization not in ("ct", "window", "zscore"):
+        if self.normalization not in NORMALIZATIONS:
             raise ConfigError(
-                f"data.normalization must be 'ct', 'window' or 'zscore', found "
+                f"data.normalization must be {alternatives(NORMALIZATIONS)}, found "
                 f"{self.normalization!r}"
             )
         if self.augment_on not in AUGMENT_ON:

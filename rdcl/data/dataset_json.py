@@ -21,9 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rdcl.config import NORMALIZATIONS
 from rdcl.data.spec import UNITS, DatasetError
-
-NORMALIZATIONS = ("ct", "window", "zscore")
 
 
 def _is_int(v: Any) -> bool:

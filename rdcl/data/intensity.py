@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.config import NORMALIZATIONS, alternatives
 from rdcl.errors import RdclInputError
 
 EPS = 1e-8
@@ -119,5 +120,5 @@ def normalize(
     if normalization == "zscore":
         return ((x - x.mean()) / max(float(x.std()), EPS)).astype(np.float32)
     raise RdclInputError(
-        f"normalization must be 'ct', 'window' or 'zscore', found {normalization!r}"
+        f"normalization must be {alternatives(NORMALIZATIONS)}, found {normalization!r}"
     )

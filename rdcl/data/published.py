@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rdcl.config import LUNG_WINDOW
 from rdcl.data import io
 from rdcl.data.spec import Case, DatasetError, DatasetSpec, image_dim
 
 log = logging.getLogger(__name__)
 
-CORONACASES_WINDOW = (-1250.0, 250.0)
+CORONACASES_WINDOW = LUNG_WINDOW
 RADIOPAEDIA_WINDOW = (0.0, 255.0)
 PNG_WINDOW = (0.0, 255.0)
 _PNG_LABEL_MAP = {0: 0, 1: 1, 255: 1}

@@ -1,7 +1,7 @@
 """``rdcl export``: a trained model as one self-contained predictor file (``docs/export.md``).
 
-- :mod:`rdcl.export.module`: the scriptable predictor (preprocessing, sliding window, network).
-- :mod:`rdcl.export.torchscript`: trace the network, script the module, save with metadata.
+- :mod:`rdcl.export.torchscript`: trace the network, script the predictor's pipeline
+  (:mod:`rdcl.inference.pipeline`: preprocessing, sliding window, network), save with metadata.
 - :mod:`rdcl.export.aoti`: the network through ``torch.export`` + AOTInductor (``.pt2``).
 - :mod:`rdcl.export.metadata`: ``rdcl.json`` / ``config.json``.
 - :mod:`rdcl.export.check`: exported vs eager predictor before success.

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.config import LUNG_WINDOW
 from rdcl.data.io import Geometry
 from rdcl.export.metadata import training_spacing
 
@@ -61,7 +62,7 @@ def check_input(predictor: Any, path: str | Path | None = None) -> tuple[np.ndar
     phantom = synthesize_phantom("covid", shape_t, spacing, np.random.default_rng(0))
     image = phantom.image
     if predictor.training_window[0] >= 0.0:  # a model trained on 0..255 data: a windowed input
-        lo, hi = -1250.0, 250.0
+        lo, hi = LUNG_WINDOW
         image = (np.clip(image, lo, hi) - lo) / (hi - lo) * predictor.training_window[1]
     geometry = Geometry.default(len(shape_t), spacing)
     desc = f"synthetic phantom {shape_t} @ {tuple(float(s) for s in spacing)} mm"

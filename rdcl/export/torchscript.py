@@ -1,8 +1,9 @@
 """Build the TorchScript predictor of ``rdcl export`` from an eager :class:`Predictor`.
 
-The network is traced (``torch.jit.trace``, eval mode, one batch of tiles) and placed inside a
-scripted :class:`rdcl.export.module.PredictorModule` that carries the preprocessing constants;
-the result is one ScriptModule with standard ATen ops only (see ``docs/export.md``).
+The network is traced (``torch.jit.trace``, eval mode, one batch of tiles) and placed inside the
+predictor's own pipeline (:meth:`rdcl.inference.Predictor.pipeline`, the module the eager
+prediction runs), which is scripted as it is: one ScriptModule with standard ATen ops only (see
+``docs/export.md``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Any
 import torch
 
 from rdcl.errors import RdclInputError
-from rdcl.export.metadata import extra_files, training_spacing
-from rdcl.export.module import PredictorModule, stats_tuple
-from rdcl.inference.sliding_window import gaussian_importance_map
+from rdcl.export.metadata import extra_files
 
 
 def trace_network(predictor: Any) -> torch.jit.ScriptModule:
@@ -34,22 +33,8 @@ def trace_network(predictor: Any) -> torch.jit.ScriptModule:
 
 
 def build_scripted(predictor: Any) -> torch.jit.ScriptModule:
-    """The scripted :class:`PredictorModule` for an :class:`rdcl.inference.Predictor`."""
-    cfg = predictor.config
-    module = PredictorModule(
-        trace_network(predictor),
-        dim=cfg.model.dim,
-        patch=tuple(cfg.data.patch_size),
-        target_spacing=training_spacing(cfg),
-        normalization=predictor.normalization or cfg.data.normalization,
-        training_window=predictor.training_window,
-        stats=stats_tuple(predictor.intensity),
-        step=predictor.step,
-        tile_batch=predictor.tile_batch,
-        mirror=predictor.mirror,
-        gaussian=gaussian_importance_map(cfg.data.patch_size, device=predictor.device),
-    ).eval()
-    return torch.jit.script(module)
+    """``torch.jit.script`` of the predictor's pipeline around its traced network."""
+    return torch.jit.script(predictor.pipeline(trace_network(predictor)).eval())
 
 
 def save_scripted(

@@ -6,7 +6,8 @@ and scaled to 0..255 before publication, while its coronacases volumes are HU. A
 ``(low, high)`` says that the input's ``low..high`` correspond to the training window; the input
 is mapped linearly onto the training window before the training normalisation (for ``window``
 normalisation this equals normalising with ``(low, high)``; ``zscore`` is unaffected, being
-invariant to linear maps).
+invariant to linear maps). The mapping itself is a step of the predictor pipeline
+(:meth:`rdcl.inference.pipeline.PredictorPipeline.probabilities_window`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-
-import numpy as np
 
 from rdcl.data.io import CHANNEL_SUFFIX, strip_suffix
 from rdcl.data.published import CORONACASES_WINDOW, RADIOPAEDIA_WINDOW
@@ -47,19 +46,3 @@ def published_window(path: str | Path) -> tuple[float, float] | None:
         if pattern.fullmatch(stem):
             return window
     return None
-
-
-def map_window(
-    image: np.ndarray, window: tuple[float, float], training_window: tuple[float, float]
-) -> np.ndarray:
-    """Map ``image`` linearly so that ``window`` lands on ``training_window`` (float32 out).
-
-    ``x' = (x - low) * (t_high - t_low) / (high - low) + t_low``, the same formula as the exported
-    module's ``forward_window``.
-    """
-    lo, hi = check_window(window)
-    t_lo, t_hi = check_window(training_window)
-    x = np.asarray(image, dtype=np.float32)
-    return ((x - np.float32(lo)) * np.float32((t_hi - t_lo) / (hi - lo)) + np.float32(t_lo)).astype(
-        np.float32
-    )

@@ -18,6 +18,7 @@ from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
 from rdcl.device import resolve_device
 from rdcl.errors import RdclInputError
+from rdcl.inference.pipeline import run_pipeline
 from rdcl.inference.predictor import Predictor
 
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt")
@@ -55,15 +56,7 @@ class ScriptedPredictor(Predictor):
     def _probabilities(
         self, image: np.ndarray, geometry: Geometry, window: tuple[float, float] | None = None
     ) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        sp = torch.tensor(geometry.spacing, dtype=torch.float64)
-        with torch.no_grad():
-            if window is None:
-                prob = self.network.probabilities(x, sp)
-            else:
-                w = torch.tensor([float(window[0]), float(window[1])], dtype=torch.float64)
-                prob = self.network.probabilities_window(x, sp, w)
-        return prob.cpu().numpy()
+        return run_pipeline(self.network, image, geometry.spacing, window)
 
 
 def _stats(meta: dict[str, Any]) -> IntensityStats | None:

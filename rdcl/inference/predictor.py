@@ -1,10 +1,11 @@
 """The predictor: a trained network plus its preprocessing, from image arrays or files to masks.
 
-Pipeline for one image: validate -> :func:`rdcl.data.preprocess.preprocess_case` (resample to the
-training spacing, normalise with the training intensity statistics) -> :func:`sliding_window`
--> sigmoid -> :func:`rdcl.data.preprocess.restore` (probabilities back to the original shape)
--> threshold 0.5. A 2D network given a 3D volume predicts it slice by slice along z, after
-preprocessing the whole volume as training did (in-plane resampling, volume-wide normalisation).
+Pipeline for one image: validate -> :class:`rdcl.inference.pipeline.PredictorPipeline`
+(normalise with the training intensity statistics, resample to the training spacing, Gaussian
+sliding window, sigmoid, probabilities back to the original shape) -> threshold 0.5; the same
+module, scripted, is the file ``rdcl export`` writes. A 2D network given a 3D volume predicts it
+slice by slice along z, after preprocessing the whole volume as training did (in-plane
+resampling, volume-wide normalisation).
 
 Written masks keep the input's exact geometry. NIfTI/NRRD/MHA masks hold 0/1 (uint8); PNG masks
 hold 0/255 (uint8), the convention of published 2D sets such as COVID-19-CT100, so that they are
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from rdcl.config import Config
+from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import (
     CHANNEL_SUFFIX,
     Geometry,
@@ -34,12 +36,12 @@ from rdcl.data.io import (
     strip_suffix,
     write_image,
 )
-from rdcl.data.preprocess import IntensityStats, preprocess_case, restore
 from rdcl.device import resolve_device
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import make_staging_dir, remove_stale_staging
-from rdcl.inference.conventions import map_window, published_window
-from rdcl.inference.sliding_window import sliding_window
+from rdcl.inference.conventions import check_window, published_window
+from rdcl.inference.pipeline import PredictorPipeline, run_pipeline
+from rdcl.inference.sliding_window import Autocast
 from rdcl.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -160,9 +162,6 @@ class Predictor:
         """Spatial dimensionality of the network (2 or 3)."""
         return self.config.model.dim
 
-    def _net_fn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)[0]
-
     def _validate(self, image: np.ndarray, geometry: Geometry) -> None:
         if image.ndim not in (2, 3):
             raise RdclInputError(f"expected a 2D or 3D image, found {image.ndim}D {image.shape}")
@@ -186,38 +185,35 @@ class Predictor:
         lo, hi = self.window if self.window is not None else self.config.data.window
         return float(lo), float(hi)
 
+    def pipeline(self, network: nn.Module | None = None) -> PredictorPipeline:
+        """This predictor's whole prediction as one module around ``network`` (default: its own
+        network, under ``torch.autocast`` when ``amp`` is set). The eager prediction runs it;
+        ``rdcl export`` scripts it around the traced network."""
+        if network is None:
+            network = self.network
+            if self.amp is not None:
+                network = Autocast(network, self.amp, self.device.type)
+        return PredictorPipeline(
+            network,
+            dim=self.dim,
+            patch=self.config.data.patch_size,
+            target_spacing=self.config.data.target_spacing,
+            normalization=self.normalization or self.config.data.normalization,
+            training_window=self.training_window,
+            stats=self.intensity,
+            step=self.step,
+            tile_batch=self.tile_batch,
+            mirror=self.mirror,
+            device=self.device,
+        )
+
     def _probabilities(
         self, image: np.ndarray, geometry: Geometry, window: tuple[float, float] | None = None
     ) -> np.ndarray:
         if window is not None:
-            image = map_window(image, window, self.training_window)
-        data, _, props = preprocess_case(
-            image,
-            geometry,
-            self.config.data,
-            self.intensity,
-            normalization=self.normalization,
-            window=self.window,
-        )
-        x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-        if x.ndim - 1 == self.dim:
-            prob = self._sliding_probabilities(x)
-        else:  # a 2D network on a volume: the axial slices of the preprocessed volume
-            prob = np.stack([self._sliding_probabilities(x[:, z]) for z in range(x.shape[1])])
-        return np.asarray(restore(prob, props), dtype=np.float32)
-
-    def _sliding_probabilities(self, x: torch.Tensor) -> np.ndarray:
-        logits = sliding_window(
-            self._net_fn,
-            x,
-            self.config.data.patch_size,
-            step=self.step,
-            tile_batch=self.tile_batch,
-            device=self.device,
-            mirror_axes=tuple(range(self.dim)) if self.mirror else None,
-            amp=self.amp,
-        )
-        return torch.sigmoid(logits[0]).cpu().numpy()
+            window = check_window(window)
+            check_window(self.training_window)
+        return run_pipeline(self.pipeline(), image, geometry.spacing, window)
 
     def predict_probabilities(
         self,

@@ -1,22 +1,30 @@
-"""Sliding-window inference over whole volumes or slices (nnU-Net style).
+"""Sliding-window inference over whole volumes or slices (nnU-Net style), one scriptable module.
 
 The image is covered by overlapping tiles of the training patch size; each tile's logits are
 weighted by a Gaussian importance map (high in the tile centre, low at its borders, where the
 network sees little context) and the weighted sum is divided by the summed weights. Tiles are
-evaluated ``tile_batch`` at a time; the accumulators are float32 on the compute device.
+evaluated ``tile_batch`` at a time, optionally averaged over flips (test-time mirroring); the
+accumulators are float32 on the compute device.
+
+:class:`SlidingWindow` is the one implementation: the eager :class:`rdcl.inference.Predictor`
+runs it inside :class:`rdcl.inference.pipeline.PredictorPipeline`, ``rdcl export`` scripts that
+pipeline as it is (``torch.jit.script``), and :func:`sliding_window` runs it around any callable.
+The module's code keeps the forms TorchScript compiles (``typing.List``, ``int(round(..))``, list
+concatenation), hence the file-level lint exceptions below.
 
 All spatial tuples are in array order, (z, y, x) in 3D and (y, x) in 2D.
 """
 
-from __future__ import annotations
+# ruff: noqa: UP006, UP035, RUF005, RUF046
 
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from typing import List
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from rdcl.errors import RdclInputError
 
@@ -28,7 +36,22 @@ GAUSSIAN_SIGMA_SCALE = 1.0 / 8.0
 GAUSSIAN_FLOOR = 1e-6
 """Smallest importance weight (the peak is 1), so that no voxel of a tile has weight zero."""
 
-_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+"""``amp`` values and their autocast dtypes."""
+
+
+def tile_steps(size: List[int], patch: List[int], step: float) -> List[List[int]]:
+    """Tile start offsets per axis (the rule of :func:`compute_steps`, unchecked, scriptable)."""
+    steps: List[List[int]] = []
+    for a in range(len(patch)):
+        n, p = size[a], patch[a]
+        num = int(math.ceil((n - p) / (step * p))) + 1
+        if num == 1:
+            steps.append([0])
+        else:
+            stride = (n - p) / (num - 1)
+            steps.append([int(round(i * stride)) for i in range(num)])
+    return steps
 
 
 def compute_steps(
@@ -57,21 +80,18 @@ def compute_steps(
         raise RdclInputError(
             f"image size {tuple(image_size)} and patch {tuple(patch)} need the same number of axes"
         )
-    if not 0.0 < step_fraction <= 1.0:
-        raise RdclInputError(f"step_fraction must be in (0, 1], found {step_fraction}")
-    steps = []
+    _check_step(step_fraction)
     for n, p in zip(image_size, patch, strict=True):
         if p < 1 or n < p:
             raise RdclInputError(
                 f"patch {tuple(patch)} must fit inside the image {tuple(image_size)}"
             )
-        num = math.ceil((n - p) / (step_fraction * p)) + 1
-        if num == 1:
-            steps.append([0])
-        else:
-            stride = (n - p) / (num - 1)
-            steps.append([round(i * stride) for i in range(num)])
-    return steps
+    return tile_steps([int(n) for n in image_size], [int(p) for p in patch], step_fraction)
+
+
+def _check_step(step: float) -> None:
+    if not 0.0 < step <= 1.0:
+        raise RdclInputError(f"step_fraction must be in (0, 1], found {step}")
 
 
 def gaussian_importance_map(
@@ -98,23 +118,197 @@ def gaussian_importance_map(
     return w.clamp_min(GAUSSIAN_FLOOR)
 
 
-def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """The full-resolution logits of a network output (rdcl networks return a list)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    return out[0]
+def flip_sets(mirror_axes: Sequence[int]) -> list[list[int]]:
+    """Every non-empty subset of the spatial ``mirror_axes`` as (batch-offset) dims to flip, in
+    ``itertools.combinations`` order: the test-time mirrorings averaged with the plain output."""
+    dims = [2 + int(a) for a in mirror_axes]
+    return [list(c) for r in range(1, len(dims) + 1) for c in itertools.combinations(dims, r)]
 
 
-def _mirrored(net_fn: NetFn, x: torch.Tensor, mirror_axes: Sequence[int]) -> torch.Tensor:
-    """Average of ``net_fn`` over every subset of flips of the spatial ``mirror_axes``."""
-    dims = [2 + a for a in mirror_axes]
-    total = _first(net_fn(x)).float()
-    count = 1
-    for r in range(1, len(dims) + 1):
-        for combo in itertools.combinations(dims, r):
-            total = total + torch.flip(_first(net_fn(torch.flip(x, combo))).float(), combo)
-            count += 1
-    return total / count
+class SlidingWindow(nn.Module):
+    """Logits of a whole image by Gaussian-weighted overlapping tiles (scriptable).
+
+    ``forward(image (C, *spatial)) -> float32 logits (K, *spatial)`` on the module's device (that
+    of its weight map). Axes shorter than the patch are padded with zeros (symmetrically) and
+    cropped back afterwards.
+
+    Args:
+        network: maps a float32 batch (B, C, *patch) to a list of logits whose first entry is
+            (B, K, *patch) (rdcl networks: highest resolution first; a ``torch.jit.trace`` of one
+            when the module is scripted).
+        patch: tile size (voxels), one entry per spatial axis.
+        step: tile step as a fraction of the patch, in (0, 1].
+        tile_batch: tiles per network call (>= 1).
+        mirror_axes: spatial axes (0-based) averaged over all their flip combinations.
+        gaussian: weight tiles by :func:`gaussian_importance_map` (else uniform weights).
+        device: where the weight map, the tiles and the accumulators live.
+    """
+
+    patch: List[int]
+    step: float
+    tile_batch: int
+    flips: List[List[int]]
+
+    def __init__(
+        self,
+        network: nn.Module,
+        patch: Sequence[int],
+        *,
+        step: float = 0.5,
+        tile_batch: int = 4,
+        mirror_axes: Sequence[int] = (),
+        gaussian: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if tile_batch < 1:
+            raise RdclInputError(f"tile_batch must be >= 1, found {tile_batch}")
+        _check_step(step)
+        dim = len(patch)
+        if any(not 0 <= a < dim for a in mirror_axes):
+            raise RdclInputError(f"mirror_axes must be in [0, {dim}), found {tuple(mirror_axes)}")
+        self.network = network
+        self.patch = [int(p) for p in patch]
+        self.step = float(step)
+        self.tile_batch = int(tile_batch)
+        self.flips = flip_sets(mirror_axes)
+        weight = (
+            gaussian_importance_map(self.patch, device=device)
+            if gaussian
+            else torch.ones(self.patch, dtype=torch.float32, device=device)
+        )
+        self.register_buffer("weight", weight)
+
+    def _net(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's first output on ``batch``, averaged over the flips."""
+        total = self.network(batch)[0].float()
+        for dims in self.flips:
+            total = total + torch.flip(self.network(torch.flip(batch, dims))[0].float(), dims)
+        if len(self.flips) > 0:
+            total = total / float(len(self.flips) + 1)
+        return total
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits (K, *spatial) of a (C, *spatial) image."""
+        dim = len(self.patch)
+        spatial: List[int] = list(image.shape[1:])
+        before: List[int] = []
+        after: List[int] = []
+        for a in range(dim):
+            total = max(self.patch[a] - spatial[a], 0)
+            before.append(total // 2)
+            after.append(total - total // 2)
+        weight = self.weight
+        x = image.to(device=weight.device, dtype=torch.float32)
+        if max(before) > 0 or max(after) > 0:
+            pads: List[int] = []  # F.pad takes (last-axis-before, last-axis-after, ...)
+            for a in range(dim - 1, -1, -1):
+                pads.append(before[a])
+                pads.append(after[a])
+            x = F.pad(x, pads)
+        padded: List[int] = list(x.shape[1:])
+        steps = tile_steps(padded, self.patch, self.step)
+        starts: List[List[int]] = [[s] for s in steps[0]]
+        for a in range(1, dim):  # itertools.product order
+            grown: List[List[int]] = []
+            for s in starts:
+                for t in steps[a]:
+                    grown.append(s + [t])
+            starts = grown
+        logits = torch.zeros([0], dtype=torch.float32, device=x.device)
+        norm = torch.zeros(padded, dtype=torch.float32, device=x.device)
+        with torch.no_grad():
+            for i in range(0, len(starts), self.tile_batch):
+                chunk = starts[i : i + self.tile_batch]
+                tiles: List[torch.Tensor] = []
+                for s in chunk:
+                    tiles.append(_tile(x, s, self.patch))
+                out = self._net(torch.stack(tiles))
+                if out.shape[0] != len(chunk) or list(out.shape[2:]) != self.patch:
+                    raise ValueError(
+                        "net_fn must return (B, K, *patch) = ("
+                        + str(len(chunk))
+                        + ", K, "
+                        + _tuple_text(self.patch)
+                        + "), found "
+                        + _tuple_text(list(out.shape))
+                    )
+                if i == 0:
+                    logits = torch.zeros(
+                        [out.shape[1]] + padded, dtype=torch.float32, device=x.device
+                    )
+                for j in range(len(chunk)):
+                    _add_tile(logits, norm, out[j] * weight, weight, chunk[j], self.patch)
+        logits = logits / norm
+        return _crop(logits, before, spatial)
+
+
+def _tuple_text(values: List[int]) -> str:
+    """``str(tuple(values))`` in a form TorchScript compiles."""
+    if len(values) == 1:
+        return "(" + str(values[0]) + ",)"
+    return "(" + ", ".join([str(v) for v in values]) + ")"
+
+
+def _tile(x: torch.Tensor, start: List[int], patch: List[int]) -> torch.Tensor:
+    """The (C, *patch) tile of a (C, *spatial) tensor at ``start``."""
+    for a in range(len(patch)):
+        x = x.narrow(a + 1, start[a], patch[a])
+    return x
+
+
+def _add_tile(
+    logits: torch.Tensor,
+    norm: torch.Tensor,
+    value: torch.Tensor,
+    weight: torch.Tensor,
+    start: List[int],
+    patch: List[int],
+) -> None:
+    """``logits[:, tile] += value`` and ``norm[tile] += weight`` (views, in place)."""
+    lv = logits
+    nv = norm
+    for a in range(len(patch)):
+        lv = lv.narrow(a + 1, start[a], patch[a])
+        nv = nv.narrow(a, start[a], patch[a])
+    lv.add_(value)
+    nv.add_(weight)
+
+
+def _crop(x: torch.Tensor, before: List[int], size: List[int]) -> torch.Tensor:
+    """The (C, *size) region of a (C, *padded) tensor starting at ``before``."""
+    for a in range(len(size)):
+        x = x.narrow(a + 1, before[a], size[a])
+    return x
+
+
+class _Function(nn.Module):
+    """A callable as a network: its output, or the first entry of a list output, as ``[out]``."""
+
+    def __init__(self, fn: NetFn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.fn(x)
+        return [out if isinstance(out, torch.Tensor) else out[0]]
+
+
+class Autocast(nn.Module):
+    """A network run under ``torch.autocast`` (``amp`` ``"fp16"``/``"bf16"``) on ``device_type``
+    (eager only; the sliding window accumulates float32)."""
+
+    def __init__(self, network: nn.Module, amp: str, device_type: str) -> None:
+        super().__init__()
+        if amp not in AMP_DTYPES:
+            raise RdclInputError(f"amp must be None, 'fp16' or 'bf16', found {amp!r}")
+        self.network = network
+        self.dtype = AMP_DTYPES[amp]
+        self.device_type = device_type
+
+    def forward(self, x: torch.Tensor):  # the wrapped network's output
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            return self.network(x)
 
 
 def sliding_window(
@@ -129,7 +323,8 @@ def sliding_window(
     mirror_axes: Sequence[int] | None = None,
     amp: str | None = None,
 ) -> torch.Tensor:
-    """Predict logits for a whole image by overlapping tiles.
+    """Predict logits for a whole image by overlapping tiles (:class:`SlidingWindow` around a
+    callable).
 
     Args:
         net_fn: maps a float32 batch (B, C, *patch) to logits (B, K, *patch); a list/tuple output
@@ -159,56 +354,17 @@ def sliding_window(
             f"expected an image (C, *spatial) with {dim} spatial axes for patch {tuple(patch)}, "
             f"found shape {tuple(image.shape)}"
         )
-    if tile_batch < 1:
-        raise RdclInputError(f"tile_batch must be >= 1, found {tile_batch}")
-    mirror_axes = tuple(mirror_axes or ())
-    if any(not 0 <= a < dim for a in mirror_axes):
-        raise RdclInputError(f"mirror_axes must be in [0, {dim}), found {mirror_axes}")
-    if amp is not None and amp not in _AMP_DTYPES:
-        raise RdclInputError(f"amp must be None, 'fp16' or 'bf16', found {amp!r}")
     device = torch.device(device) if device is not None else image.device
-    patch = tuple(int(p) for p in patch)
-    spatial = tuple(image.shape[1:])
-
-    # Pad axes shorter than the patch; F.pad takes (last-axis-before, last-axis-after, ...).
-    before = [max(p - s, 0) // 2 for s, p in zip(spatial, patch, strict=True)]
-    after = [max(p - s, 0) - b for s, p, b in zip(spatial, patch, before, strict=True)]
-    x = image.to(device=device, dtype=torch.float32)
-    if any(before) or any(after):
-        pads = [v for b, a in zip(reversed(before), reversed(after), strict=True) for v in (b, a)]
-        x = F.pad(x, pads)
-    padded = tuple(x.shape[1:])
-
-    weight = (
-        gaussian_importance_map(patch, device=device)
-        if gaussian
-        else torch.ones(patch, dtype=torch.float32, device=device)
+    network: nn.Module = _Function(net_fn)
+    window = SlidingWindow(
+        network,
+        patch,
+        step=step,
+        tile_batch=tile_batch,
+        mirror_axes=tuple(mirror_axes or ()),
+        gaussian=gaussian,
+        device=device,
     )
-    starts = list(itertools.product(*compute_steps(padded, patch, step)))
-    tiles = [tuple(slice(s, s + p) for s, p in zip(start, patch, strict=True)) for start in starts]
-    logits: torch.Tensor | None = None
-    norm = torch.zeros(padded, dtype=torch.float32, device=device)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=_AMP_DTYPES[amp]) if amp else nullcontext()
-    )
-    with torch.no_grad():
-        for i in range(0, len(tiles), tile_batch):
-            chunk = tiles[i : i + tile_batch]
-            batch = torch.stack([x[(slice(None), *t)] for t in chunk])
-            with autocast:
-                out = _mirrored(net_fn, batch, mirror_axes)
-            out = out.float()
-            if out.shape[0] != len(chunk) or tuple(out.shape[2:]) != patch:
-                raise ValueError(
-                    f"net_fn must return (B, K, *patch) = ({len(chunk)}, K, {patch}), "
-                    f"found {tuple(out.shape)}"
-                )
-            if logits is None:
-                logits = torch.zeros((out.shape[1], *padded), dtype=torch.float32, device=device)
-            for t, o in zip(chunk, out, strict=True):
-                logits[(slice(None), *t)] += o * weight
-                norm[t] += weight
-    assert logits is not None  # at least one tile always exists
-    logits /= norm
-    crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
-    return logits[(slice(None), *crop)]
+    if amp is not None:
+        window.network = Autocast(network, amp, device.type)
+    return window(image)

@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from rdcl.config import LUNG_WINDOW
 from rdcl.errors import RdclInputError
 
 from ._files import save_figure_atomic
@@ -61,7 +62,7 @@ def plot_overlays(
     path: str | Path,
     *,
     title: str,
-    window: tuple[float, float] | None = (-1250.0, 250.0),
+    window: tuple[float, float] | None = LUNG_WINDOW,
     spacing: tuple[float, ...] | None = None,
 ) -> Path:
     """Two panels, the windowed CT slice and the same slice with prediction vs ground truth.

@@ -1,5 +1,6 @@
-"""The scripted predictor module vs the eager Predictor (from Python, no file round trip needed
-for equality, but the saved file is reloaded where the contract is about the file)."""
+"""The scripted predictor pipeline vs the eager Predictor (from Python, no file round trip needed
+for equality, but the saved file is reloaded where the contract is about the file). The torch
+resampling inside both is tested against scipy in tests/inference/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -13,30 +14,7 @@ import torch
 from _export_helpers import SHARED, config, phantom, predictor, run_ts
 
 from rdcl.data.io import Geometry, read_image
-from rdcl.data.resample import resample_image
-from rdcl.export.module import _resize
 from rdcl.export.torchscript import build_scripted
-
-
-@pytest.mark.parametrize(
-    ("shape", "out", "order"),
-    [
-        ((20, 40, 44), (25, 35, 38), 3),
-        ((20, 40, 44), (25, 35, 38), 1),
-        ((7, 33, 50), (7, 60, 20), 3),
-        ((5, 9), (13, 4), 3),
-        ((3, 31, 30), (3, 16, 61), 1),
-    ],
-)
-def test_torch_resampling_equals_scipy_zoom(shape, out, order):
-    # The exported module's spline/linear resampling reproduces scipy.ndimage.zoom (grid mode,
-    # mode "nearest") as the eager predictor uses it: this is why the masks can be equal.
-    x = np.random.default_rng(0).normal(size=shape).astype(np.float32) * 100
-    ref = resample_image(x, out, order=order)
-    dim = 2 if len(shape) == 2 or out[0] == shape[0] else 3
-    got = _resize(torch.from_numpy(x), list(out), dim, order).numpy()
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
-
 
 CASES = {
     # 3D dual network, CT normalisation, resampling to a training spacing, mirroring, batch 3

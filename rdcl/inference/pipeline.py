@@ -1,61 +1,67 @@
-"""The scriptable predictor module that ``rdcl export`` saves (see ``docs/export.md``).
+"""The predictor pipeline: one scriptable module from raw intensities to lesion probabilities.
 
-:class:`PredictorModule` holds a traced network and every constant of its preprocessing and runs
-the whole prediction of :class:`rdcl.inference.Predictor` in TorchScript-compatible code:
-intensity window mapping (optional) -> training normalisation -> resampling to the training
-spacing (``torch.nn.functional.interpolate``, linear) -> Gaussian sliding window -> sigmoid ->
-resampling back (linear) -> threshold. It is written for ``torch.jit.script`` (type-annotated,
-no rdcl imports at run time), so the saved file needs neither rdcl nor Python.
+:class:`PredictorPipeline` holds a network and every constant of its preprocessing and runs the
+whole prediction: intensity window mapping (optional) -> training normalisation (one of
+:data:`rdcl.config.NORMALIZATIONS`) -> resampling to the training spacing (cubic B-spline,
+:func:`resize`) -> Gaussian sliding window (:class:`rdcl.inference.sliding_window.SlidingWindow`,
+optional mirroring) -> sigmoid -> resampling back to the input grid (linear) -> probabilities;
+``forward`` thresholds them at 0.5. It is the one implementation of prediction: the eager
+:class:`rdcl.inference.Predictor` runs it as a plain module around its network, and
+``rdcl export`` saves ``torch.jit.script`` of it around the traced network, a file that needs
+neither rdcl nor Python (the method contract is in ``docs/export.md``).
 
-Shapes are in array order: (Z, Y, X) volumes, (Y, X) images; spacings in mm in the same order.
-The code keeps the forms TorchScript compiles (``typing.List``/``Optional``, ``int(round(..))``,
-list concatenation), hence the file-level lint exceptions below.
+The resampling reproduces ``scipy.ndimage.zoom(x, ..., order, mode="nearest", grid_mode=True)``,
+the resampling of training's cache (:mod:`rdcl.data.resample`), in float64 torch (tests compare
+the two). Shapes are in array order: (Z, Y, X) volumes, (Y, X) images; spacings in mm in the
+same order. The code keeps the forms TorchScript compiles (``typing.List``/``Optional``,
+``int(round(..))``, list concatenation, literal constants), hence the file-level lint exceptions
+below.
 """
 
 # ruff: noqa: UP006, UP035, UP045, RUF005, RUF046
 
 import math
-from typing import List, Optional, Tuple
+from collections.abc import Sequence
+from typing import List, Optional
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rdcl.config import NORMALIZATIONS, alternatives
+from rdcl.data.intensity import IntensityStats
 from rdcl.errors import RdclInputError
+from rdcl.inference.sliding_window import SlidingWindow
 
-NORMALIZATIONS = ("ct", "window", "zscore")
-"""Normalisation schemes the module implements (those of :mod:`rdcl.data.intensity`)."""
+SPLINE_POLE = math.sqrt(3.0) - 2.0
+"""Pole of the cubic B-spline prefilter (written as a literal inside :func:`_spline_coefficients`,
+which TorchScript compiles)."""
 
-
-def _flip_combos(mirror_axes: list[int]) -> list[list[int]]:
-    """Every non-empty subset of the (batch-offset) flip dims, in ``itertools.combinations``
-    order, as the eager sliding window enumerates them."""
-    import itertools
-
-    dims = [2 + a for a in mirror_axes]
-    return [list(c) for r in range(1, len(dims) + 1) for c in itertools.combinations(dims, r)]
+SPLINE_PAD = 12
+"""Edge samples added on each side before the spline prefilter (scipy's ``mode="nearest"``;
+a literal inside :func:`_zoom_axis` and :func:`_spline_coefficients`)."""
 
 
-class PredictorModule(nn.Module):
+class PredictorPipeline(nn.Module):
     """The whole predictor as one TorchScript-able module.
 
     Args:
-        network: the network, mapping (B, 1, *patch) float32 to a list of logits whose first
-            entry is (B, 1, *patch); typically a ``torch.jit.trace`` of an rdcl network.
+        network: maps (B, 1, *patch) float32 to a list of logits whose first entry is
+            (B, 1, *patch): an rdcl network, or a ``torch.jit.trace`` of one to be scripted.
         dim: spatial dimensionality of the network (2 or 3).
         patch: sliding-window tile (voxels), ``dim`` entries.
-        target_spacing: training spacing (mm), ``dim`` entries, or None for no resampling.
-        normalization: ``"ct"``, ``"window"`` or ``"zscore"``.
+        target_spacing: training spacing (mm), ``dim`` entries; None or an unresolved ``"auto"``
+            predicts on the input's own grid (as training's cache does).
+        normalization: one of :data:`rdcl.config.NORMALIZATIONS`.
         training_window: (low, high) of the training data's intensity window (raw units).
-        stats: (mean, std, lo, hi) foreground statistics (needed for ``"ct"``).
+        stats: foreground statistics of the training set (needed for ``"ct"``).
         step: tile step as a fraction of the patch, in (0, 1].
         tile_batch: tiles per network call (>= 1).
         mirror: average over flips of every spatial axis.
-        gaussian: the (*patch) float32 importance map.
+        device: where the pipeline computes (that of the network's parameters).
     """
 
     dim: int
-    patch: List[int]
     target_spacing: List[float]
     normalization: str
     window_lo: float
@@ -64,55 +70,59 @@ class PredictorModule(nn.Module):
     stat_std: float
     stat_lo: float
     stat_hi: float
-    step: float
-    tile_batch: int
-    flips: List[List[int]]
 
     def __init__(
         self,
         network: nn.Module,
         *,
         dim: int,
-        patch: tuple[int, ...],
-        target_spacing: tuple[float, ...] | None,
+        patch: Sequence[int],
+        target_spacing: Sequence[float] | str | None,
         normalization: str,
-        training_window: tuple[float, float],
-        stats: tuple[float, float, float, float] | None,
-        step: float,
-        tile_batch: int,
-        mirror: bool,
-        gaussian: torch.Tensor,
+        training_window: Sequence[float],
+        stats: IntensityStats | None,
+        step: float = 0.5,
+        tile_batch: int = 4,
+        mirror: bool = False,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         if dim not in (2, 3) or len(patch) != dim:
             raise RdclInputError(
-                f"expected dim 2 or 3 and a patch of dim entries, found {dim}, {patch}"
+                f"expected dim 2 or 3 and a patch of dim entries, found {dim}, {tuple(patch)}"
             )
         if normalization not in NORMALIZATIONS:
             raise RdclInputError(
-                f"normalization must be one of {NORMALIZATIONS}, found {normalization}"
+                f"normalization must be {alternatives(NORMALIZATIONS)}, found {normalization!r}"
             )
         if normalization == "ct" and stats is None:
-            raise RdclInputError("normalization 'ct' needs intensity statistics; none were given")
+            raise RdclInputError("normalization 'ct' needs IntensityStats; none were given")
+        lo, hi = float(training_window[0]), float(training_window[1])
+        if normalization == "window" and not lo < hi:
+            raise RdclInputError(
+                f"window expected (low, high) with low < high, found {tuple(training_window)}"
+            )
+        if isinstance(target_spacing, str):
+            target_spacing = None
         if target_spacing is not None and len(target_spacing) != dim:
             raise RdclInputError(f"target spacing {target_spacing} must have {dim} entries")
-        if not 0.0 < step <= 1.0 or tile_batch < 1:
-            raise RdclInputError(
-                f"expected step in (0, 1] and tile_batch >= 1, found {step}, {tile_batch}"
-            )
-        self.network = network
+        self.sliding_window = SlidingWindow(
+            network,
+            patch,
+            step=step,
+            tile_batch=tile_batch,
+            mirror_axes=tuple(range(dim)) if mirror else (),
+            device=device,
+        )
         self.dim = int(dim)
-        self.patch = [int(p) for p in patch]
         self.target_spacing = [float(t) for t in target_spacing] if target_spacing else []
         self.normalization = normalization
-        self.window_lo, self.window_hi = float(training_window[0]), float(training_window[1])
-        mean, std, lo, hi = stats if stats is not None else (0.0, 1.0, 0.0, 0.0)
+        self.window_lo, self.window_hi = lo, hi
+        mean, std, s_lo, s_hi = (
+            (stats.mean, stats.std, stats.lo, stats.hi) if stats is not None else (0.0, 1.0, 0, 0)
+        )
         self.stat_mean, self.stat_std = float(mean), float(std)
-        self.stat_lo, self.stat_hi = float(lo), float(hi)
-        self.step = float(step)
-        self.tile_batch = int(tile_batch)
-        self.flips = _flip_combos(list(range(dim))) if mirror else []
-        self.register_buffer("gaussian", gaussian.detach().to(torch.float32).clone())
+        self.stat_lo, self.stat_hi = float(s_lo), float(s_hi)
 
     # -- public methods (the contract of docs/export.md) -------------------------------------
 
@@ -145,22 +155,20 @@ class PredictorModule(nn.Module):
         self, image: torch.Tensor, spacing: torch.Tensor, window: Optional[torch.Tensor]
     ) -> torch.Tensor:
         sp = self._check(image, spacing)
-        device = self.gaussian.device
-        x = image.to(device=device, dtype=torch.float32)
+        x = image.to(device=self.sliding_window.weight.device, dtype=torch.float32)
         if window is not None:
             x = self._map_window(x, window)
         x = self._normalize(x)
         shape = list(x.shape)
-        target = self._target_shape(shape, sp)
-        x = _resize(x, target, self.dim, 3)
+        x = resize(x, self._target_shape(shape, sp), self.dim, 3)
         if x.dim() == self.dim:
-            prob = torch.sigmoid(self._sliding_window(x.unsqueeze(0))[0])
+            prob = torch.sigmoid(self.sliding_window(x.unsqueeze(0))[0])
         else:  # a 2D network on a volume: axial slices of the preprocessed volume
             slices: List[torch.Tensor] = []
             for z in range(x.shape[0]):
-                slices.append(torch.sigmoid(self._sliding_window(x[z].unsqueeze(0))[0]))
+                slices.append(torch.sigmoid(self.sliding_window(x[z].unsqueeze(0))[0]))
             prob = torch.stack(slices)
-        prob = _resize(prob, shape, self.dim, 1)
+        prob = resize(prob, shape, self.dim, 1)
         return prob.to(image.device)
 
     def _check(self, image: torch.Tensor, spacing: torch.Tensor) -> List[float]:
@@ -187,6 +195,7 @@ class PredictorModule(nn.Module):
         return sp
 
     def _map_window(self, x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """Map ``window`` (low, high) of the input linearly onto the training window."""
         if window.numel() != 2:
             raise RuntimeError(
                 "rdcl: expected a window (low, high), found shape " + str(window.shape)
@@ -199,6 +208,7 @@ class PredictorModule(nn.Module):
         return (x - lo) * scale + self.window_lo
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The training normalisation (the schemes of :mod:`rdcl.data.intensity`)."""
         if self.normalization == "ct":
             x = torch.clamp(x, self.stat_lo, self.stat_hi)
             return (x - self.stat_mean) / max(self.stat_std, 1e-8)
@@ -209,117 +219,20 @@ class PredictorModule(nn.Module):
         return (x - x.mean()) / max(std, 1e-8)
 
     def _target_shape(self, shape: List[int], spacing: List[float]) -> List[int]:
+        """``round(n * spacing / target)`` per axis, at least 1 (the rule of
+        :func:`rdcl.data.resample.target_shape`); in-plane only for a 2D network on a volume."""
         if len(self.target_spacing) == 0:
             return shape
         target = self.target_spacing
-        if len(shape) == self.dim + 1:  # in-plane only for a 2D network on a volume
+        if len(shape) == self.dim + 1:
             target = [spacing[0]] + target
         out: List[int] = []
         for i in range(len(shape)):
             out.append(max(1, int(round(shape[i] * spacing[i] / target[i]))))
         return out
 
-    def _steps(self, size: List[int]) -> List[List[int]]:
-        steps: List[List[int]] = []
-        for a in range(self.dim):
-            n, p = size[a], self.patch[a]
-            num = int(math.ceil((n - p) / (self.step * p))) + 1
-            if num == 1:
-                steps.append([0])
-            else:
-                stride = (n - p) / (num - 1)
-                steps.append([int(round(i * stride)) for i in range(num)])
-        return steps
 
-    def _net(self, batch: torch.Tensor) -> torch.Tensor:
-        out = self.network(batch)[0].float()
-        total = out
-        for dims in self.flips:
-            total = total + torch.flip(self.network(torch.flip(batch, dims))[0].float(), dims)
-        if len(self.flips) > 0:
-            total = total / float(len(self.flips) + 1)
-        return total
-
-    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits (1, *spatial) of a (1, *spatial) image (see rdcl.inference.sliding_window)."""
-        spatial: List[int] = list(image.shape[1:])
-        before: List[int] = []
-        after: List[int] = []
-        for a in range(self.dim):
-            total = max(self.patch[a] - spatial[a], 0)
-            before.append(total // 2)
-            after.append(total - total // 2)
-        x = image
-        if max(before) > 0 or max(after) > 0:
-            pads: List[int] = []
-            for a in range(self.dim - 1, -1, -1):
-                pads.append(before[a])
-                pads.append(after[a])
-            x = F.pad(x, pads)
-        padded: List[int] = list(x.shape[1:])
-        steps = self._steps(padded)
-        starts: List[List[int]] = [[s] for s in steps[0]]
-        for a in range(1, self.dim):  # itertools.product order
-            grown: List[List[int]] = []
-            for s in starts:
-                for t in steps[a]:
-                    grown.append(s + [t])
-            starts = grown
-        logits = torch.zeros([1] + padded, dtype=torch.float32, device=x.device)
-        norm = torch.zeros(padded, dtype=torch.float32, device=x.device)
-        weight = self.gaussian
-        with torch.no_grad():
-            for i in range(0, len(starts), self.tile_batch):
-                chunk = starts[i : i + self.tile_batch]
-                tiles: List[torch.Tensor] = []
-                for s in chunk:
-                    tiles.append(_tile(x, s, self.patch))
-                out = self._net(torch.stack(tiles))
-                for j in range(len(chunk)):
-                    _add_tile(logits, norm, out[j] * weight, weight, chunk[j], self.patch)
-        logits = logits / norm
-        return _crop(logits, before, spatial)
-
-
-def _tile(x: torch.Tensor, start: List[int], patch: List[int]) -> torch.Tensor:
-    """The (C, *patch) tile of a (C, *spatial) tensor at ``start``."""
-    for a in range(len(patch)):
-        x = x.narrow(a + 1, start[a], patch[a])
-    return x
-
-
-def _add_tile(
-    logits: torch.Tensor,
-    norm: torch.Tensor,
-    value: torch.Tensor,
-    weight: torch.Tensor,
-    start: List[int],
-    patch: List[int],
-) -> None:
-    """``logits[:, tile] += value`` and ``norm[tile] += weight`` (views, in place)."""
-    lv = logits
-    nv = norm
-    for a in range(len(patch)):
-        lv = lv.narrow(a + 1, start[a], patch[a])
-        nv = nv.narrow(a, start[a], patch[a])
-    lv.add_(value)
-    nv.add_(weight)
-
-
-def _crop(x: torch.Tensor, before: List[int], size: List[int]) -> torch.Tensor:
-    for a in range(len(size)):
-        x = x.narrow(a + 1, before[a], size[a])
-    return x
-
-
-SPLINE_POLE = math.sqrt(3.0) - 2.0
-"""Pole of the cubic B-spline prefilter."""
-
-SPLINE_PAD = 12
-"""Edge samples added on each side before the spline prefilter (scipy's ``mode="nearest"``)."""
-
-
-def _resize(x: torch.Tensor, shape: List[int], dim: int, order: int) -> torch.Tensor:
+def resize(x: torch.Tensor, shape: List[int], dim: int, order: int) -> torch.Tensor:
     """Resample the spatial axes of ``x`` ((*spatial)) to ``shape`` as
     ``scipy.ndimage.zoom(x, ..., order, mode="nearest", grid_mode=True)`` does (order 1: linear,
     order 3: cubic B-spline), axis by axis in float64; float32 out. A 2D network on a volume
@@ -335,7 +248,7 @@ def _resize(x: torch.Tensor, shape: List[int], dim: int, order: int) -> torch.Te
 
 
 def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tensor:
-    """Resample one axis of a float64 tensor to ``n_out`` samples (see :func:`_resize`)."""
+    """Resample one axis of a float64 tensor to ``n_out`` samples (see :func:`resize`)."""
     n_in = x.shape[axis]
     y = x.movedim(axis, 0)
     rest: List[int] = list(y.shape[1:])
@@ -353,7 +266,7 @@ def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tens
         out = y.index_select(0, i0l) * (1.0 - t) + y.index_select(0, i1l) * t
     else:
         c = _spline_coefficients(y)
-        pos = pos + 12.0  # SPLINE_PAD (TorchScript cannot read module globals)
+        pos = pos + 12.0  # SPLINE_PAD
         i0 = torch.floor(pos)
         t = (pos - i0).unsqueeze(1)
         i0l = i0.to(torch.long)
@@ -376,7 +289,7 @@ def _zoom_axis(x: torch.Tensor, axis: int, n_out: int, order: int) -> torch.Tens
 def _spline_coefficients(y: torch.Tensor) -> torch.Tensor:
     """Cubic B-spline coefficients along axis 0 of ``y`` (n, N), edge-padded by
     :data:`SPLINE_PAD` samples at both ends ((n + 2 * pad, N)), as scipy computes them for
-    ``mode="nearest"``: the recursive prefilter (pole z = sqrt(3) - 2) with a constant
+    ``mode="nearest"``: the recursive prefilter (pole :data:`SPLINE_POLE`) with a constant
     continuation at both ends, exact for the edge-padded signal. Axis 0 is the loop axis, so each
     step works on one contiguous row of N values."""
     pad = 12  # SPLINE_PAD
@@ -398,8 +311,21 @@ def _spline_coefficients(y: torch.Tensor) -> torch.Tensor:
     return c
 
 
-def stats_tuple(stats: object) -> Optional[Tuple[float, float, float, float]]:
-    """``(mean, std, lo, hi)`` of an :class:`rdcl.data.intensity.IntensityStats`, or None."""
-    if stats is None:
-        return None
-    return (float(stats.mean), float(stats.std), float(stats.lo), float(stats.hi))
+def run_pipeline(
+    module: nn.Module,
+    image: np.ndarray,
+    spacing: Sequence[float],
+    window: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """float32 probabilities of ``image`` (array order, raw units) at ``spacing`` (mm) from a
+    :class:`PredictorPipeline` or an exported (scripted) one; ``window`` (low, high) runs
+    ``probabilities_window``."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    sp = torch.tensor(tuple(spacing), dtype=torch.float64)
+    with torch.no_grad():
+        if window is None:
+            prob = module.probabilities(x, sp)
+        else:
+            w = torch.tensor([float(window[0]), float(window[1])], dtype=torch.float64)
+            prob = module.probabilities_window(x, sp, w)
+    return prob.cpu().numpy()
