@@ -56,8 +56,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(checkpoint, exported .ts)`` of the tiny3d preset with seeded random weights."""
     from rdcl.config import preset
     from rdcl.data.intensity import IntensityStats
+    from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
     folder = tmp_path_factory.mktemp("model")
     cfg = preset("tiny3d")

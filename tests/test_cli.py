@@ -66,8 +66,8 @@ def _write_4d(path: Path) -> None:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny untrained 3D single-encoder network saved as an rdcl checkpoint."""
+    from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
     cfg = preset("tiny3d")
     torch.manual_seed(0)

@@ -66,7 +66,7 @@ def test_missing_unreadable_and_wrong_kind(tmp_path, deny, unsearchable):
 
 
 def test_load_checkpoint_reports_permission(tmp_path, deny):
-    from rdcl.training.checkpoint import load_checkpoint
+    from rdcl.formats.checkpoint import load_checkpoint
 
     f = tmp_path / "final.ckpt"
     f.write_bytes(b"x")

@@ -17,8 +17,8 @@ def _checkpoint(path):
     import torch
 
     from rdcl.config import preset
+    from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
     cfg = preset("tiny2d")
     torch.manual_seed(0)

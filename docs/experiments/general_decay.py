@@ -41,9 +41,9 @@ from relation_weights import crops, evaluate, flips, load_covid, load_msd, model
 
 from rdcl.config import Config, DataConfig, TrainConfig
 from rdcl.data.preprocess import IntensityStats
+from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.model import build_network
 from rdcl.training import stages
-from rdcl.training.checkpoint import load_checkpoint
 from rdcl.training.feature_stats import effective_rank, feature_rms
 from rdcl.training.methods import build_for_method, get_method
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
 from rdcl.errors import RdclInputError
+from rdcl.formats.run_folder import find_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from rdcl.device import resolve_device
     from rdcl.export import export_model
-    from rdcl.training.run import find_checkpoint
 
     if not 0.0 < args.step <= 1.0:
         raise RdclInputError(f"--step must be in (0, 1], found {args.step}")

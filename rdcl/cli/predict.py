@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite, positive_int
 from rdcl.errors import RdclInputError
+from rdcl.formats.run_folder import find_checkpoint
 from rdcl.paths import require_dir, require_file, require_path
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,6 @@ def _load_predictor(args: argparse.Namespace):
     """The predictor behind ``-m``: an exported file, or a checkpoint / run folder."""
     from rdcl.inference import Predictor
     from rdcl.inference.exported import is_exported, load_exported
-    from rdcl.training.run import find_checkpoint
 
     if is_exported(args.model):
         fixed = {"--step": args.step != 0.5, "--tile-batch": args.tile_batch != 4}

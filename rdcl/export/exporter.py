@@ -19,6 +19,8 @@ from rdcl.data.io import Geometry
 from rdcl.errors import RdclInputError
 from rdcl.export.check import CheckResult, check_input, compare
 from rdcl.export.metadata import build_metadata
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import find_checkpoint
 from rdcl.fsutil import atomic_write_path
 
 logger = logging.getLogger(__name__)
@@ -45,8 +47,6 @@ def load_predictor(model: str | Path, *, device: str = "cpu", **options: Any) ->
     """``(Predictor, checkpoint header)`` of a checkpoint or a finished run folder's
     ``final.ckpt`` (the header holds kind and method)."""
     from rdcl.inference import Predictor
-    from rdcl.training.checkpoint import load_checkpoint
-    from rdcl.training.run import find_checkpoint
 
     model = find_checkpoint(model)
     header = load_checkpoint(model)

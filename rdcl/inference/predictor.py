@@ -37,11 +37,14 @@ from rdcl.data.io import (
     write_image,
 )
 from rdcl.device import resolve_device
-from rdcl.errors import RdclInputError
+from rdcl.errors import CheckpointError, RdclInputError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import find_checkpoint
 from rdcl.fsutil import make_staging_dir, remove_stale_staging
 from rdcl.inference.conventions import check_window, published_window
 from rdcl.inference.pipeline import PredictorPipeline, run_pipeline
 from rdcl.inference.sliding_window import Autocast
+from rdcl.model import build_network
 from rdcl.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -110,17 +113,13 @@ class Predictor:
         """Build the network from a checkpoint's saved config and kind and load its weights.
 
         ``path`` is a checkpoint file or a finished training run folder, which gives its
-        ``final.ckpt`` (:func:`rdcl.training.run.find_checkpoint`, as ``rdcl predict -m``).
+        ``final.ckpt`` (:func:`rdcl.formats.run_folder.find_checkpoint`, as ``rdcl predict -m``).
         ``options`` are passed to the constructor (``step``, ``tile_batch``, ``mirror``, ``amp``).
         The training set's normalisation and window are taken from the checkpoint's ``dataset``
         entry (``"normalization"``, ``"window"``) when it records them, else from the config.
-        Raises :class:`rdcl.training.checkpoint.CheckpointError` for a missing, invalid or
+        Raises :class:`rdcl.errors.CheckpointError` for a missing, invalid or
         mismatching checkpoint and for a run folder without ``final.ckpt``.
         """
-        from rdcl.model import build_network
-        from rdcl.training.checkpoint import CheckpointError, load_checkpoint
-        from rdcl.training.run import find_checkpoint
-
         path = find_checkpoint(path)
         ckpt = load_checkpoint(path)
         config = Config.from_dict(ckpt["config"])

@@ -135,8 +135,8 @@ def relation_snapshots(
     import torch
 
     from rdcl.demo.feature_relations import lesion_batch, network_relations
+    from rdcl.formats.checkpoint import load_checkpoint
     from rdcl.inference.predictor import Predictor
-    from rdcl.training.checkpoint import load_checkpoint
     from rdcl.training.methods import build_for_method, get_method
 
     end = Predictor.from_checkpoint(rdcl_ckpt, device="cpu")
@@ -162,9 +162,9 @@ def relation_series(
     """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
     matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""
     from rdcl.demo.feature_relations import lesion_batch, network_relations
+    from rdcl.formats.checkpoint import load_checkpoint
     from rdcl.inference.predictor import Predictor
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import load_checkpoint
     from rdcl.training.methods import get_method
 
     if not snapshots:

@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.formats.run_folder import FINAL, SNAPSHOT_DIR
 from rdcl.fsutil import write_text_atomic
-from rdcl.training.checkpoint import FINAL
-from rdcl.training.loop import SNAPSHOT_DIR
 
 from . import figures
 from .paper_tables import write_tables

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rdcl.errors import RdclInputError
+from rdcl.errors import CheckpointError, RdclInputError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import FINAL, LAST
 from rdcl.fsutil import write_text_atomic
-from rdcl.training.checkpoint import FINAL, LAST
 
 from .rows import StudyRow, group_sets
 from .scoring import read_scores, score_run
@@ -117,8 +118,6 @@ def check_study_data(plan: StudyPlan, spec: DatasetSpec) -> None:
 def verify_finished(path: Path, what: str) -> Path:
     """``path`` (a finished run's ``final.ckpt``) if it is a sound checkpoint, else
     :class:`StudyDamageError` naming it: a damaged checkpoint is never passed over in silence."""
-    from rdcl.training.checkpoint import CheckpointError, load_checkpoint
-
     try:
         load_checkpoint(path)
     except CheckpointError as exc:

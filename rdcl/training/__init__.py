@@ -16,11 +16,14 @@ Public API (what a user calls; everything else is imported from its module):
 
 from __future__ import annotations
 
-from .checkpoint import FINAL, LAST, CheckpointError, load_checkpoint
+from rdcl.errors import CheckpointError, TrainingDivergedError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import FINAL, LAST, LOG_NAME, PRETRAIN_DIR, find_checkpoint
+from rdcl.logfile import read_log
+
 from .loop import RunExistsError
-from .run import PRETRAIN_DIR, find_checkpoint, run_pretraining, run_training
+from .run import run_pretraining, run_training
 from .stages import pretrain_general, train
-from .step_log import LOG_NAME, TrainingDivergedError, read_log
 
 __all__ = [
     "FINAL",

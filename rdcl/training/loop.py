@@ -27,13 +27,8 @@ from torch import nn
 from rdcl.config import Config, TrainConfig
 from rdcl.device import resolve_device as resolve_device  # exported by rdcl.training
 from rdcl.errors import CheckpointError, ConfigError, DatasetError
-from rdcl.fsutil import write_text_atomic
-from rdcl.progress import progress_bar
-
-from .checkpoint import (
-    FINAL,
+from rdcl.formats.checkpoint import (
     FORMAT,
-    LAST,
     load_checkpoint,
     nonfinite_weights,
     remove_stale_temps,
@@ -41,10 +36,21 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from rdcl.formats.run_folder import (
+    CONFIG_NAME,
+    FINAL,
+    LAST,
+    LOG_NAME,
+    SNAPSHOT_DIR,
+    existing_run_files,
+)
+from rdcl.fsutil import write_text_atomic
+from rdcl.progress import progress_bar
+
 from .data_streams import data_differences
 from .distributed import DistContext
 from .schedule import clip_gradients_tensor, poly_lr, set_lr
-from .step_log import LOG_NAME, JsonlLog, LossGrowthGuard, TrainingDivergedError, check_finite
+from .step_log import JsonlLog, LossGrowthGuard, TrainingDivergedError, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +107,6 @@ class Stage:
         return {**self.dist.record(self.cfg.data.batch_size), **self.notes}
 
 
-def existing_run_files(out_dir: Path) -> list[Path]:
-    """The files in ``out_dir`` that a new run would overwrite (checkpoints and the log)."""
-    return [out_dir / n for n in (LAST, FINAL, LOG_NAME) if (out_dir / n).exists()]
-
-
 def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Create ``out_dir``; refuse to touch an existing run unless ``resume`` or ``overwrite``.
 
@@ -142,7 +143,7 @@ def write_config(cfg: Config, out_dir: Path, run: dict[str, Any] | None = None) 
     world size, per-rank batch; ignored by ``Config.from_dict``) as its ``"run"`` entry;
     atomic (:func:`rdcl.fsutil.write_text_atomic`)."""
     payload = cfg.to_dict() if run is None else {**cfg.to_dict(), "run": run}
-    write_text_atomic(out_dir / "config.json", json.dumps(payload, indent=2))
+    write_text_atomic(out_dir / CONFIG_NAME, json.dumps(payload, indent=2))
 
 
 RESUME_FREE_KEYS = frozenset(
@@ -253,10 +254,6 @@ def _payload(
         **extra,
         **stage.meta,
     }
-
-
-SNAPSHOT_DIR = "snapshots"
-"""Run sub-folder of the weights kept by ``train.snapshots``."""
 
 
 def snapshot_steps(total: int, count: int) -> set[int]:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rdcl.errors import DatasetError, RdclInputError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import FINAL, LAST
 
-from .checkpoint import FINAL, LAST, load_checkpoint
 from .data_streams import data_differences, identity_of, source_identity
 
 if TYPE_CHECKING:

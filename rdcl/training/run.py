@@ -1,8 +1,7 @@
-"""One call from datasets to a trained model: :func:`run_training` (what ``rdcl train`` runs),
-:func:`run_pretraining` (``rdcl train --pretrain-only``) and :func:`find_checkpoint` (the
-checkpoint a run folder or file names, what ``rdcl predict -m`` and ``rdcl export -m`` use).
+"""One call from datasets to a trained model: :func:`run_training` (what ``rdcl train`` runs) and
+:func:`run_pretraining` (``rdcl train --pretrain-only``).
 
-Run folder layout::
+Run folder layout (file names: :mod:`rdcl.formats.run_folder`)::
 
     RUN_DIR/config.json, log.jsonl, last.ckpt, final.ckpt   stage 2 (the method)
     RUN_DIR/pretrain/...                                     stage 1 (G on non-COVID lesions)
@@ -22,11 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rdcl.config import Config, ConfigError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_folder import PRETRAIN_DIR, existing_run_files
 
-from .checkpoint import FINAL, LAST, CheckpointError
 from .data_streams import DatasetInput, as_cached, as_list, resolve_target_spacing
 from .distributed import env_rank
-from .loop import RunExistsError, existing_run_files, reset_run
+from .loop import RunExistsError, reset_run
 from .methods import get_method
 from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
@@ -37,41 +37,6 @@ if TYPE_CHECKING:
     from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-PRETRAIN_DIR = "pretrain"
-"""Sub-folder of the run folder that holds stage 1."""
-
-
-def find_checkpoint(path: str | Path, *, what: str = "checkpoint") -> Path:
-    """The checkpoint file ``path`` names: the file itself, or a finished run folder's
-    ``final.ckpt`` (:data:`~rdcl.training.checkpoint.FINAL`).
-
-    Args:
-        path: a checkpoint file or a run folder.
-        what: how messages name ``path`` (e.g. ``"model"`` for ``-m``).
-
-    Raises:
-        CheckpointError: nothing at ``path``, or a run folder without ``final.ckpt`` (the
-            message points to its ``last.ckpt`` when the run has not finished).
-        PermissionError: ``path`` (or a folder on its way) is not readable.
-    """
-    from rdcl.paths import require_dir, require_file, require_path
-
-    path = Path(path)
-    try:
-        require_path(path, what)
-    except FileNotFoundError as exc:
-        raise CheckpointError(str(exc)) from None
-    if not path.is_dir():
-        return require_file(path, what)
-    require_dir(path, f"{what} run folder")
-    if (path / FINAL).is_file():
-        return path / FINAL
-    last = path / LAST
-    hint = f"; the run has not finished, pass {last} to use its latest weights"
-    raise CheckpointError(
-        f"no checkpoint in run folder {path}: expected {FINAL}" + (hint if last.is_file() else "")
-    )
 
 
 def run_training(
@@ -255,8 +220,6 @@ def _shared_stats(
     rule = next((m.normalization for m in mappings if m.units == "hu"), None)
     ckpt = None
     if pretrained is not None and rule is not None:
-        from .checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(pretrained)
         learnt = (ckpt.get("dataset") or {}).get("normalization")
         if learnt != rule:

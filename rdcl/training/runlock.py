@@ -22,13 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rdcl.formats.run_folder import LOCK_NAME
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
-
-LOCK_NAME = ".rdcl.lock"
-"""File name of the lock inside a run folder."""
 
 _held: dict[str, int] = {}
 _held_guard = threading.Lock()

@@ -30,7 +30,8 @@ import torch
 
 from rdcl.config import Config, TrainConfig
 from rdcl.data.device_augment import finish_batch
-from rdcl.errors import ConfigError, DatasetError
+from rdcl.errors import CheckpointError, ConfigError, DatasetError
+from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.losses import (
     DeepSupervisionLoss,
     DiceBCELoss,
@@ -41,7 +42,6 @@ from rdcl.losses import (
 )
 from rdcl.model import build_network
 
-from .checkpoint import CheckpointError, load_checkpoint
 from .data_streams import (
     DatasetInput,
     as_cached,

@@ -34,9 +34,6 @@ from rdcl.errors import CheckpointError, TrainingDivergedError
 from rdcl.fsutil import write_text_atomic
 from rdcl.logfile import read_log as read_log  # the one reader, exported here too
 
-LOG_NAME = "log.jsonl"
-"""File name of the per-step log inside a stage's output folder."""
-
 LOG_KEYS = (
     "step",
     "stage",

@@ -21,8 +21,8 @@ from conftest import SHARED, AppBuild
 
 from rdcl.config import preset
 from rdcl.data.intensity import IntensityStats
+from rdcl.formats.checkpoint import FORMAT, save_checkpoint
 from rdcl.model import build_network
-from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
 CHEST_CT = SHARED / "chest_ct" / "chest_ct.nii.gz"
 STATS = IntensityStats(mean=-500.0, std=300.0, lo=-1000.0, hi=200.0)

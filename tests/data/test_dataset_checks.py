@@ -173,8 +173,8 @@ def test_broken_intensity_block_is_one_line(block):
 def test_predict_with_a_broken_intensity_block_is_one_line(tmp_path, capsys):
     from rdcl.cli import main
     from rdcl.config import preset
+    from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
     cfg = preset("tiny3d")
     ckpt = tmp_path / "m.ckpt"

@@ -300,8 +300,8 @@ def test_predict_refuses_a_truncated_input(tmp_path, capfd):
     import torch
 
     from rdcl.config import preset
+    from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
-    from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
     cfg = preset("tiny3d")
     net = build_network(cfg.model, kind="single")

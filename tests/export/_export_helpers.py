@@ -11,9 +11,9 @@ import torch
 from rdcl.config import Config, preset
 from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
+from rdcl.formats.checkpoint import FORMAT, save_checkpoint
 from rdcl.inference import Predictor
 from rdcl.model import build_network
-from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

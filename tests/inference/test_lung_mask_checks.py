@@ -14,9 +14,9 @@ from rdcl.cli import main
 from rdcl.config import preset
 from rdcl.data.io import Geometry, write_image
 from rdcl.errors import RdclInputError
+from rdcl.formats.checkpoint import FORMAT, save_checkpoint
 from rdcl.inference.quantify import MIN_INFECTION_INSIDE, quantify
 from rdcl.model import build_network
-from rdcl.training.checkpoint import FORMAT, save_checkpoint
 
 SPACING = (2.0, 1.0, 1.0)
 

@@ -10,9 +10,9 @@ from torch import nn
 from rdcl.config import preset
 from rdcl.data.io import Geometry, read_image, write_image
 from rdcl.data.preprocess import IntensityStats
+from rdcl.formats.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from rdcl.inference.predictor import Predictor, output_name
 from rdcl.model import build_network
-from rdcl.training.checkpoint import FORMAT, CheckpointError, save_checkpoint
 
 STATS = IntensityStats(mean=-500.0, std=300.0, lo=-1000.0, hi=200.0)
 GEOM = Geometry(

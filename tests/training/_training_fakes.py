@@ -63,6 +63,6 @@ def tiny_cfg(method: str = "rdcl", **train) -> Config:
 
 def state_of(path) -> dict[str, torch.Tensor]:
     """The model state dict stored in a checkpoint."""
-    from rdcl.training.checkpoint import load_checkpoint
+    from rdcl.formats.checkpoint import load_checkpoint
 
     return load_checkpoint(path)["model"]

@@ -17,12 +17,13 @@ from rdcl.cli import main
 from rdcl.config import ConfigError, preset
 from rdcl.data import DatasetError
 from rdcl.data.io import Geometry, is_dicom_folder, write_image
+from rdcl.formats.checkpoint import FORMAT, CheckpointError, save_checkpoint
+from rdcl.formats.run_folder import FINAL, LAST
 from rdcl.inference import Predictor
 from rdcl.metrics.evaluate import COLUMNS, METRICS, format_results, metric_labels
 from rdcl.model import build_network
 from rdcl.training import find_checkpoint, run_pretraining, run_training
 from rdcl.training import run as run_module
-from rdcl.training.checkpoint import FINAL, FORMAT, LAST, CheckpointError, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from _training_fakes import FakeSampler, fake_dataset, tiny_cfg
 
 from rdcl.config import ConfigError
 from rdcl.errors import CheckpointError
+from rdcl.formats.checkpoint import load_checkpoint, save_checkpoint
 from rdcl.model import build_network
 from rdcl.training import feature_stats, stages
-from rdcl.training.checkpoint import load_checkpoint, save_checkpoint
 from rdcl.training.feature_stats import (
     GeneralFeatureProbe,
     channel_matrix,

@@ -10,9 +10,9 @@ from _training_fakes import fake_dataset, tiny_cfg
 
 from rdcl.config import Config
 from rdcl.errors import CheckpointError
+from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.losses import resolved_rampup_steps
 from rdcl.training import stages
-from rdcl.training.checkpoint import load_checkpoint
 from rdcl.training.recipe import RECIPE_KEY, RECIPE_VERSION, recipe_version
 from rdcl.training.step_log import read_log
 

@@ -18,8 +18,9 @@ import pytest
 from _training_fakes import tiny_cfg
 
 from rdcl.data.io import read_image, write_image
+from rdcl.formats.run_folder import LOCK_NAME
 from rdcl.training import load_checkpoint, run_training
-from rdcl.training.runlock import LOCK_NAME, RunInUseError, run_lock
+from rdcl.training.runlock import RunInUseError, run_lock
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +260,8 @@ def test_weights_turning_nan_are_never_checkpointed(tmp_path, monkeypatch, synth
     finite weights."""
     import torch
 
+    from rdcl.formats.checkpoint import nonfinite_weights
     from rdcl.training import TrainingDivergedError
-    from rdcl.training.checkpoint import nonfinite_weights
 
     real_step = torch.optim.SGD.step
     calls = {"n": 0}

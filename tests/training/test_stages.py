@@ -11,8 +11,8 @@ import torch
 from _training_fakes import fake_dataset, state_of, tiny_cfg
 
 from rdcl.config import Config
+from rdcl.formats.checkpoint import FORMAT, load_checkpoint
 from rdcl.training import stages
-from rdcl.training.checkpoint import FORMAT, load_checkpoint
 from rdcl.training.loop import RunExistsError
 from rdcl.training.schedule import poly_lr
 from rdcl.training.step_log import LOG_KEYS, TrainingDivergedError, read_log

@@ -1,4 +1,4 @@
-"""Training checkpoints: the checkpoint dict, atomic writes and validated reads.
+"""Checkpoint files (``*.ckpt``): the checkpoint dict, atomic writes and validated reads.
 
 A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
 
@@ -41,18 +41,14 @@ import torch
 from rdcl.errors import CheckpointError
 from rdcl.fsutil import atomic_write
 from rdcl.fsutil import remove_stale_temps as _remove_stale_temps
+from rdcl.model.networks import KINDS
+from rdcl.paths import require_file
 
 FORMAT = "rdcl-checkpoint/1"
 """The format tag written into, and required from, every checkpoint."""
 
 REQUIRED_KEYS = ("format", "config", "kind", "stage", "step", "model")
 """Keys a readable checkpoint must hold (``optimizer``, ``rng`` ... may be absent or None)."""
-
-LAST = "last.ckpt"
-"""File name of the rolling checkpoint written every ``train.checkpoint_every`` steps."""
-
-FINAL = "final.ckpt"
-"""File name of the checkpoint written when a stage completes (no optimiser state)."""
 
 
 _NP_CORE = getattr(np, "_core", None) or np.core
@@ -129,8 +125,6 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             checkpoint (unreadable, unsafe or not a dict with the required keys), another format.
         PermissionError: the file (or a folder on its path) is not readable.
     """
-    from rdcl.paths import require_file
-
     path = Path(path)
     try:
         require_file(path, "checkpoint")
@@ -199,7 +193,6 @@ def check_entries(payload: dict[str, Any], path: str | Path) -> None:
     :func:`save_checkpoint` writes: ``kind`` one of the network kinds, ``stage`` ``"pretrain"`` or
     ``"train"``, ``step`` an int >= 0, every entry of its type, ``model`` a dict of tensors with
     finite floating-point values (NaN/inf weights would predict garbage without an error)."""
-    from rdcl.model.networks import KINDS
 
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {path} is damaged or not rdcl's: {what}")

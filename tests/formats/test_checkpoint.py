@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rdcl.training import checkpoint as ckpt_mod
-from rdcl.training.checkpoint import (
+from rdcl.formats import checkpoint as ckpt_mod
+from rdcl.formats.checkpoint import (
     FORMAT,
     CheckpointError,
     load_checkpoint,

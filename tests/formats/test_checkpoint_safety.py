@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rdcl.cli import main
-from rdcl.training.checkpoint import (
+from rdcl.formats.checkpoint import (
     FORMAT,
     CheckpointError,
     load_checkpoint,
@@ -145,7 +145,7 @@ def test_killed_save_leaves_no_temp_file_after_sigterm(tmp_path):
     """A SIGTERM during torch.save unwinds through save_checkpoint, which removes its temp."""
     script = f"""
 import os, signal, torch
-from rdcl.training import checkpoint as c
+from rdcl.formats import checkpoint as c
 real = torch.save
 def slow(obj, fh, *a, **k):
     fh.write(b"partial"); fh.flush()

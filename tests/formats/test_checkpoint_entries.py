@@ -15,8 +15,8 @@ import torch
 from rdcl.cli import main
 from rdcl.config import preset
 from rdcl.data.io import Geometry, write_image
+from rdcl.formats.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from rdcl.model import build_network
-from rdcl.training.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 
 
 def _payload() -> dict:
