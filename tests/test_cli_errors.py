@@ -36,8 +36,7 @@ def test_the_old_homes_name_the_same_classes():
     from rdcl.config import ConfigError
     from rdcl.data.io import ImageReadError
     from rdcl.data.spec import DatasetError
-    from rdcl.errors import CheckpointError
-    from rdcl.training.step_log import TrainingDivergedError
+    from rdcl.errors import CheckpointError, TrainingDivergedError
 
     assert (ConfigError, DatasetError, ImageReadError, CheckpointError, TrainingDivergedError) == (
         errors.ConfigError,

@@ -11,7 +11,7 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
 
 (``distributed`` from ``Stage.run_record``; ``intensity``, ``data`` and ``dataset`` from
 :func:`rdcl.training.data_streams.dataset_meta`; ``loss_growth`` the divergence guard's state,
-:meth:`rdcl.training.step_log.LossGrowthGuard.state_dict`, absent from checkpoints written before
+:meth:`rdcl.training.divergence.LossGrowthGuard.state_dict`, absent from checkpoints written before
 rdcl saved it.)
 
 ``step`` counts completed optimiser steps. Writes are atomic: the payload goes to a temporary file

@@ -6,7 +6,7 @@ global backend state) and written atomically; the same inputs give the same PNG 
 
 from __future__ import annotations
 
-from rdcl.logfile import read_log
+from rdcl.formats.run_log import read_log
 
 from .curves import plot_loss_curves
 from .overlay import lesion_slice, plot_overlays

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rdcl.errors import RdclInputError
-from rdcl.logfile import read_log
+from rdcl.formats.run_log import read_log
 
 from ._files import save_figure_atomic
 

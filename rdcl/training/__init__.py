@@ -19,7 +19,7 @@ from __future__ import annotations
 from rdcl.errors import CheckpointError, TrainingDivergedError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import FINAL, LAST, LOG_NAME, PRETRAIN_DIR, find_checkpoint
-from rdcl.logfile import read_log
+from rdcl.formats.run_log import read_log
 
 from .loop import RunExistsError
 from .run import run_pretraining, run_training

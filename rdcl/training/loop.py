@@ -44,13 +44,14 @@ from rdcl.formats.run_folder import (
     SNAPSHOT_DIR,
     existing_run_files,
 )
+from rdcl.formats.run_log import JsonlLog
 from rdcl.fsutil import write_text_atomic
 from rdcl.progress import progress_bar
 
 from .data_streams import data_differences
 from .distributed import DistContext
+from .divergence import LossGrowthGuard, TrainingDivergedError, check_finite
 from .schedule import clip_gradients_tensor, poly_lr, set_lr
-from .step_log import JsonlLog, LossGrowthGuard, TrainingDivergedError, check_finite
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from _training_fakes import FakeSampler, fake_dataset, tiny_cfg
 from rdcl.config import ConfigError
 from rdcl.errors import CheckpointError
 from rdcl.formats.checkpoint import load_checkpoint, save_checkpoint
+from rdcl.formats.run_log import read_log
 from rdcl.model import build_network
 from rdcl.training import feature_stats, stages
 from rdcl.training.feature_stats import (
@@ -26,7 +27,6 @@ from rdcl.training.feature_stats import (
 from rdcl.training.loop import _load_optimizer_state, feature_stats_due
 from rdcl.training.methods import build_for_method, get_method
 from rdcl.training.schedule import anchor_parameters, make_optimizer
-from rdcl.training.step_log import read_log
 
 
 def _erank_reference(features: np.ndarray) -> float:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from _training_fakes import fake_dataset, tiny_cfg
 
 from rdcl.config import Config, TrainConfig
+from rdcl.formats.run_log import read_log
 from rdcl.training import stages
-from rdcl.training.step_log import read_log
 
 LONG_STEPS = 3000
 """Stage-2 steps of the run at the defaults."""

@@ -10,11 +10,12 @@ import pytest
 
 from rdcl.cli import main
 from rdcl.errors import CheckpointError, TrainingDivergedError
-from rdcl.training.step_log import (
+from rdcl.training.divergence import (
     GROWTH_FACTOR,
     GROWTH_FLOOR,
     GROWTH_PATIENCE,
     LossGrowthGuard,
+    check_finite,
 )
 
 
@@ -122,3 +123,15 @@ def test_resume_keeps_the_guard_baseline(tmp_path, capsys, monkeypatch):
     assert main(_train_argv(data, run, "--resume")) == 2
     assert capsys.readouterr().err.strip().splitlines() == straight
     assert not (run / "final.ckpt").exists()
+
+
+def test_check_finite_names_step_and_term(tmp_path):
+    check_finite({"loss": 1.0, "d_g": None}, step=3, stage="train", last_good=None)
+    with pytest.raises(TrainingDivergedError) as info:
+        check_finite(
+            {"loss": 1.0, "d_g": float("nan")}, step=7, stage="train", last_good=tmp_path / "x"
+        )
+    msg = str(info.value)
+    assert "step 7" in msg and "d_g = nan" in msg and str(tmp_path / "x") in msg
+    with pytest.raises(TrainingDivergedError, match="grad_norm = inf"):
+        check_finite({"grad_norm": float("inf")}, step=1, stage="pretrain", last_good=None)

@@ -11,10 +11,10 @@ from _training_fakes import fake_dataset, tiny_cfg
 from rdcl.config import Config
 from rdcl.errors import CheckpointError
 from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.run_log import read_log
 from rdcl.losses import resolved_rampup_steps
 from rdcl.training import stages
 from rdcl.training.recipe import RECIPE_KEY, RECIPE_VERSION, recipe_version
-from rdcl.training.step_log import read_log
 
 
 def test_recipe_version_of_old_and_new_checkpoints() -> None:

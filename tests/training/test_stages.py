@@ -11,11 +11,12 @@ import torch
 from _training_fakes import fake_dataset, state_of, tiny_cfg
 
 from rdcl.config import Config
+from rdcl.errors import TrainingDivergedError
 from rdcl.formats.checkpoint import FORMAT, load_checkpoint
+from rdcl.formats.run_log import LOG_KEYS, read_log
 from rdcl.training import stages
 from rdcl.training.loop import RunExistsError
 from rdcl.training.schedule import poly_lr
-from rdcl.training.step_log import LOG_KEYS, TrainingDivergedError, read_log
 
 
 def _train(cfg, out, pretrained, **kw):

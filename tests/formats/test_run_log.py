@@ -2,15 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from rdcl.training.step_log import (
-    LOG_KEYS,
-    JsonlLog,
-    TrainingDivergedError,
-    check_finite,
-    read_log,
-)
+from rdcl.formats.run_log import LOG_KEYS, JsonlLog, read_log
 
 
 def test_log_writes_ordered_records_and_nulls(tmp_path):
@@ -48,15 +40,3 @@ def test_new_log_replaces_old(tmp_path):
     p.write_text('{"step": 1}\n')
     JsonlLog(p).close()
     assert p.read_text() == ""
-
-
-def test_check_finite_names_step_and_term(tmp_path):
-    check_finite({"loss": 1.0, "d_g": None}, step=3, stage="train", last_good=None)
-    with pytest.raises(TrainingDivergedError) as info:
-        check_finite(
-            {"loss": 1.0, "d_g": float("nan")}, step=7, stage="train", last_good=tmp_path / "x"
-        )
-    msg = str(info.value)
-    assert "step 7" in msg and "d_g = nan" in msg and str(tmp_path / "x") in msg
-    with pytest.raises(TrainingDivergedError, match="grad_norm = inf"):
-        check_finite({"grad_norm": float("inf")}, step=1, stage="pretrain", last_good=None)
