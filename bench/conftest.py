@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from rdcl.data import preprocess as pp
 from rdcl.data.preprocess import CachedDataset
+from rdcl.formats.cache import CACHE_FORMAT
 
 SHAPE = (80, 256, 256)
 """A small chest CT in voxels (z, y, x); real ones are larger, which only grows the cache."""
@@ -47,7 +48,7 @@ def write_cache(folder: Path, n_cases: int = 3, seed: int = 0) -> CachedDataset:
         "dataset": {"name": "bench", "dim": 3, "layout": "nnunet", "lesion": None, "root": ""},
     }
     (folder / "stats.json").write_text(json.dumps(info))
-    manifest = {"format": pp.CACHE_FORMAT, "fingerprint": "bench", "files": files}
+    manifest = {"format": CACHE_FORMAT, "fingerprint": "bench", "files": files}
     manifest["arrays"] = arrays
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return CachedDataset(folder)

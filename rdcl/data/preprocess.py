@@ -23,6 +23,18 @@ from rdcl.data.intensity import IntensityStats, compute_intensity_stats, normali
 from rdcl.data.io import Geometry
 from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case
 from rdcl.data.resample import resample_image, resample_label, target_shape
+from rdcl.formats.cache import (
+    ARRAYS,
+    CACHE_FORMAT,
+    STATS_NAME,
+    array_name,
+    case_file_name,
+    case_name,
+    read_cache,
+    reusable_manifest,
+    write_json,
+    write_manifest,
+)
 from rdcl.fsutil import atomic_write
 
 __all__ = [
@@ -107,13 +119,6 @@ def geometry_from_props(props: dict[str, Any]) -> Geometry:
     return Geometry(tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
 
 
-CACHE_FORMAT = "rdcl-cache/2"
-"""Version 2 stores each case's image and label as uncompressed ``.npy`` files (memory-mapped by
-:class:`CachedDataset`). A version 1 cache (everything in one ``<case>.npz``) is no longer read:
-:func:`preprocess_dataset` rebuilds it (its fingerprint differs), :class:`CachedDataset` refuses it
-with a line saying so."""
-_ARRAYS = ("image", "label")
-"""Arrays stored as ``<case>.<name>.npy`` (memory-mappable) rather than in ``<case>.npz``."""
 _FG_SAMPLES = 10_000
 
 
@@ -137,10 +142,6 @@ def _fingerprint(spec: DatasetSpec, data_cfg: DataConfig, stats: IntensityStats 
         "stats": stats.to_dict() if stats else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def preprocess_dataset(
@@ -170,16 +171,10 @@ def preprocess_dataset(
         resolved = dataset_target_spacing([spec], spec.dim)
         data_cfg = replace(data_cfg, target_spacing=resolved)
     key = _fingerprint(spec, data_cfg, stats)
-    manifest_path = cache_dir / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except ValueError:
-            old = {}
-        listed = [*old.get("files", []), *old.get("arrays", [])]
-        if old.get("fingerprint") == key and all((cache_dir / f).is_file() for f in listed):
-            log.info("reusing preprocessed cache %s (%d cases)", cache_dir, len(old["files"]))
-            return CachedDataset(cache_dir)
+    old = reusable_manifest(cache_dir, key)
+    if old is not None:
+        log.info("reusing preprocessed cache %s (%d cases)", cache_dir, len(old["files"]))
+        return CachedDataset(cache_dir)
     names = [c.name for c in spec.cases]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -201,12 +196,12 @@ def preprocess_dataset(
         meta = {"props": np.array(json.dumps(props))}
         for name, arr in (("image", x), ("label", y)):
             if arr is not None:
-                npy = f"{case.name}.{name}.npy"
+                npy = array_name(case.name, name)
                 atomic_write(cache_dir / npy, lambda f, a=arr: np.save(f, np.ascontiguousarray(a)))
                 arrays.append(npy)
         if y is not None:
             meta["fg"] = _foreground_sample(y, seed=i)
-        fname = f"{case.name}.npz"
+        fname = case_file_name(case.name)
         atomic_write(cache_dir / fname, lambda f, a=meta: np.savez(f, **a))
         files.append(fname)
     if stats is None:
@@ -226,9 +221,8 @@ def preprocess_dataset(
             "root": str(spec.root),
         },
     }
-    _write_json(cache_dir / "stats.json", info)
-    manifest = {"format": CACHE_FORMAT, "fingerprint": key, "files": files, "arrays": arrays}
-    _write_json(manifest_path, manifest)
+    write_json(cache_dir / STATS_NAME, info)
+    write_manifest(cache_dir, key, files, arrays)
     log.info("preprocessed %d cases of %s into %s", len(files), spec.name, cache_dir)
     return CachedDataset(cache_dir)
 
@@ -265,21 +259,9 @@ class CachedDataset:
 
     def __init__(self, cache_dir: str | Path, *, in_memory: bool = True) -> None:
         self.cache_dir = Path(cache_dir)
-        try:
-            manifest = json.loads((self.cache_dir / "manifest.json").read_text())
-            self.info = json.loads((self.cache_dir / "stats.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetError(
-                f"no valid preprocessed cache in {self.cache_dir} (run preprocessing): {exc}"
-            ) from exc
-        if manifest.get("format") != CACHE_FORMAT:
-            raise DatasetError(
-                f"{self.cache_dir}: cache format {manifest.get('format')!r}, expected "
-                f"{CACHE_FORMAT!r} (a cache of an older rdcl: preprocess the dataset again, "
-                "which rebuilds it)"
-            )
+        manifest, self.info = read_cache(self.cache_dir)
         self.files = [self.cache_dir / f for f in manifest["files"]]
-        self.names = [f.name[: -len(".npz")] for f in self.files]
+        self.names = [case_name(f.name) for f in self.files]
         self.stats = IntensityStats.from_dict(self.info["intensity"])
         self.normalization = self.info["normalization"]
         window = self.info.get("window")
@@ -304,8 +286,8 @@ class CachedDataset:
         try:
             with np.load(self.files[i]) as z:
                 arrays = {k: z[k] for k in z.files}
-            for name in _ARRAYS:
-                npy = self.files[i].with_name(f"{self.names[i]}.{name}.npy")
+            for name in ARRAYS:
+                npy = self.files[i].with_name(array_name(self.names[i], name))
                 if name == "image" or npy.is_file():
                     arrays[name] = np.load(npy, mmap_mode="r")
         except (OSError, ValueError) as exc:

@@ -16,7 +16,8 @@ from rdcl.config import DataConfig
 from rdcl.data import DatasetError, PatchSampler, make_loader
 from rdcl.data.augment import transformed_crop
 from rdcl.data.layout import load_dataset
-from rdcl.data.preprocess import CACHE_FORMAT, CachedDataset, preprocess_dataset
+from rdcl.data.preprocess import CachedDataset, preprocess_dataset
+from rdcl.formats.cache import CACHE_FORMAT
 
 
 def test_cache_arrays_are_memory_mapped(nnunet_dir, tmp_path):
