@@ -3,7 +3,7 @@
 - :mod:`rdcl.export.torchscript`: trace the network, script the predictor's pipeline
   (:mod:`rdcl.inference.pipeline`: preprocessing, sliding window, network), save with metadata.
 - :mod:`rdcl.export.aoti`: the network through ``torch.export`` + AOTInductor (``.pt2``).
-- :mod:`rdcl.export.metadata`: ``rdcl.json`` / ``config.json``.
+- :mod:`rdcl.formats.exported`: ``rdcl.json`` / ``config.json`` (the file format, below inference).
 - :mod:`rdcl.export.check`: exported vs eager predictor before success.
 - :mod:`rdcl.export.exporter`: :func:`export_model`, atomic and checked.
 """
@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from rdcl.export.exporter import ExportCheckError, ExportResult, export_model, export_predictor
-from rdcl.export.metadata import read_torchscript_metadata
+from rdcl.formats.exported import read_torchscript_metadata
 
 __all__ = [
     "ExportCheckError",

@@ -16,7 +16,7 @@ import numpy as np
 
 from rdcl.config import LUNG_WINDOW
 from rdcl.data.io import Geometry
-from rdcl.export.metadata import training_spacing
+from rdcl.formats.exported import training_spacing
 
 MIN_DICE = 0.999
 """Smallest Dice accepted where the exported and eager resampling paths ran."""

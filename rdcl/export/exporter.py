@@ -18,8 +18,8 @@ import torch
 from rdcl.data.io import Geometry
 from rdcl.errors import RdclInputError
 from rdcl.export.check import CheckResult, check_input, compare
-from rdcl.export.metadata import build_metadata
 from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.formats.exported import build_metadata
 from rdcl.formats.run_folder import find_checkpoint
 from rdcl.fsutil import atomic_write_path
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from rdcl.errors import RdclInputError
-from rdcl.export.metadata import extra_files
+from rdcl.formats.exported import extra_files
 
 
 def trace_network(predictor: Any) -> torch.jit.ScriptModule:

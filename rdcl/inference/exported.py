@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from rdcl.config import Config
 from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
 from rdcl.device import resolve_device
 from rdcl.errors import RdclInputError
+from rdcl.formats.exported import load_package, load_torchscript
 from rdcl.inference.pipeline import run_pipeline
 from rdcl.inference.predictor import Predictor
 
@@ -39,16 +41,8 @@ class ScriptedPredictor(Predictor):
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "auto") -> None:
-        from rdcl.export.metadata import CONFIG_FILE, META_FILE, parse_metadata
-
         dev = resolve_device(device)
-        files = {META_FILE: "", CONFIG_FILE: ""}
-        try:
-            module = torch.jit.load(str(path), map_location=dev, _extra_files=files)
-        except (RuntimeError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RdclInputError(f"{path}: not a TorchScript file ({first})") from None
-        meta, config = parse_metadata(str(path), files[META_FILE], files[CONFIG_FILE])
+        module, meta, config = load_torchscript(path, dev)
         self.meta = meta
         self.path = Path(path)
         super().__init__(module, **_predictor_settings(meta, config, dev))
@@ -80,11 +74,32 @@ def _predictor_settings(
     }
 
 
+class CompiledNetwork(nn.Module):
+    """An nn.Module face for a loaded AOTInductor network (fixed batch ``tile_batch``).
+
+    ``forward(x (B <= tile_batch, 1, *patch)) -> [logits (B, 1, *patch)]`` like rdcl networks.
+    """
+
+    def __init__(self, runner: Any, tile_batch: int) -> None:
+        super().__init__()
+        self.runner = runner
+        self.tile_batch = tile_batch
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b = x.shape[0]
+        if b > self.tile_batch:
+            raise ValueError(f"compiled for {self.tile_batch} tiles per call, found {b}")
+        if b < self.tile_batch:
+            pad = x.new_zeros((self.tile_batch - b, *x.shape[1:]))
+            x = torch.cat([x, pad])
+        out = self.runner(x.contiguous())
+        first = out[0] if isinstance(out, list | tuple) else out
+        return [first[:b]]
+
+
 def aoti_predictor(path: str | Path, *, device: str | torch.device = "auto") -> Predictor:
     """The eager predictor around the compiled network of an ``rdcl export --format aoti``
     package (settings from its metadata)."""
-    from rdcl.export.aoti import CompiledNetwork, load_package
-
     dev = resolve_device(device)
     runner, meta, config = load_package(path, dev)
     predictor = Predictor(

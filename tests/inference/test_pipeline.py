@@ -15,8 +15,8 @@ from rdcl.config import NORMALIZATIONS, preset
 from rdcl.data.intensity import IntensityStats, normalize
 from rdcl.data.io import Geometry
 from rdcl.data.preprocess import preprocess_case, restore
-from rdcl.export.metadata import METHODS
 from rdcl.export.torchscript import trace_network
+from rdcl.formats.exported import METHODS
 from rdcl.inference import Predictor, sliding_window
 from rdcl.inference.pipeline import PredictorPipeline, resize, run_pipeline
 from rdcl.model import build_network

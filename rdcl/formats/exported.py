@@ -1,17 +1,26 @@
-"""The metadata an exported predictor carries (``rdcl.json`` and ``config.json``).
+"""Exported predictor files (``rdcl export``): the metadata every one carries (``rdcl.json`` and
+``config.json``), and opening a file with its metadata checked (:func:`load_torchscript` for a
+``.ts`` file, :func:`load_package` for an AOTInductor ``.pt2`` package).
 
-Both are JSON, stored as TorchScript ``_extra_files`` (the archive's ``extra/`` folder) or as
-AOTInductor package metadata, so that any reader (C++, Python without rdcl, a zip tool) finds the
-training configuration, spacing and intensity convention. Keys: ``docs/export.md``.
+Both metadata files are JSON, stored as TorchScript ``_extra_files`` (the archive's ``extra/``
+folder) or as AOTInductor package metadata (``rdcl_json``, ``config_json``), so that any reader
+(C++, Python without rdcl, a zip tool) finds the training configuration, spacing and intensity
+convention. Keys: ``docs/export.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from rdcl._version import __version__
 from rdcl.errors import RdclInputError
 
 FORMAT = "rdcl-export/1"
@@ -49,8 +58,6 @@ def intensity_convention(normalization: str, window: tuple[float, float]) -> str
 
 def build_metadata(predictor: Any, *, kind: str, method: str | None) -> dict[str, Any]:
     """``rdcl.json`` for an :class:`rdcl.inference.Predictor` (settings as exported)."""
-    from rdcl import __version__
-
     cfg = predictor.config
     norm = predictor.normalization or cfg.data.normalization
     window = predictor.training_window
@@ -85,18 +92,30 @@ def extra_files(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def read_torchscript_metadata(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(rdcl.json, config.json)`` of an exported ``.ts`` file (weights are not kept).
+def load_torchscript(
+    path: str | Path, map_location: torch.device | str = "cpu"
+) -> tuple[torch.jit.ScriptModule, dict[str, Any], dict[str, Any]]:
+    """``(module, rdcl.json, config.json)`` of an exported ``.ts`` file.
 
     Raises ValueError when the file is not a TorchScript archive or lacks the rdcl metadata.
     """
     files = {META_FILE: "", CONFIG_FILE: ""}
     try:
-        torch.jit.load(path, map_location="cpu", _extra_files=files)
+        module = torch.jit.load(str(path), map_location=map_location, _extra_files=files)
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RdclInputError(f"{path}: not a TorchScript file ({first})") from None
-    return parse_metadata(path, files[META_FILE], files[CONFIG_FILE])
+    meta, config = parse_metadata(str(path), files[META_FILE], files[CONFIG_FILE])
+    return module, meta, config
+
+
+def read_torchscript_metadata(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rdcl.json, config.json)`` of an exported ``.ts`` file (weights are not kept).
+
+    Raises ValueError when the file is not a TorchScript archive or lacks the rdcl metadata.
+    """
+    _, meta, config = load_torchscript(path)
+    return meta, config
 
 
 def parse_metadata(where: str, meta_text: str, config_text: str) -> tuple[dict, dict]:
@@ -113,3 +132,38 @@ def parse_metadata(where: str, meta_text: str, config_text: str) -> tuple[dict, 
             f"found {found!r}"
         )
     return meta, config
+
+
+PACKAGE_LOGGER = "torch._inductor.package"
+"""torch's logger that warns "Loading outdated pt2 file" for any package without its version
+record (random bytes included) before the load fails; rdcl's own checks say what is wrong."""
+
+
+@contextlib.contextmanager
+def _quiet_package_log() -> Iterator[None]:
+    """Hold back torch's package-loader warnings while a ``.pt2`` file is opened, so a bad file
+    gives rdcl's one error line and nothing before it."""
+    log = logging.getLogger(PACKAGE_LOGGER)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def load_package(path: str | Path, device: torch.device | str = "cpu") -> tuple[Any, dict, dict]:
+    """``(runner, rdcl.json, config.json)`` of an ``rdcl export --format aoti`` package."""
+    try:
+        with warnings.catch_warnings(), _quiet_package_log():
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation
+            runner = torch._inductor.aoti_load_package(str(path))
+        md = runner.get_metadata()
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RdclInputError(f"{path}: not a loadable AOTInductor package ({first})") from None
+    meta, config = parse_metadata(str(path), md.get("rdcl_json", ""), md.get("config_json", ""))
+    dev = torch.device(device)
+    if dev.type != "cpu" and md.get("AOTI_DEVICE_KEY", "cpu") == "cpu":
+        raise RdclInputError(f"{path} was compiled for the CPU; expected --device cpu")
+    return runner, meta, config
