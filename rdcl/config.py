@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -546,3 +547,27 @@ def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+def resolve_config(
+    config: str | Path | None = None,
+    preset_name: str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    dim: int | None = None,
+) -> Config:
+    """The run configuration as ``rdcl train``/``rdcl cv`` resolve it: the file ``config``, else
+    the preset ``preset_name`` (default ``paper3d``, or ``paper2d`` for 2D data: ``dim`` 2), with
+    ``overrides`` (``section.key=value``) applied; raises :class:`ConfigError` when the network
+    is not ``dim``-dimensional (``dim`` None: not checked)."""
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        cfg = preset(preset_name or ("paper2d" if dim == 2 else "paper3d"))
+    cfg = cfg.override(list(overrides)) if overrides else cfg
+    if dim is not None and cfg.model.dim != dim:
+        raise ConfigError(
+            f"the config describes a {cfg.model.dim}D network but the data is {dim}D; "
+            f"choose a {dim}D config (e.g. --preset {'tiny2d' if dim == 2 else 'tiny3d'})"
+        )
+    return cfg

@@ -8,7 +8,9 @@ so ``except ValueError`` keeps working for callers of the Python API.
 The command line (:mod:`rdcl.cli`) reports these, and :class:`OSError` (missing files, permission
 denied, an output that exists), as ``rdcl <command>: error: <message>`` with exit status 2 and no
 traceback. Any other exception, a plain :class:`ValueError` from inside the library included, is
-a bug: the command line lets its traceback through (exit 1).
+a bug: the command line lets its traceback through (exit 1). :data:`USER_ERRORS` and
+:func:`one_line` are that policy, shared by the command line and the study's unit processes
+(:mod:`rdcl.study.unit`).
 
 Hierarchy::
 
@@ -25,6 +27,7 @@ Hierarchy::
 from __future__ import annotations
 
 __all__ = [
+    "USER_ERRORS",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
@@ -32,6 +35,7 @@ __all__ = [
     "ImageWriteError",
     "RdclInputError",
     "TrainingDivergedError",
+    "one_line",
 ]
 
 
@@ -63,3 +67,21 @@ class CheckpointError(RdclInputError):
 class TrainingDivergedError(RdclInputError):
     """A loss term or the gradient norm became NaN or infinite; training stopped before the step
     (the configuration, usually ``train.lr``, needs changing)."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    RdclInputError,  # ConfigError, DatasetError, ImageReadError, CheckpointError, ... (above)
+    OSError,  # FileExistsError, FileNotFoundError, PermissionError, symlink loops, disk full, ...
+)
+"""Exception types reported as user errors (exit 2, one line, no traceback). Anything else is a
+bug and keeps its traceback."""
+
+
+def one_line(exc: BaseException) -> str:
+    """How a user error is reported: its message on one line (an :class:`OSError` as
+    ``strerror: filename``, without the ``[Errno N]`` prefix), else the exception's type name."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno N]" prefix
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = " ".join(text.split())
+    return text or type(exc).__name__

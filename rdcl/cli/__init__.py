@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from rdcl import __version__
 from rdcl.cli import cv, data, demo, download, export, predict, train
 from rdcl.cli.common import Command
-from rdcl.errors import RdclInputError
+from rdcl.errors import USER_ERRORS, one_line
 
 logger = logging.getLogger("rdcl.cli")
 
@@ -44,13 +44,6 @@ COMMANDS: tuple[Command, ...] = (
     *download.COMMANDS,
 )
 """Subcommands in the order ``rdcl --help`` lists them."""
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    RdclInputError,  # ConfigError, DatasetError, ImageReadError, CheckpointError, ... (rdcl.errors)
-    OSError,  # FileExistsError, FileNotFoundError, PermissionError, symlink loops, disk full, ...
-)
-"""Exception types reported as user errors (exit 2, one line, no traceback). Anything else is a
-bug and keeps its traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,14 +160,6 @@ def _command_logging(verbose: bool, quiet: bool, command: str) -> Iterator[_Hold
             lg.setLevel(level)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno N]" prefix
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    text = " ".join(text.split())
-    return text or type(exc).__name__
-
-
 def _missing_capability(exc: BaseException) -> bool:
     """An optional capability this installation lacks (a CUDA engine, an optional package):
     not the input's fault and not a bug, reported in one line with exit status 1."""
@@ -206,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             logger.debug("traceback of the error below", exc_info=True)
             held = handler.take()
-            print(f"{prog}: error: {_one_line(exc)}{_held_note(held)}", file=sys.stderr)
+            print(f"{prog}: error: {one_line(exc)}{_held_note(held)}", file=sys.stderr)
             return 2 if user else 1
 
 

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rdcl.errors import ConfigError
-
 if TYPE_CHECKING:
     from rdcl.config import Config
 
@@ -66,20 +64,11 @@ def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
 
 def resolve_config(args: argparse.Namespace, *, dim: int | None) -> Config:
     """The run config from ``--config``/``--preset`` (default: ``paper3d``/``paper2d`` by the
-    data's dimensionality ``dim``) with the ``--set`` overrides applied; validated."""
-    from rdcl.config import load_config, preset
+    data's dimensionality ``dim``) with the ``--set`` overrides applied; validated
+    (:func:`rdcl.config.resolve_config`)."""
+    from rdcl.config import resolve_config as _resolve_config
 
-    if args.config is not None:
-        cfg = load_config(args.config)
-    else:
-        cfg = preset(args.preset or ("paper2d" if dim == 2 else "paper3d"))
-    cfg = cfg.override(args.overrides) if args.overrides else cfg
-    if dim is not None and cfg.model.dim != dim:
-        raise ConfigError(
-            f"the config describes a {cfg.model.dim}D network but the data is {dim}D; "
-            f"choose a {dim}D config (e.g. --preset {'tiny2d' if dim == 2 else 'tiny3d'})"
-        )
-    return cfg
+    return _resolve_config(args.config, args.preset, args.overrides, dim=dim)
 
 
 def require_dir(path: Path, what: str) -> Path:

@@ -17,9 +17,6 @@ DATA_SETS = ("covid19-ct-seg", "msd-lung", "nsclc-effusion")
 """The names ``rdcl download``/``rdcl prepare`` know (``rdcl.data.download.SOURCES``,
 ``rdcl.data.prepare.PREPARERS``; listed here so that ``rdcl --help`` imports nothing heavy)."""
 
-PREPARED = "prepared"
-"""Sub-folder of ``--out`` that receives the native-layout data set."""
-
 
 def _checksum(text: str) -> tuple[str, str]:
     name, sep, hexsum = text.partition("=")
@@ -41,20 +38,14 @@ def _seconds(text: str) -> float:
     return value
 
 
-_MIRROR_SCHEMES = ("http", "https", "ftp", "file")
-
-
 def _mirror(text: str) -> str:
-    """``--mirror``: a URL whose scheme Python can fetch (http, https, ftp with a host; file)."""
-    from urllib.parse import urlsplit
+    """``--mirror``: a URL Python can fetch (:func:`rdcl.data.download.check_mirror`)."""
+    from rdcl.data.download import DownloadError, check_mirror
 
-    parts = urlsplit(text)
-    if parts.scheme not in _MIRROR_SCHEMES or (parts.scheme != "file" and not parts.netloc):
-        raise argparse.ArgumentTypeError(
-            f"expected a URL such as https://host/path (schemes {', '.join(_MIRROR_SCHEMES)}), "
-            f"found {text!r}"
-        )
-    return text
+    try:
+        return check_mirror(text)
+    except DownloadError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_download(p: argparse.ArgumentParser) -> None:
@@ -77,60 +68,42 @@ def _add_download(p: argparse.ArgumentParser) -> None:
     add_overwrite(p, "the prepared data set")
 
 
-def _progress(name: str, quiet: bool):
-    state = {"last": -1}
+class _Report:
+    """What ``rdcl download`` shows while it works: a ``name: N of M MiB`` line per archive on
+    stderr (none with ``-q``), then the archive's checksum at INFO."""
 
-    def report(done: int, total: int | None) -> None:
-        if quiet:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._shown: tuple[str, int] | None = None
+
+    def progress(self, name: str, done: int, total: int | None) -> None:
+        if self.quiet or self._shown == (name, done >> 20):
             return
-        mib = done >> 20
-        if mib != state["last"]:
-            state["last"] = mib
-            of = f" of {total >> 20} MiB" if total else " MiB"
-            print(f"\r{name}: {mib}{of}", end="", file=sys.stderr, flush=True)
+        self._shown = (name, done >> 20)
+        of = f" of {total >> 20} MiB" if total else " MiB"
+        print(f"\r{name}: {done >> 20}{of}", end="", file=sys.stderr, flush=True)
 
-    return report
+    def verified(self, archive: Path, digest: tuple[str, str]) -> None:
+        if not self.quiet:
+            print(file=sys.stderr)
+        logger.info("verified %s (%s %s)", archive, *digest)
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from rdcl.data.download import download_file, expected_digest, get_source
-    from rdcl.data.prepare import extract_archive, prepare
+    from rdcl.data.download import PREPARED, download_dataset
 
-    source = get_source(args.name)
-    if not source.files:
-        raise RdclInputError(f"{source.name} cannot be downloaded by rdcl: {source.note}")
-    overrides = dict(args.sha256)
-    unknown = sorted(set(overrides) - {f.filename for f in source.files})
-    if unknown:
-        raise RdclInputError(
-            f"--sha256 names {unknown[0]!r}; expected one of {[f.filename for f in source.files]}"
-        )
-    if args.out.exists() and not args.out.is_dir():
-        raise FileExistsError(f"--out must be a folder, found a file: {args.out}")
-    digests = [expected_digest(f, overrides.get(f.filename)) for f in source.files]
-    prepared = args.out / PREPARED
-    if prepared.is_dir() and any(prepared.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"prepared data set exists (pass --overwrite): {prepared}")
-    raw = args.out / "raw"
-    for remote, digest in zip(source.files, digests, strict=True):
-        url = f"{args.mirror.rstrip('/')}/{remote.filename}" if args.mirror else remote.url
-        archive = download_file(
-            url,
-            args.out / "archives" / remote.filename,
-            digest=digest,
-            timeout=args.timeout,
-            progress=_progress(remote.filename, args.quiet),
-        )
-        if not args.quiet:
-            print(file=sys.stderr)
-        logger.info("verified %s (%s %s)", archive, *digest)
-        stem = remote.filename.split(".")[0]
-        done = raw / f".{stem}.complete"
-        if not done.is_file():
-            extract_archive(archive, raw / stem)
-            done.write_text("")
-    spec = prepare(source.layout, raw, prepared, overwrite=args.overwrite)
-    logger.info("prepared %d cases in %s", len(spec.cases), prepared)
+    report = _Report(args.quiet)
+    spec = download_dataset(
+        args.name,
+        args.out,
+        sha256=dict(args.sha256),
+        mirror=args.mirror,
+        timeout=args.timeout,
+        overwrite=args.overwrite,
+        progress=report.progress,
+        verified=report.verified,
+    )
+    logger.info("prepared %d cases in %s", len(spec.cases), args.out / PREPARED)
     return 0
 
 

@@ -86,40 +86,12 @@ class OutputFilter:
 
 def check_rank_split(batch_size: int, ranks: int, *, option: str = "--nproc-per-node") -> int:
     """The per-rank batch of the global ``batch_size`` (``data.batch_size``) over ``ranks``
-    processes, checked before any rank starts (``rdcl train --nproc-per-node``, ``rdcl cv
-    --launcher``); raises a one-line :class:`~rdcl.errors.ConfigError` naming ``option`` (the
-    setting that gives the rank count) when it does not divide."""
+    processes, checked before any rank starts (``rdcl train --nproc-per-node``); raises a
+    one-line :class:`~rdcl.errors.ConfigError` naming ``option`` (the setting that gives the
+    rank count) when it does not divide."""
     from rdcl.training.distributed import per_rank_batch
 
     return per_rank_batch(batch_size, ranks, option=option)
-
-
-_NPROC = ("--nproc_per_node", "--nproc-per-node")
-_NNODES = ("--nnodes",)
-
-
-def launcher_ranks(launcher: Sequence[str]) -> int | None:
-    """The number of ranks a torchrun-style ``launcher`` command (``torchrun
-    --nproc_per_node=4``, ``python -m torch.distributed.run --nproc-per-node 4 --nnodes 2``)
-    starts: ``--nproc_per_node`` times ``--nnodes``, each 1 when not given. None when the command
-    sets neither, or sets one to something other than an integer (``auto``, ``gpu``, an elastic
-    ``1:4``), which only the launcher itself can resolve."""
-    found: dict[tuple[str, ...], str] = {}
-    for i, arg in enumerate(launcher):
-        for names in (_NPROC, _NNODES):
-            for name in names:
-                if arg == name and i + 1 < len(launcher):
-                    found[names] = launcher[i + 1]
-                elif arg.startswith(name + "="):
-                    found[names] = arg[len(name) + 1 :]
-    if not found:
-        return None
-    ranks = 1
-    for value in found.values():
-        if not value.strip().isdigit():
-            return None
-        ranks *= int(value)
-    return ranks
 
 
 def run_torchrun(nproc: int, argv: Sequence[str], *, stream=None) -> int:

@@ -71,8 +71,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     covid = load_dataset(require_dir(args.data, "--data folder"))
     if args.cases is not None:
-        from rdcl.data.subset import select_cases
-        from rdcl.study.splits import read_case_list
+        from rdcl.data.subset import read_case_list, select_cases
 
         covid = select_cases(covid, read_case_list(args.cases))
     general = [require_dir(g, "--general folder") for g in args.general]

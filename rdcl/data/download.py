@@ -1,4 +1,5 @@
-"""Resumable, checksum-verified downloads of the paper's public archives (``rdcl download``).
+"""Resumable, checksum-verified downloads of the paper's public archives: :func:`download_dataset`
+(what ``rdcl download`` runs: fetch, verify, unpack, prepare) and :func:`download_file`.
 
 Nothing here runs at import time; only :func:`download_file` opens a connection, to the URL it
 is given. A download goes to ``<name>.part`` beside the target and resumes from its size with an
@@ -14,23 +15,37 @@ sum are refused unless one is given.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import logging
 import math
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from rdcl.data.prepare import extract_archive, prepare
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import move_into_place
+
+if TYPE_CHECKING:
+    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 """Bytes read per network read and per hash update."""
+
+PREPARED = "prepared"
+"""Sub-folder of :func:`download_dataset`'s ``out`` that receives the native-layout data set
+(beside ``archives/``, kept, and ``raw/``, unpacked)."""
+
+MIRROR_SCHEMES = ("http", "https", "ftp", "file")
+"""URL schemes a ``mirror`` may use."""
 
 
 class DownloadError(RdclInputError):
@@ -234,3 +249,87 @@ def download_file(
             "the download was deleted"
         )
     return move_into_place(part, dest)  # fsync, rename, fsync the folder
+
+
+def check_mirror(url: str) -> str:
+    """``url`` if it is a mirror Python can fetch from (http, https, ftp with a host; file),
+    else :class:`DownloadError` (one line)."""
+    parts = urlsplit(url)
+    if parts.scheme not in MIRROR_SCHEMES or (parts.scheme != "file" and not parts.netloc):
+        raise DownloadError(
+            f"expected a URL such as https://host/path (schemes {', '.join(MIRROR_SCHEMES)}), "
+            f"found {url!r}"
+        )
+    return url
+
+
+def download_dataset(
+    name: str,
+    out: str | Path,
+    *,
+    sha256: Mapping[str, str] | None = None,
+    mirror: str | None = None,
+    timeout: float = 60.0,
+    overwrite: bool = False,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    verified: Callable[[Path, tuple[str, str]], None] | None = None,
+) -> DatasetSpec:
+    """Download the archives of data set ``name`` (a key of :data:`SOURCES`) into
+    ``out/archives`` (resuming interrupted downloads), verify each, unpack them into ``out/raw``
+    and convert them into rdcl's native layout in ``out/prepared`` (:data:`PREPARED`).
+
+    Args:
+        sha256: archive file name -> expected SHA-256, overriding the built-in table.
+        mirror: fetch ``<mirror>/<file name>`` instead of the publisher's address.
+        timeout: seconds per network operation.
+        overwrite: replace an existing, non-empty prepared data set.
+        progress: called with (file name, bytes so far, total or None) while downloading.
+        verified: called with (archive path, (algorithm, hex digest)) once an archive is
+            verified.
+
+    Returns:
+        The prepared data set.
+
+    Raises:
+        RdclInputError: an unknown or not downloadable data set, a ``sha256`` entry naming no
+            archive of it; :class:`DownloadError`: no known checksum, a bad ``mirror``, a failed
+            download or a checksum mismatch (all before ``out/prepared`` is written);
+        FileExistsError: ``out`` is a file, or the prepared data set exists and not
+            ``overwrite``.
+    """
+    source = get_source(name)
+    if not source.files:
+        raise RdclInputError(f"{source.name} cannot be downloaded by rdcl: {source.note}")
+    overrides = dict(sha256 or {})
+    unknown = sorted(set(overrides) - {f.filename for f in source.files})
+    if unknown:
+        raise RdclInputError(
+            f"--sha256 names {unknown[0]!r}; expected one of {[f.filename for f in source.files]}"
+        )
+    if mirror is not None:
+        check_mirror(mirror)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out must be a folder, found a file: {out}")
+    digests = [expected_digest(f, overrides.get(f.filename)) for f in source.files]
+    prepared = out / PREPARED
+    if prepared.is_dir() and any(prepared.iterdir()) and not overwrite:
+        raise FileExistsError(f"prepared data set exists (pass --overwrite): {prepared}")
+    raw = out / "raw"
+    for remote, digest in zip(source.files, digests, strict=True):
+        url = f"{mirror.rstrip('/')}/{remote.filename}" if mirror else remote.url
+        archive = download_file(
+            url,
+            out / "archives" / remote.filename,
+            digest=digest,
+            timeout=timeout,
+            progress=None if progress is None else functools.partial(progress, remote.filename),
+        )
+        if verified is not None:
+            verified(archive, digest)
+        stem = remote.filename.split(".")[0]
+        done = raw / f".{stem}.complete"
+        if not done.is_file():
+            extract_archive(archive, raw / stem)
+            done.write_text("")
+    return prepare(source.layout, raw, prepared, overwrite=overwrite)

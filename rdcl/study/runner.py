@@ -1,5 +1,6 @@
 """``rdcl cv``: every method of the paper's Tables II/III over the folds of a split, each training
-run its own ``python -m rdcl train`` process, resumable per method and fold.
+run (a unit) its own process started from a unit file (:mod:`rdcl.study.unit`), resumable per
+method and fold.
 
 Study folder layout::
 
@@ -11,13 +12,15 @@ Study folder layout::
     CV_DIR/runs/<row>/fold_K_seed_S/      the same with train.seed=S (``--seeds``), for every seed
                                           S other than the configuration's own train.seed
     CV_DIR/cache/                         preprocessing cache shared by all runs
+    CV_DIR/units/<run folder>/            each run's unit.json (what its process trains) and
+                                          result.json (how it ended), e.g. units/runs/rdcl/fold_1
     CV_DIR/results.{md,csv,json}, comparison.csv, units.csv, cases.csv, figures/
 
 A unit (row, fold, seed) is trained once per seed of ``--seeds`` (default: the configuration's
 train.seed alone, whose runs keep the folder ``fold_K``, so a one-seed study keeps the layout it
 always had and more seeds can be added to it); stage 1 is shared by every fold and seed. A unit
 is finished when its ``scores.csv`` exists (written last, atomically): it is skipped. A run with
-``last.ckpt`` but no ``final.ckpt`` resumes (``rdcl train --resume``); a trained run without
+``last.ckpt`` but no ``final.ckpt`` resumes (as ``rdcl train --resume``); a trained run without
 scores is only scored. ``--fold K`` and ``--methods`` select part of the work,
 so folds can go to different machines or job-array tasks sharing ``CV_DIR`` (docs/study.md).
 """
@@ -26,26 +29,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from rdcl.data.layout import load_case, load_dataset
+from rdcl.data.spec import DatasetSpec
+from rdcl.data.subset import write_case_list
 from rdcl.errors import CheckpointError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
-from rdcl.formats.run_folder import FINAL, LAST
+from rdcl.formats.run_folder import FINAL, LAST, LOG_NAME
 from rdcl.fsutil import write_text_atomic
+from rdcl.training.data_streams import source_identity
 
+from . import unit as units
 from .rows import StudyRow, group_sets
 from .scoring import read_scores, score_run
-from .splits import Split, check_split, make_split, read_split, write_case_list, write_split
-
-if TYPE_CHECKING:
-    from rdcl.data.spec import DatasetSpec
+from .splits import Split, check_split, make_split, read_split, write_split
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,8 @@ its weights (``train.snapshots``) for the relation matrices over training."""
 
 
 class StudyRunError(RuntimeError):
-    """A training run of the study failed (its last error line is in the message)."""
+    """A training run of the study crashed (its result's error line, or the last line of its
+    output when it wrote no result, is in the message)."""
 
 
 class StudyMismatchError(RdclInputError):
@@ -68,21 +73,47 @@ class StudyDamageError(RdclInputError):
 
 
 class StudyUnitInputError(RdclInputError):
-    """A training run of the study refused its input (the child ``rdcl train`` exited with a
-    user error, status 2, or, under a torchrun launcher, its ranks did): rdcl's one line."""
+    """A training run of the study refused its input (its result file says "refused", from rank
+    0 or, under a torchrun launcher, from another rank): rdcl's one line."""
 
 
 def check_launcher(launcher: Sequence[str]) -> None:
     """Refuse, before anything is written, a ``--launcher`` whose program cannot be found."""
-    import shutil
-
     if not launcher:
         raise RdclInputError("--launcher is empty; expected a command such as 'torchrun'")
     if shutil.which(launcher[0]) is None:
         raise RdclInputError(
             f"--launcher {launcher[0]!r}: no such program on PATH; expected a command that "
-            "runs '-m rdcl train ...' (e.g. 'torchrun --nproc_per_node=4')"
+            f"runs '-m {units.MODULE} UNIT.json' (e.g. 'torchrun --nproc_per_node=4')"
         )
+
+
+_NPROC = ("--nproc_per_node", "--nproc-per-node")
+_NNODES = ("--nnodes",)
+
+
+def launcher_ranks(launcher: Sequence[str]) -> int | None:
+    """The number of ranks a torchrun-style ``launcher`` command (``torchrun
+    --nproc_per_node=4``, ``python -m torch.distributed.run --nproc-per-node 4 --nnodes 2``)
+    starts: ``--nproc_per_node`` times ``--nnodes``, each 1 when not given. None when the command
+    sets neither, or sets one to something other than an integer (``auto``, ``gpu``, an elastic
+    ``1:4``), which only the launcher itself can resolve."""
+    found: dict[tuple[str, ...], str] = {}
+    for i, arg in enumerate(launcher):
+        for names in (_NPROC, _NNODES):
+            for name in names:
+                if arg == name and i + 1 < len(launcher):
+                    found[names] = launcher[i + 1]
+                elif arg.startswith(name + "="):
+                    found[names] = arg[len(name) + 1 :]
+    if not found:
+        return None
+    ranks = 1
+    for value in found.values():
+        if not value.strip().isdigit():
+            return None
+        ranks *= int(value)
+    return ranks
 
 
 CHECKED_NAME = "checked.json"
@@ -97,9 +128,6 @@ def check_study_data(plan: StudyPlan, spec: DatasetSpec) -> None:
     Data whose files (paths, sizes, times) are as recorded in ``CV_DIR/checked.json`` after an
     earlier full check are not read again. Raises the reading errors (DatasetError, ...).
     """
-    from rdcl.data.layout import load_case, load_dataset
-    from rdcl.training.data_streams import source_identity
-
     sets = [spec, *(load_dataset(g) for g in plan.general)]
     identities = [source_identity(s) for s in sets]
     record = plan.out / CHECKED_NAME
@@ -128,16 +156,25 @@ def verify_finished(path: Path, what: str) -> Path:
     return path
 
 
+UNITS_DIR = "units"
+"""``CV_DIR`` folder of the unit and result files, one sub-folder per run folder."""
+
+
 @dataclass
 class StudyPlan:
-    """What ``rdcl cv`` runs.
+    """What ``rdcl cv`` runs (built and checked by :func:`rdcl.study.plan_cv`, run by
+    :func:`rdcl.study.run_cv`).
 
-    ``config_args`` are ``rdcl train`` configuration options passed to every run (``--preset``/
-    ``--config``/``--set``); ``folds`` the 0-based folds to run (None: all); ``device`` the
-    training/prediction device; ``launcher`` the command that runs ``-m rdcl train ...`` (the
-    current Python, or e.g. ``["torchrun", "--nproc_per_node=4"]``); ``seeds`` the training seeds
-    every (row, fold) is run with (None: ``default_seed`` alone); ``default_seed`` the
-    configuration's own ``train.seed``, whose runs keep the one-seed folder names.
+    ``config``/``preset``/``overrides`` are the configuration every run resolves (as ``rdcl
+    train --config``/``--preset``/``--set``); ``folds`` the 0-based folds to run (None: all);
+    ``device`` the training/prediction device; ``launcher`` the command that runs ``-m
+    rdcl.study.unit UNIT.json`` (the current Python, or e.g. ``["torchrun",
+    "--nproc_per_node=4"]``); ``seeds`` the training seeds every (row, fold) is run with (None:
+    ``default_seed`` alone); ``default_seed`` the configuration's own ``train.seed``, whose runs
+    keep the one-seed folder names; ``covid`` the loaded ``data`` set (None: loaded when the
+    study runs). ``stage1_only`` runs only the stage-1 runs the rows need, ``report_only``
+    trains nothing and writes the report of the runs finished so far; ``overwrite`` accepts
+    changed settings in an existing ``out`` (finished runs are kept).
     """
 
     data: Path
@@ -145,7 +182,9 @@ class StudyPlan:
     out: Path
     rows: list[StudyRow]
     split: Split
-    config_args: list[str] = field(default_factory=list)
+    config: Path | None = None
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
     folds: list[int] | None = None
     device: str = "cpu"
     tolerance_mm: float = 3.0
@@ -153,6 +192,24 @@ class StudyPlan:
     launcher: list[str] = field(default_factory=lambda: [sys.executable])
     seeds: list[int] | None = None
     default_seed: int = 0
+    covid: DatasetSpec | None = field(default=None, repr=False)
+    stage1_only: bool = False
+    report_only: bool = False
+    overwrite: bool = False
+
+    @property
+    def config_args(self) -> list[str]:
+        """The configuration as ``rdcl train`` options (``--config FILE`` with the file's
+        absolute path, ``--preset NAME``, ``--set ITEM`` ...), as ``study.json`` records it and
+        the report names it."""
+        out = []
+        if self.config is not None:
+            out += ["--config", str(Path(self.config).resolve())]
+        if self.preset is not None:
+            out += ["--preset", self.preset]
+        for item in self.overrides:
+            out += ["--set", item]
+        return out
 
     @property
     def unit_seeds(self) -> list[int]:
@@ -160,13 +217,18 @@ class StudyPlan:
         return list(self.seeds) if self.seeds else [self.default_seed]
 
     def run_dir(self, row: str, fold: int, seed: int | None = None) -> Path:
-        """The ``rdcl train`` run folder of ``row`` on 0-based ``fold`` with training seed
-        ``seed`` (None: ``default_seed``): ``fold_K`` for the default seed, as a one-seed study
-        names it, ``fold_K_seed_S`` for any other."""
+        """The run folder of ``row`` on 0-based ``fold`` with training seed ``seed`` (None:
+        ``default_seed``): ``fold_K`` for the default seed, as a one-seed study names it,
+        ``fold_K_seed_S`` for any other."""
         name = f"fold_{fold + 1}"
         if seed is not None and seed != self.default_seed:
             name += f"_seed_{seed}"
         return self.out / "runs" / row / name
+
+    def unit_dir(self, run: Path) -> Path:
+        """Where the unit and result files of run folder ``run`` (inside ``out``) live:
+        ``out/units/<run's path inside out>``."""
+        return self.out / UNITS_DIR / Path(run).relative_to(self.out)
 
     def seeds_of(self, row: str) -> list[int]:
         """The seeds of ``row``: :attr:`unit_seeds`, then those of its run folders already there
@@ -264,61 +326,65 @@ def prepare_study(plan: StudyPlan, *, overwrite: bool = False) -> None:
         write_case_list(fold.test, plan.fold_dir(k) / "test.txt")
 
 
-def _train_command(plan: StudyPlan, out: Path, extra: Sequence[str]) -> list[str]:
-    cmd = [*plan.launcher, "-m", "rdcl", "train", "-q" if plan.quiet else "-v"]
-    cmd += ["--data", str(plan.data), "--out", str(out), "--cache", str(plan.out / "cache")]
-    return [*cmd, "--device", plan.device, *plan.config_args, *extra]
+def _restart(run: Path) -> dict[str, bool]:
+    """How a run folder continues: resume a partial run (``last.ckpt``), start again over one
+    that stopped before its first checkpoint (a log only), else start fresh."""
+    partial = (run / LAST).is_file()
+    return {"resume": partial, "overwrite": not partial and (run / LOG_NAME).is_file()}
 
 
-def _resume_flags(run: Path) -> list[str]:
-    if (run / LAST).is_file():
-        return ["--resume"]
-    if (run / "log.jsonl").is_file():
-        return ["--overwrite"]
-    return []
+def make_unit(plan: StudyPlan, run: Path, name: str, stage: str, **what) -> units.Unit:
+    """The unit that trains run folder ``run`` of ``plan`` (``stage`` "train" or "pretrain");
+    ``what``: the unit's other fields (``cases``, ``general``, ``method``, ``pretrained``,
+    extra ``overrides``). Paths are written as the plan holds them."""
+    extra = what.pop("overrides", ())
+    return units.Unit(
+        name=name,
+        stage=stage,
+        data=str(plan.data),
+        out=str(run),
+        result=str(plan.unit_dir(run) / units.RESULT_FILE),
+        cache=str(plan.out / "cache"),
+        device=plan.device,
+        config=None if plan.config is None else str(Path(plan.config).resolve()),
+        preset=plan.preset,
+        overrides=(*plan.overrides, *extra),
+        progress=not plan.quiet,
+        **_restart(run),
+        **what,
+    )
 
 
-def _run(cmd: list[str], what: str) -> None:
-    logger.info("%s: %s", what, " ".join(cmd))
-    env = dict(os.environ)
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        output = result.stderr or result.stdout
-        refused = user_error_line(result.returncode, output)
-        if refused is not None:
-            raise StudyUnitInputError(f"{what}: {refused}")
-        reason = failure_line(output)
-        raise StudyRunError(f"{what} failed (exit {result.returncode}): {reason}")
+def launch(plan: StudyPlan, unit: units.Unit) -> Path:
+    """Run ``unit`` in its own process through ``plan.launcher`` and return its final
+    checkpoint.
 
-
-def user_error_line(code: int, output: str) -> str | None:
-    """The message of a failed run's user error, or None when it crashed.
-
-    A user error is an exit status of 2 (``rdcl train``'s one line, its message returned without
-    the ``rdcl train: error:`` prefix), or a launcher such as torchrun that failed after its
-    ranks printed rdcl's error line and no traceback (torchrun exits 1 whatever its ranks did;
-    its own failure report is ignored, as ``rdcl train --nproc-per-node`` does). A crash (a
-    traceback, a killed rank) returns None.
+    Raises :class:`StudyUnitInputError` (the unit's one line, prefixed by its name) when its
+    result says "refused", :class:`StudyRunError` when it says "crashed", and when the process
+    failed without a result (killed, a launcher that could not start it), with the last line
+    of its output.
     """
-    import io
-
-    from rdcl.cli.launch import ELASTIC_ERROR, ERROR_LINE, OutputFilter
-
-    if code == 2:
-        m = ERROR_LINE.match(failure_line(output))
-        return m.group(1) if m else failure_line(output)
-    if ELASTIC_ERROR not in output:  # not torchrun's report: exit 1 is a crash
-        return None
-    filt = OutputFilter()
-    shown = [out for line in io.StringIO(output) for out in filt.feed(line)] + filt.close()
-    if filt.errors and not any(line.startswith("Traceback") for line in shown):
-        return filt.errors[0]
-    return None
+    unit_file = units.write_unit(unit, Path(unit.result).parent / units.UNIT_FILE)
+    cmd = units.command(plan.launcher, unit_file)
+    logger.info("%s: %s", unit.name, " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    outcome = units.read_outcome(unit.result)
+    if outcome is not None and outcome.status == "refused":
+        raise StudyUnitInputError(f"{unit.name}: {outcome.error}")
+    if outcome is not None and outcome.status == "crashed":
+        raise StudyRunError(f"{unit.name} failed (exit {proc.returncode}): {outcome.error}")
+    if proc.returncode == 0 and outcome is not None and outcome.final is not None:
+        return Path(outcome.final)
+    # no result (killed, a launcher that did not start the unit): the output says why
+    code = proc.returncode
+    reason = failure_line(proc.stderr or proc.stdout) if code else f"no result in {unit.result}"
+    raise StudyRunError(f"{unit.name} failed (exit {code}): {reason}")
 
 
 def failure_line(output: str) -> str:
-    """The line of a failed run's output that says why: rdcl's own one-line error (also when a
-    launcher such as torchrun prints its summary after it), else the last line with words."""
+    """The line of a failed process's output that says why, for a unit that died without a
+    result file: rdcl's own one-line error (also when a launcher such as torchrun prints its
+    summary after it), else the last line with words."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     own = [ln for ln in lines if ln.startswith("rdcl ") and ": error: " in ln]
     if own:
@@ -328,15 +394,15 @@ def failure_line(output: str) -> str:
 
 
 def pretrain_checkpoint(plan: StudyPlan, group: str) -> Path:
-    """Stage 1 of ``group`` (``rdcl train --pretrain-only``), run once and shared by all folds."""
+    """Stage 1 of ``group`` (as ``rdcl train --pretrain-only``), run once and shared by all
+    folds."""
     run = plan.out / "pretrain" / group
     final = run / FINAL
+    what = f"stage 1 ({group})"
     if final.is_file():
-        return verify_finished(final, f"stage 1 ({group})")
-    extra = ["--pretrain-only", *_resume_flags(run), "--general"]
-    extra += [str(g) for g in group_sets(group, plan.general)]
-    _run(_train_command(plan, run, extra), f"stage 1 ({group})")
-    return final
+        return verify_finished(final, what)
+    general = tuple(str(g) for g in group_sets(group, plan.general))
+    return launch(plan, make_unit(plan, run, what, "pretrain", general=general))
 
 
 def unit_name(plan: StudyPlan, row: str, fold: int, seed: int | None = None) -> str:
@@ -353,8 +419,8 @@ def run_unit(
     """Train (or resume) and score ``row`` on 0-based ``fold`` with training seed ``seed``
     (None: the configuration's); skipped when already scored.
 
-    A seed other than ``plan.default_seed`` is passed as ``--set train.seed=S``; stage 1 stays
-    the shared one. Returns the run's score rows ``{"case", "dsc", "nsd"}``.
+    A seed other than ``plan.default_seed`` is set as ``train.seed=S``; stage 1 stays the shared
+    one. Returns the run's score rows ``{"case", "dsc", "nsd"}``.
     """
     run = plan.run_dir(row.name, fold, seed)
     what = unit_name(plan, row.name, fold, seed)
@@ -364,18 +430,18 @@ def run_unit(
         logger.info("%s: done, skipped", what)
         return read_scores(scores)
     if not (run / FINAL).is_file():
-        extra = ["--method", row.method, "--cases", str(plan.fold_dir(fold) / "train.txt")]
+        kw: dict = {"method": row.method, "cases": str(plan.fold_dir(fold) / "train.txt")}
         if row.pretrain_group is not None:
-            extra += ["--pretrained", str(pretrain_checkpoint(plan, row.pretrain_group))]
+            kw["pretrained"] = str(pretrain_checkpoint(plan, row.pretrain_group))
         if row.general_batches:
-            extra += ["--general", *(str(g) for g in plan.general)]
+            kw["general"] = tuple(str(g) for g in plan.general)
         default = seed is None or seed == plan.default_seed
+        extra = []
         if row.name == "rdcl" and fold == 0 and default:  # the relation figures' run
-            extra += ["--set", f"train.snapshots={RELATION_SNAPSHOTS}"]
+            extra.append(f"train.snapshots={RELATION_SNAPSHOTS}")
         if not default:
-            extra += ["--set", f"train.seed={seed}"]
-        extra += _resume_flags(run)
-        _run(_train_command(plan, run, extra), what)
+            extra.append(f"train.seed={seed}")
+        launch(plan, make_unit(plan, run, what, "train", overrides=extra, **kw))
     n_test = len(plan.split.folds[fold].test)
     logger.info("%s: scoring %d test cases", what, n_test)
     return score_run(

@@ -136,29 +136,3 @@ def check_split(split: Split, names: Sequence[str], where: str = "split") -> Non
                 f"{where}: fold {i} names {len(missing)} case(s) not in the dataset, e.g. "
                 f"{missing[0]!r}; the dataset's cases are named like {example}"
             )
-
-
-def read_case_list(path: str | Path) -> list[str]:
-    """Case names from a text file (one per line, ``#`` comments) or a JSON list."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"case list not found: {path}")
-    text = path.read_text()
-    if text.lstrip().startswith("["):
-        try:
-            names = json.loads(text)
-        except ValueError as exc:
-            raise SplitError(f"cannot parse case list {path}: {exc}") from exc
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise SplitError(f"{path}: expected a JSON list of case names")
-    else:
-        names = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-        names = [n for n in names if n]
-    if not names:
-        raise SplitError(f"{path}: expected at least one case name, found none")
-    return names
-
-
-def write_case_list(names: Sequence[str], path: str | Path) -> Path:
-    """Write case names one per line, atomically."""
-    return write_text_atomic(path, "".join(f"{n}\n" for n in names))

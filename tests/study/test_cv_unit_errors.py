@@ -1,10 +1,12 @@
 """``rdcl cv`` reports its runs' user errors as rdcl's one line (issue 18, item 5): a batch that
 does not split over the ``--launcher``'s ranks is refused before the study folder is written,
-and a unit's ``rdcl train`` that refuses its input (exit 2) makes cv exit 2 with its line, while
-a crash (exit 1) stays exit 1 with the child's line."""
+and a unit that refuses its input (its result file says "refused") makes cv exit 2 with its
+line, while a crash (result "crashed", or a process that died without a result) stays exit 1
+with the unit's last line. The unit's process and its result files (issue 19, item 4)."""
 
 from __future__ import annotations
 
+import json
 import stat
 import sys
 from pathlib import Path
@@ -12,9 +14,16 @@ from pathlib import Path
 import pytest
 
 from rdcl.cli import main
-from rdcl.cli.launch import launcher_ranks
 from rdcl.errors import RdclInputError
-from rdcl.study.runner import StudyRunError, StudyUnitInputError, _run, user_error_line
+from rdcl.study import unit as units
+from rdcl.study.runner import (
+    StudyPlan,
+    StudyRunError,
+    StudyUnitInputError,
+    launch,
+    launcher_ranks,
+)
+from rdcl.study.splits import make_split
 
 TINY = [
     "--preset", "tiny2d", "--set", "train.steps=2", "--set", "train.pretrain_steps=2",
@@ -83,44 +92,107 @@ def test_batch_not_split_over_launcher_ranks_is_refused_before_writing(tmp_path,
     assert not out.exists()
 
 
-def test_user_error_line_tells_a_refusal_from_a_crash():
-    assert user_error_line(2, "rdcl train: error: bad input\n") == "bad input"
-    assert user_error_line(2, "usage: x\nx: error: odd\n") == "x: error: odd"
-    assert user_error_line(1, RANK_CRASH) is None  # this Python's crash
-    assert user_error_line(1, "rdcl train: error: no CUDA engine\n") is None  # exit 1: no refusal
-    torchrun_refusal = RANK_USER_ERROR + TORCHRUN_REPORT  # torchrun exits 1 whatever its ranks did
-    assert user_error_line(1, torchrun_refusal) == "training diverged at step 3 (train): lower " \
-        "train.lr"  # fmt: skip
-    assert user_error_line(1, RANK_CRASH + TORCHRUN_REPORT) is None  # a rank crashed
+def _unit(tmp_path: Path, **kw) -> units.Unit:
+    fields = {
+        "name": "baseline fold 1",
+        "stage": "train",
+        "data": str(tmp_path / "no_data"),
+        "out": str(tmp_path / "run"),
+        "result": str(tmp_path / "u" / "result.json"),
+    }
+    return units.Unit(**{**fields, **kw})  # fmt: skip
 
 
-def _child(tmp_path: Path, output: str, code: int) -> list[str]:
-    text = tmp_path / "output.txt"
-    text.write_text(output)
-    return ["bash", "-c", f"cat {text} >&2; exit {code}"]
+def test_unit_process_reports_a_refusal_and_a_crash(tmp_path, monkeypatch, capsys):
+    """The child's side, in this process: one result file, rank 0's, or a failed rank's."""
+    unit = _unit(tmp_path)
+    path = units.write_unit(unit, tmp_path / "u" / units.UNIT_FILE)
+    assert units.main([str(path)]) == 2  # the data folder does not exist: rdcl's one line
+    refused = units.read_result(unit.result)
+    assert refused.status == "refused" and refused.final is None
+    assert refused.error == f"--data folder not found: {tmp_path / 'no_data'}"
+    assert capsys.readouterr().err.strip().endswith(refused.error)
+
+    def crash(unit):
+        raise RuntimeError("a bug in rdcl")
+
+    monkeypatch.setattr(units, "train_unit", crash)
+    assert units.main([str(path)]) == 1
+    crashed = units.UnitResult("crashed", "RuntimeError: a bug in rdcl")
+    assert units.read_result(unit.result) == crashed
+    assert "Traceback" in capsys.readouterr().err
+    # another rank reports only a failure, beside rank 0's file; rank 0's failure comes first
+    monkeypatch.setenv("RANK", "1")
+    assert units.main([str(path)]) == 1
+    assert units.read_result(Path(unit.result).with_name("result.rank1.json")) == crashed
+    monkeypatch.setattr(units, "train_unit", lambda unit: Path(unit.out) / "final.ckpt")
+    units.write_unit(unit, path)  # a new attempt clears every rank's old result
+    assert units.main([str(path)]) == 0 and units.read_outcome(unit.result) is None
+    monkeypatch.setenv("RANK", "0")
+    assert units.main([str(path)]) == 0
+    ok = units.UnitResult("ok", final=str(Path(unit.out) / "final.ckpt"))
+    assert units.read_outcome(unit.result) == ok
+    units.write_result(units.UnitResult("refused", "bad"), tmp_path / "u" / "result.rank3.json")
+    assert units.read_outcome(unit.result) == units.UnitResult("refused", "bad")
+    # a unit file that cannot be read is one line (it names no result file to write)
+    (tmp_path / "bad.json").write_text("{}")
+    assert units.main([str(tmp_path / "bad.json")]) == 2
+    assert "expected a unit of format 1" in capsys.readouterr().err
 
 
-def test_run_raises_a_user_error_for_a_refusal_and_study_run_error_for_a_crash(tmp_path):
-    with pytest.raises(StudyUnitInputError, match=r"^baseline fold 1: bad input$") as info:
-        _run(_child(tmp_path, "rdcl train: error: bad input\n", 2), "baseline fold 1")
-    assert isinstance(info.value, RdclInputError)
-    with pytest.raises(StudyUnitInputError, match="training diverged"):
-        _run(_child(tmp_path, RANK_USER_ERROR + TORCHRUN_REPORT, 1), "baseline fold 1")
-    with pytest.raises(StudyRunError, match=r"failed \(exit 1\): RuntimeError: a bug in rdcl"):
-        _run(_child(tmp_path, RANK_CRASH, 1), "baseline fold 1")
-
-
-def _fake_launcher(tmp_path: Path, output: str, code: int) -> str:
-    """A launcher program that ignores its command, prints ``output`` and exits ``code``."""
+def _child(tmp_path: Path, output: str, code: int, results: dict[str, dict] | None = None) -> str:
+    """A launcher program that ignores its command but the unit file: writes ``results`` (file
+    name -> result object) beside the unit file, prints ``output`` and exits ``code``."""
     (tmp_path / "said.txt").write_text(output)
-    script = tmp_path / "launcher.sh"
-    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'said.txt'} >&2\nexit {code}\n")
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        "import json, pathlib, sys\n"
+        "unit = pathlib.Path(sys.argv[-1])\n"
+        f"for name, result in {results or {}!r}.items():\n"
+        "    (unit.parent / name).write_text(json.dumps(result))\n"
+        f"sys.stderr.write(pathlib.Path({str(tmp_path / 'said.txt')!r}).read_text())\n"
+        f"sys.exit({code})\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
 
 
+def _refused(line: str) -> dict:
+    return {"format": 1, "status": "refused", "error": line, "final": None}
+
+
+def test_launch_raises_a_user_error_for_a_refusal_and_study_run_error_for_a_crash(tmp_path):
+    plan = StudyPlan(Path("/d/covid"), [], tmp_path / "cv", [], make_split(["a", "b", "c"], 1, 1))
+    run = plan.run_dir("baseline", 0)
+    unit = units.Unit("baseline fold 1", "train", "/d/covid", str(run),
+                      str(plan.unit_dir(run) / units.RESULT_FILE))  # fmt: skip
+
+    def launch_with(*child) -> Path:
+        plan.launcher = [sys.executable, _child(tmp_path, *child)]
+        return launch(plan, unit)
+
+    with pytest.raises(StudyUnitInputError, match=r"^baseline fold 1: bad input$") as info:
+        launch_with("rdcl train: error: other text\n", 2, {"result.json": _refused("bad input")})
+    assert isinstance(info.value, RdclInputError)
+    # torchrun stopped rank 0 before it reported: rank 1's refusal counts, torchrun's exit 1 not
+    with pytest.raises(StudyUnitInputError, match="training diverged"):
+        launch_with(TORCHRUN_REPORT, 1, {"result.rank1.json": _refused("training diverged")})
+    crashed = {"format": 1, "status": "crashed", "error": "RuntimeError: a bug in rdcl"}
+    with pytest.raises(StudyRunError, match=r"failed \(exit 1\): RuntimeError: a bug in rdcl"):
+        launch_with("", 1, {"result.json": crashed})
+    # no result (a killed process): the last line of its output
+    with pytest.raises(StudyRunError, match=r"failed \(exit 1\): RuntimeError: a bug in rdcl"):
+        launch_with(RANK_CRASH, 1)
+    with pytest.raises(StudyRunError, match=r"failed \(exit 0\): no result in "):
+        launch_with("", 0)
+    ok = {"format": 1, "status": "ok", "error": "", "final": str(run / "final.ckpt")}
+    assert launch_with("", 0, {"result.json": ok}) == run / "final.ckpt"
+    written = json.loads((plan.unit_dir(run) / units.UNIT_FILE).read_text())
+    assert written["name"] == "baseline fold 1" and written["format"] == 1
+
+
 def test_cv_exits_1_with_the_child_line_after_a_crash(tmp_path, capsys, covid):
-    launcher = _fake_launcher(tmp_path, RANK_CRASH, 1)
+    launcher = f"{sys.executable} {_child(tmp_path, RANK_CRASH, 1)}"  # no result file
     assert main(_argv(covid, tmp_path / "cv", "--launcher", launcher)) == 1
     err = _err_lines(capsys)
     assert len(err) == 1 and err[0].startswith("rdcl cv: error: baseline fold 1 failed (exit 1)")
@@ -128,15 +200,16 @@ def test_cv_exits_1_with_the_child_line_after_a_crash(tmp_path, capsys, covid):
 
 
 def test_cv_exits_2_with_rdcl_line_after_torchrun_ranks_refused(tmp_path, capsys, covid):
-    launcher = _fake_launcher(tmp_path, RANK_USER_ERROR + TORCHRUN_REPORT, 1)
-    assert main(_argv(covid, tmp_path / "cv", "--launcher", launcher)) == 2
+    line = "training diverged at step 3 (train): lower train.lr"
+    child = _child(tmp_path, RANK_USER_ERROR + TORCHRUN_REPORT, 1, {"result.json": _refused(line)})
+    assert main(_argv(covid, tmp_path / "cv", "--launcher", f"{sys.executable} {child}")) == 2
     assert _err_lines(capsys) == [
         "rdcl cv: error: baseline fold 1: training diverged at step 3 (train): lower train.lr"
     ]
 
 
 def test_cv_exits_2_with_rdcl_line_when_a_unit_diverges(tmp_path, capsys, monkeypatch, covid):
-    """A real ``rdcl train`` child refusing its run (train.lr=1e4 diverges: exit 2)."""
+    """A real unit process refusing its run (train.lr=1e4 diverges: exit 2, "refused")."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     argv = _argv(covid, tmp_path / "cv", "--set", "train.lr=1e4", "--set", "train.steps=12")
     assert main(argv) == 2

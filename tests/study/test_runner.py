@@ -1,4 +1,5 @@
-"""The study runner's bookkeeping (no training): rows, resume flags, commands, split reuse."""
+"""The study runner's bookkeeping (no training): rows, resume flags, unit files and commands,
+split reuse."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from rdcl.study import unit as units
 from rdcl.study.rows import study_rows
 from rdcl.study.runner import (
     StudyMismatchError,
     StudyPlan,
-    _resume_flags,
-    _train_command,
+    _restart,
+    make_unit,
     prepare_study,
     resolve_split,
 )
@@ -42,11 +44,11 @@ def test_rows_of_the_paper_tables():
 
 
 def test_resume_flags(tmp_path):
-    assert _resume_flags(tmp_path) == []  # fresh
+    assert _restart(tmp_path) == {"resume": False, "overwrite": False}  # fresh
     (tmp_path / "log.jsonl").write_text("")
-    assert _resume_flags(tmp_path) == ["--overwrite"]  # started, no checkpoint yet
+    assert _restart(tmp_path) == {"resume": False, "overwrite": True}  # started, no checkpoint
     (tmp_path / "last.ckpt").write_bytes(b"")
-    assert _resume_flags(tmp_path) == ["--resume"]  # a partial run resumes
+    assert _restart(tmp_path) == {"resume": True, "overwrite": False}  # a partial run resumes
 
 
 def _plan(tmp_path, split, **kw):
@@ -54,14 +56,25 @@ def _plan(tmp_path, split, **kw):
                      study_rows([Path("/data/msd")]), split, **kw)  # fmt: skip
 
 
-def test_train_command_and_launcher(tmp_path):
-    plan = _plan(tmp_path, make_split(NAMES, 2, 2), config_args=["--preset", "tiny2d"])
-    cmd = _train_command(plan, tmp_path / "run", ["--method", "rdcl"])
-    assert cmd[:5] == [sys.executable, "-m", "rdcl", "train", "-q"]
-    assert cmd[-4:] == ["--preset", "tiny2d", "--method", "rdcl"]
+def test_unit_file_and_command_and_launcher(tmp_path):
+    plan = _plan(tmp_path, make_split(NAMES, 2, 2), preset="tiny2d", overrides=["train.lr=0.1"])
+    assert plan.config_args == ["--preset", "tiny2d", "--set", "train.lr=0.1"]  # study.json's
+    run = plan.run_dir("rdcl", 0)
+    unit = make_unit(plan, run, "rdcl fold 1", "train", method="rdcl", overrides=["train.seed=2"])
+    assert (unit.stage, unit.method, unit.out, unit.data) == (
+        "train", "rdcl", str(run), "/data/covid",
+    )  # fmt: skip
+    assert unit.preset == "tiny2d" and unit.overrides == ("train.lr=0.1", "train.seed=2")
+    assert (unit.device, unit.cache) == ("cpu", str(tmp_path / "cv/cache"))
+    assert not (unit.resume or unit.overwrite or unit.progress)
+    assert Path(unit.result) == tmp_path / "cv/units/runs/rdcl/fold_1/result.json"
+    path = units.write_unit(unit, Path(unit.result).parent / units.UNIT_FILE)
+    assert units.read_unit(path) == unit
+    assert units.command(plan.launcher, path) == [sys.executable, "-m", "rdcl.study.unit",
+                                                  str(path)]  # fmt: skip
     plan.launcher = ["torchrun", "--nproc_per_node=2"]
-    assert _train_command(plan, tmp_path / "run", [])[:4] == [
-        "torchrun", "--nproc_per_node=2", "-m", "rdcl",
+    assert units.command(plan.launcher, path)[:4] == [
+        "torchrun", "--nproc_per_node=2", "-m", "rdcl.study.unit",
     ]  # fmt: skip
 
 
@@ -75,7 +88,7 @@ def test_split_is_saved_reused_and_guarded(tmp_path):
     with pytest.raises(StudyMismatchError, match="another split"):
         resolve_split(NAMES, out, split_file=None, folds=2, train_per_fold=3, seed=0)
     with pytest.raises(StudyMismatchError, match="other settings"):
-        prepare_study(_plan(tmp_path, split, config_args=["--set", "train.lr=1"]))
+        prepare_study(_plan(tmp_path, split, overrides=["train.lr=1"]))
 
 
 def _fake_scores(run: Path, value: float) -> None:
@@ -119,43 +132,45 @@ def test_each_seed_is_its_own_run(tmp_path, monkeypatch):
 
     plan = _plan(tmp_path, make_split(NAMES, 2, 2), seeds=[0, 2])
     prepare_study(plan)
-    commands = []
+    launched = []
 
-    def fake_run(cmd, what):
-        commands.append((cmd, what))
-        out = Path(cmd[cmd.index("--out") + 1])
+    def fake_launch(plan, unit):
+        launched.append(unit)
+        out = Path(unit.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "final.ckpt").write_bytes(b"")
+        return out / "final.ckpt"
 
     def fake_score(ckpt, spec, names, pred_dir, scores_csv, **kw):
         _fake_scores(Path(scores_csv).parent, 0.5)
         return []
 
-    monkeypatch.setattr(runner, "_run", fake_run)
+    monkeypatch.setattr(runner, "launch", fake_launch)
     monkeypatch.setattr(runner, "score_run", fake_score)
     monkeypatch.setattr(runner, "pretrain_checkpoint", lambda plan, group: tmp_path / "g.ckpt")
     plan.rows = [r for r in plan.rows if r.name in ("baseline", "rdcl")]
     plan.folds = [0]
     runner.run_study(plan, spec=None)
-    whats = [w for _, w in commands]
-    assert whats == [
+    assert [u.name for u in launched] == [
         "baseline fold 1",
         "rdcl fold 1",
         "baseline fold 1 seed 2",
         "rdcl fold 1 seed 2",
     ]
-    outs = [Path(c[c.index("--out") + 1]).name for c, _ in commands]
-    assert outs == ["fold_1", "fold_1", "fold_1_seed_2", "fold_1_seed_2"]
-    sets = [[c[i + 1] for i, a in enumerate(c) if a == "--set"] for c, _ in commands]
-    assert sets[0] == [] and sets[2] == ["train.seed=2"]
+    assert [Path(u.out).name for u in launched] == [
+        "fold_1", "fold_1", "fold_1_seed_2", "fold_1_seed_2",
+    ]  # fmt: skip
+    assert launched[0].overrides == () and launched[2].overrides == ("train.seed=2",)
     # only the default seed's rdcl run of fold 1 keeps snapshots (the relation figures' run)
-    assert sets[1] == ["train.snapshots=6"] and sets[3] == ["train.seed=2"]
-    # both use the one stage 1; a second call trains nothing
-    assert all(
-        c[c.index("--pretrained") + 1] == str(tmp_path / "g.ckpt") for c, _ in commands[1::2]
-    )
-    commands.clear()
+    assert launched[1].overrides == ("train.snapshots=6",)
+    assert launched[3].overrides == ("train.seed=2",)
+    # every unit trains on its fold's cases; both rdcl units use the one stage 1
+    assert {u.cases for u in launched} == {str(plan.fold_dir(0) / "train.txt")}
+    assert all(u.pretrained == str(tmp_path / "g.ckpt") for u in launched[1::2])
+    assert launched[0].pretrained is None and launched[1].general == ("/data/msd",)
+    # a second call trains nothing
+    launched.clear()
     monkeypatch.setattr(runner, "verify_finished", lambda path, what: path)
     rows, missing = runner.run_study(plan, spec=None)
-    assert commands == [] and {r["seed"] for r in rows} == {0, 2}
+    assert launched == [] and {r["seed"] for r in rows} == {0, 2}
     assert missing == [("baseline", 1, 0), ("baseline", 1, 2), ("rdcl", 1, 0), ("rdcl", 1, 2)]

@@ -1,4 +1,5 @@
-"""Split files and seeded splits (rdcl.study.splits) and the case subset (rdcl.data.subset)."""
+"""Split files and seeded splits (rdcl.study.splits), the case subset and case lists
+(rdcl.data.subset)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from pathlib import Path
 import pytest
 
 from rdcl.data.spec import Case, DatasetError, DatasetSpec
-from rdcl.data.subset import select_cases
+from rdcl.data.subset import read_case_list, select_cases, write_case_list
 from rdcl.study.splits import (
     SplitError,
     check_split,
     make_split,
-    read_case_list,
     read_split,
-    write_case_list,
     write_split,
 )
 
@@ -75,7 +74,7 @@ def test_case_list_text_and_json(tmp_path):
     (tmp_path / "b.json").write_text('["p", "q"]')
     assert read_case_list(tmp_path / "b.json") == ["p", "q"]
     (tmp_path / "c.txt").write_text("# only a comment\n\n")
-    with pytest.raises(SplitError, match="at least one"):
+    with pytest.raises(DatasetError, match="at least one"):
         read_case_list(tmp_path / "c.txt")
 
 
