@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rdcl.data import published
+from rdcl.data.intensity import compute_intensity_stats
+from rdcl.data.layout import load_case
 from rdcl.data.spec import DatasetError, DatasetSpec
 
 if TYPE_CHECKING:
@@ -132,8 +134,5 @@ def check_one_mapping(datasets: Sequence[Any], data_cfg: DataConfig) -> list[Inp
 def pooled_stats(specs: Sequence[DatasetSpec], *, seed: int = 0) -> IntensityStats:
     """Foreground intensity statistics pooled over every case of ``specs`` (HU sets), for the
     ``ct`` rule shared by a run's sets (:func:`rdcl.data.intensity.compute_intensity_stats`)."""
-    from rdcl.data.intensity import compute_intensity_stats
-    from rdcl.data.layout import load_case
-
     pairs = (load_case(c)[:2] for spec in specs for c in spec.cases)
     return compute_intensity_stats(pairs, seed=seed)

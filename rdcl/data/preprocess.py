@@ -23,6 +23,7 @@ from rdcl.data.intensity import IntensityStats, compute_intensity_stats, normali
 from rdcl.data.io import Geometry
 from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case
 from rdcl.data.resample import resample_image, resample_label, target_shape
+from rdcl.data.spacing import dataset_target_spacing
 from rdcl.formats.cache import (
     ARRAYS,
     CACHE_FORMAT,
@@ -166,8 +167,6 @@ def preprocess_dataset(
     """
     cache_dir = Path(cache_dir)
     if data_cfg.target_spacing == "auto":
-        from rdcl.data.spacing import dataset_target_spacing
-
         resolved = dataset_target_spacing([spec], spec.dim)
         data_cfg = replace(data_cfg, target_spacing=resolved)
     key = _fingerprint(spec, data_cfg, stats)

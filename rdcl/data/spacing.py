@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rdcl.data import io
+from rdcl.data.layout import declared_geometry, load_case
 from rdcl.errors import DatasetError
 
 ANISOTROPY_THRESHOLD = 3.0
@@ -68,9 +70,6 @@ def nnunet_target_spacing(
 
 def case_grid(case: Any) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """``(shape, spacing)`` of one case's image, from its header where the format has one."""
-    from rdcl.data import io
-    from rdcl.data.layout import declared_geometry, load_case
-
     if case.slice_index is None and case.image.is_file():
         try:
             shape, geom = io.read_info(case.image)

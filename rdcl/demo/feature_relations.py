@@ -4,18 +4,18 @@ and 5): R_G(X_n), R_G(X_c) and R_T(X_c)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from rdcl.data.layout import load_case, load_dataset
+from rdcl.data.preprocess import preprocess_case
 from rdcl.data.spec import DatasetSpec
 from rdcl.errors import DatasetError
+from rdcl.inference.predictor import Predictor
+from rdcl.kernels import relation_matrix
 from rdcl.report import RG_COVID, RG_NONCOVID, RT_COVID
-
-if TYPE_CHECKING:
-    from rdcl.inference.predictor import Predictor
 
 
 def crop_around(x: np.ndarray, centre: np.ndarray, patch: tuple[int, ...]) -> np.ndarray:
@@ -33,9 +33,6 @@ def lesion_batch(root: Path | DatasetSpec, predictor: Predictor, n: int) -> torc
     """A (n, 1, *patch) batch of the first ``n`` training cases of ``root`` (a dataset folder or
     a loaded ``DatasetSpec``), each patch centred on its lesion and preprocessed as
     ``predictor``'s training data was (a case's own intensity window first, as in training)."""
-    from rdcl.data.layout import load_case, load_dataset
-    from rdcl.data.preprocess import preprocess_case
-
     data_cfg = predictor.config.data
     spec = root if isinstance(root, DatasetSpec) else load_dataset(root)
     patches = []
@@ -66,8 +63,6 @@ def relation_matrices(
     X_c: ``n`` COVID training cases preprocessed as in the rdcl run; X_n: ``n`` non-COVID cases
     preprocessed as in stage 1 (the non-COVID set's own statistics), as in training.
     """
-    from rdcl.inference.predictor import Predictor
-
     rdcl = Predictor.from_checkpoint(rdcl_ckpt, device="cpu")
     x_c = lesion_batch(covid_root, rdcl, n)
     x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
@@ -80,8 +75,6 @@ def network_relations(
     """R_G(X_n), R_G(X_c), R_T(X_c) (keys ``rdcl.report.RG_NONCOVID``, ``RG_COVID``,
     ``RT_COVID``; each (C, C) float32) of a dual-encoder network ``net`` on the batches ``x_n``
     and ``x_c`` (B, 1, *patch). ``net`` is put in eval mode; no gradients."""
-    from rdcl.kernels import relation_matrix
-
     net.eval()
     with torch.no_grad():
         covid = net.forward_with_features(x_c)

@@ -35,8 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from rdcl.config import Config, TrainConfig, preset
+from rdcl.data.io import channel_file_name, read_image
+from rdcl.data.synth import synthesize_dataset
 from rdcl.errors import RdclInputError
+from rdcl.export import export_model
+from rdcl.inference.predictor import Predictor
 from rdcl.losses import describe_rampup
+from rdcl.metrics.evaluate import evaluate_folders
 from rdcl.report import (
     plot_loss_curves,
     plot_overlays,
@@ -45,6 +50,7 @@ from rdcl.report import (
     relation_differences,
     write_summary,
 )
+from rdcl.training import pretrain_general, run_training
 
 from .feature_relations import relation_matrices
 
@@ -167,8 +173,6 @@ def _figures(
 ) -> dict[str, Path]:
     """Overlays of each method on the held-out case with the most lesion, loss curves and
     relation matrices; returns caption -> PNG path."""
-    from rdcl.data.io import channel_file_name, read_image
-
     figs = out_dir / "figures"
     labels = sorted((covid / "labelsTs").glob("*.nii.gz"))
     sizes = [int(np.count_nonzero(read_image(p)[0])) for p in labels]
@@ -297,10 +301,6 @@ def run_demo(
         raise RdclInputError(f"seed must be an integer >= 0, found {seed!r}")
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, overwrite)
-    from rdcl.data.synth import synthesize_dataset
-    from rdcl.inference.predictor import Predictor
-    from rdcl.metrics.evaluate import evaluate_folders
-    from rdcl.training import pretrain_general, run_training
 
     settings = FAST if fast else FULL
     timer = _Timer()
@@ -356,8 +356,6 @@ def run_demo(
             checkpoints["rdcl"], pretrained, covid, general, configs["rdcl"].data.batch_size
         )
     with timer.stage("export rdcl model"):
-        from rdcl.export import export_model
-
         model_dir = out_dir / MODEL_DIR
         model_dir.mkdir(parents=True, exist_ok=True)
         exported = export_model(checkpoints["rdcl"], model_dir / "rdcl.ts", overwrite=True)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from rdcl.config import LUNG_WINDOW
-from rdcl.data.io import Geometry
+from rdcl.data.io import Geometry, read_image
+from rdcl.data.resample import target_shape
+from rdcl.data.synth import default_spacing, synthesize_phantom
 from rdcl.formats.exported import training_spacing
 
 MIN_DICE = 0.999
@@ -42,11 +44,8 @@ def check_input(predictor: Any, path: str | Path | None = None) -> tuple[np.ndar
     training spacing (or the synthetic default spacing when training did not resample).
     """
     if path is not None:
-        from rdcl.data.io import read_image
-
         image, geometry = read_image(path)
         return image, geometry, str(path)
-    from rdcl.data.synth import default_spacing, synthesize_phantom
 
     cfg = predictor.config
     patch = tuple(cfg.data.patch_size)
@@ -86,8 +85,6 @@ def compare(
     what: str = "exported",
 ) -> CheckResult:
     """Run the eager predictor and ``run_exported`` (-> probabilities) on the same input."""
-    from rdcl.data.resample import target_shape
-
     p_eager = predictor.predict_probabilities(image, geometry)
     p_export = np.asarray(run_exported(image, geometry), dtype=np.float32)
     if p_export.shape != p_eager.shape:

@@ -17,11 +17,14 @@ import torch
 
 from rdcl.data.io import Geometry
 from rdcl.errors import RdclInputError
+from rdcl.export.aoti import compile_network, load_network
 from rdcl.export.check import CheckResult, check_input, compare
+from rdcl.export.torchscript import build_scripted, save_scripted
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.exported import build_metadata
 from rdcl.formats.run_folder import find_checkpoint
 from rdcl.fsutil import atomic_write_path
+from rdcl.inference import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +49,6 @@ class ExportResult:
 def load_predictor(model: str | Path, *, device: str = "cpu", **options: Any) -> tuple[Any, dict]:
     """``(Predictor, checkpoint header)`` of a checkpoint or a finished run folder's
     ``final.ckpt`` (the header holds kind and method)."""
-    from rdcl.inference import Predictor
-
     model = find_checkpoint(model)
     header = load_checkpoint(model)
     predictor = Predictor.from_checkpoint(model, device=device, **options)
@@ -131,8 +132,6 @@ def _export_torchscript(
     geometry: Geometry,
     desc: str,
 ) -> CheckResult:
-    from rdcl.export.torchscript import build_scripted, save_scripted
-
     save_scripted(build_scripted(predictor), tmp, meta, config)
     loaded = torch.jit.load(str(tmp), map_location=predictor.device)
 
@@ -153,8 +152,6 @@ def _export_aoti(
     geometry: Geometry,
     desc: str,
 ) -> CheckResult:
-    from rdcl.export.aoti import compile_network, load_network
-
     compile_network(predictor, tmp, meta, config)
     compiled = load_network(tmp, predictor.device)
     twin = predictor.with_network(compiled)

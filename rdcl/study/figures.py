@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from rdcl.data.io import read_image
+from rdcl.data.layout import load_case
+from rdcl.demo.feature_relations import lesion_batch, network_relations
 from rdcl.errors import RdclInputError
+from rdcl.formats.checkpoint import load_checkpoint
+from rdcl.inference.predictor import Predictor
+from rdcl.model import build_network
 from rdcl.report import (
     plot_loss_curves,
     plot_overlays,
@@ -22,6 +28,7 @@ from rdcl.report import (
     plot_relation_matrices,
 )
 from rdcl.report._files import save_figure_atomic
+from rdcl.training.methods import build_for_method, get_method
 
 if TYPE_CHECKING:
     from rdcl.data.spec import DatasetSpec
@@ -83,9 +90,6 @@ def plot_best_worst(
     (``seed`` is the row's ``"seed"``, None when it has none); ``spec`` is the COVID dataset the
     cases come from.
     """
-    from rdcl.data.io import read_image
-    from rdcl.data.layout import load_case
-
     cases = {c.name: c for c in spec.cases}
     out: dict[str, Path] = {}
     for method in dict.fromkeys(str(r["method"]) for r in rows):
@@ -134,11 +138,6 @@ def relation_snapshots(
     """
     import torch
 
-    from rdcl.demo.feature_relations import lesion_batch, network_relations
-    from rdcl.formats.checkpoint import load_checkpoint
-    from rdcl.inference.predictor import Predictor
-    from rdcl.training.methods import build_for_method, get_method
-
     end = Predictor.from_checkpoint(rdcl_ckpt, device="cpu")
     x_c = lesion_batch(covid_spec, end, n)
     x_n = lesion_batch(general_root, Predictor.from_checkpoint(pretrain_ckpt, device="cpu"), n)
@@ -161,12 +160,6 @@ def relation_series(
 ) -> dict[int, dict[str, np.ndarray]]:
     """R_G(X_n), R_G(X_c), R_T(X_c) at each kept training step (``train.snapshots``): step ->
     matrices, the batches as in :func:`relation_snapshots` (the same X_c and X_n at every step)."""
-    from rdcl.demo.feature_relations import lesion_batch, network_relations
-    from rdcl.formats.checkpoint import load_checkpoint
-    from rdcl.inference.predictor import Predictor
-    from rdcl.model import build_network
-    from rdcl.training.methods import get_method
-
     if not snapshots:
         return {}
     last = Predictor.from_checkpoint(snapshots[-1], device="cpu")  # preprocessing of the run

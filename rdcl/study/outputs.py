@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.data.subset import select_cases
 from rdcl.formats.run_folder import FINAL, SNAPSHOT_DIR
 from rdcl.fsutil import write_text_atomic
 
@@ -24,8 +25,6 @@ RELATION_BATCH = 4
 
 
 def _relation_figures(plan: StudyPlan, spec: DatasetSpec, fig_dir: Path) -> dict[str, Path]:
-    from rdcl.data.subset import select_cases
-
     row = next((r for r in plan.rows if r.name == "rdcl"), None)
     if row is None or row.pretrain_group is None:
         return {}

@@ -14,8 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.data.io import write_image
+from rdcl.data.layout import load_case
+from rdcl.data.subset import select_cases
 from rdcl.errors import DatasetError
 from rdcl.fsutil import write_text_atomic
+from rdcl.inference.predictor import Predictor
+from rdcl.metrics import dice, surface_distances
 
 if TYPE_CHECKING:
     from rdcl.data.spec import DatasetSpec
@@ -43,12 +48,6 @@ def score_run(
     scored). Returns the rows ``{"case", "dsc", "nsd"}``; DSC/NSD are NaN when both masks are
     empty (rdcl.metrics' convention). Raises DatasetError for an unknown case name.
     """
-    from rdcl.data.io import write_image
-    from rdcl.data.layout import load_case
-    from rdcl.data.subset import select_cases
-    from rdcl.inference.predictor import Predictor
-    from rdcl.metrics import dice, surface_distances
-
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     trained_window = predictor.window
     pred_dir = Path(pred_dir)

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import torch
 
 from rdcl.config import Config, DataConfig
+from rdcl.data import DatasetSpec, PatchSampler, load_dataset, make_loader, preprocess_dataset
+from rdcl.data.spacing import dataset_target_spacing
 
 if TYPE_CHECKING:
     from rdcl.data.intensity import IntensityStats
     from rdcl.data.preprocess import CachedDataset
-    from rdcl.data.sampler import PatchSampler
-    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ def resolve_target_spacing(cfg: Config, datasets: DatasetInput | Sequence[Datase
     """
     if cfg.data.target_spacing != "auto":
         return cfg
-    from rdcl.data import DatasetSpec, load_dataset
-    from rdcl.data.spacing import dataset_target_spacing
 
     specs = []
     for d in as_list(datasets):
@@ -80,8 +78,6 @@ def as_cached(
     Raises:
         rdcl.data.DatasetError: the folder is no readable dataset.
     """
-    from rdcl.data import DatasetSpec, load_dataset, preprocess_dataset
-
     if isinstance(dataset, (str, Path)):
         dataset = load_dataset(dataset)
     if not isinstance(dataset, DatasetSpec):
@@ -125,8 +121,6 @@ def make_sampler(
 ) -> PatchSampler | MixedSampler:
     """A ``PatchSampler`` over one cached dataset, or a :class:`MixedSampler` over several
     (dataset i seeded with ``seed + i``)."""
-    from rdcl.data import PatchSampler
-
     datasets = as_list(datasets)
     if len(datasets) == 1:
         return PatchSampler(datasets[0], data_cfg, seed=seed)
@@ -142,8 +136,6 @@ def batch_stream(
 ) -> Iterable[dict]:
     """Batches of steps start .. stop-1 in order (``rdcl.data.make_loader``; ``thread``: computed
     ahead by a background thread, ``data.loader_thread``)."""
-    from rdcl.data import make_loader
-
     return make_loader(sampler, start, stop, num_workers, thread=thread)
 
 

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from rdcl.device import resolve_device
 from rdcl.errors import ConfigError, RdclInputError
 
 T = TypeVar("T")
@@ -232,8 +233,6 @@ def setup_distributed(
         device = _device_for_rank(device_name, local, world)
         return DistContext(rank, world, local, str(dist.get_backend())), device
     if not launched_distributed():
-        from rdcl.device import resolve_device
-
         return DistContext(), resolve_device(device_name)
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rdcl.data.spec import DatasetSpec
 from rdcl.errors import DatasetError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import FINAL, LAST
@@ -22,7 +23,6 @@ from .data_streams import data_differences, identity_of, source_identity
 
 if TYPE_CHECKING:
     from rdcl.data.preprocess import CachedDataset
-    from rdcl.data.spec import DatasetSpec
 
 
 class NothingToResumeError(RdclInputError):
@@ -32,8 +32,6 @@ class NothingToResumeError(RdclInputError):
 def data_identity(dataset: DatasetSpec | CachedDataset) -> dict[str, Any]:
     """The identity record a checkpoint's ``data`` entry holds for ``dataset`` (a spec: its
     source files; a cached dataset: the identity recorded when it was cached)."""
-    from rdcl.data.spec import DatasetSpec
-
     return source_identity(dataset) if isinstance(dataset, DatasetSpec) else identity_of(dataset)
 
 

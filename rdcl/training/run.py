@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rdcl.config import Config, ConfigError
+from rdcl.data import DatasetError, DatasetSpec, load_dataset
+from rdcl.data.intensity import IntensityStats
+from rdcl.data.mapping import check_one_mapping, pooled_stats
+from rdcl.device import resolve_device
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import PRETRAIN_DIR, existing_run_files
 
@@ -28,13 +32,12 @@ from .data_streams import DatasetInput, as_cached, as_list, resolve_target_spaci
 from .distributed import env_rank
 from .loop import RunExistsError, reset_run
 from .methods import get_method
+from .resume import check_resumable
 from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .stages import load_pretrained, pretrain_general, train
 
 if TYPE_CHECKING:
-    from rdcl.data.intensity import IntensityStats
     from rdcl.data.preprocess import CachedDataset
-    from rdcl.data.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +112,6 @@ def run_training(
                 "(--resume) to continue it or overwrite=True (--overwrite) to start again"
             )
     if resume:  # a run to continue, on the same data: checked before the cache is written
-        from .resume import check_resumable
-
         stage2 = [covid, *(generals if method.needs_general_batches else [])]
         stage1 = [(out_dir / PRETRAIN_DIR, generals)] if run_stage1 else []
         check_resumable([(out_dir, stage2), *stage1], out_dir=out_dir)
@@ -184,8 +185,6 @@ def run_pretraining(
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"the run folder must be a folder, found a file: {out_dir}")
     if resume:  # a run to continue, on the same data: checked before the cache is written
-        from .resume import check_resumable
-
         check_resumable([(out_dir, generals)], out_dir=out_dir)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     if stats is not None:  # preprocess with the pooled statistics (pretrain_general reuses them)
@@ -212,10 +211,6 @@ def _shared_stats(
     sets share: a pre-trained G's recorded ones (G keeps the mapping it learnt with), else pooled
     over the HU sets given (:func:`rdcl.data.mapping.pooled_stats`); ``None`` for the other rules.
     """
-    from rdcl.data import DatasetSpec
-    from rdcl.data.intensity import IntensityStats
-    from rdcl.data.mapping import check_one_mapping, pooled_stats
-
     mappings = check_one_mapping(datasets, cfg.data)
     rule = next((m.normalization for m in mappings if m.units == "hu"), None)
     ckpt = None
@@ -239,8 +234,6 @@ def _shared_stats(
 def _load(dataset: DatasetInput) -> DatasetSpec | CachedDataset:
     """A folder as its ``DatasetSpec`` (read once); a spec or a cached dataset as given."""
     if isinstance(dataset, (str, Path)):
-        from rdcl.data import load_dataset
-
         return load_dataset(dataset)
     return dataset
 
@@ -257,9 +250,6 @@ def check_inputs(
     """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
     differs from each other's or from the network's (``covid`` may be None); ``rdcl cv`` makes
     the same check before it writes the study folder."""
-    from rdcl.data import DatasetError
-    from rdcl.device import resolve_device
-
     try:
         resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
     except ValueError as exc:

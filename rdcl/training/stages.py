@@ -30,6 +30,7 @@ import torch
 
 from rdcl.config import Config, TrainConfig
 from rdcl.data.device_augment import finish_batch
+from rdcl.data.sampler import expected_padding
 from rdcl.errors import CheckpointError, ConfigError, DatasetError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.losses import (
@@ -174,8 +175,6 @@ def padding_record(datasets: Sequence[CachedDataset], cfg: Config) -> dict[str, 
     ``cfg.general_data().patch_size`` (:func:`rdcl.data.sampler.expected_padding`), logged and
     recorded in the stage's ``config.json`` (``run.xn_padding``); a warning names every set above
     :data:`PADDING_WARN` (mostly zeros teach G nothing about lesions)."""
-    from rdcl.data.sampler import expected_padding
-
     patch = cfg.general_data().patch_size
     record = {}
     for i, d in enumerate(datasets):
