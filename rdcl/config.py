@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from rdcl.config_types import ConfigValueError, check_section, coerce_section
 from rdcl.errors import ConfigError
+from rdcl.fsutil import write_text_atomic
 
 METHODS = ("baseline", "pretrain", "multi_encoder", "backbone", "rdcl_g", "rdcl")
 """Training methods (paper Tables II/III); ``pretrain`` fine-tunes a G pre-trained on non-COVID."""
@@ -435,8 +436,6 @@ class Config:
     def save(self, path: str | Path) -> None:
         """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically
         (:func:`rdcl.fsutil.write_text_atomic`: an existing file is replaced only when complete)."""
-        from rdcl.fsutil import write_text_atomic
-
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
             import yaml
