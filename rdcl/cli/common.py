@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.paths import require_dir as _require_dir
+
 if TYPE_CHECKING:
     from rdcl.config import Config
 
@@ -74,6 +76,4 @@ def resolve_config(args: argparse.Namespace, *, dim: int | None) -> Config:
 def require_dir(path: Path, what: str) -> Path:
     """``path`` if it is a readable folder, else FileNotFoundError, NotADirectoryError or
     PermissionError ("permission denied", never "not found"; see :mod:`rdcl.paths`)."""
-    from rdcl.paths import require_dir as _require_dir
-
     return _require_dir(path, what)

@@ -15,6 +15,7 @@ from rdcl.cli.common import (
     resolve_config,
 )
 from rdcl.errors import RdclInputError
+from rdcl.paths import require_file
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ def _run_train(args: argparse.Namespace) -> int:
     args.overrides = overrides
     cfg = resolve_config(args, dim=covid.dim)  # the default preset follows the data
     if args.pretrained is not None:
-        from rdcl.paths import require_file
         from rdcl.training.methods import get_method
 
         require_file(args.pretrained, "--pretrained checkpoint")
