@@ -92,6 +92,27 @@ def test_cv_bad_input_is_one_line(synth, tmp_path, capsys):
     assert "not in the dataset" in capsys.readouterr().err
 
 
+def test_cv_from_python_plans_checks_and_reports(synth, tmp_path):
+    """``rdcl cv`` as a library: the same checks and messages, the same study folder."""
+    from rdcl.errors import RdclInputError
+    from rdcl.study import plan_cv, run_cv
+
+    out = tmp_path / "cv"
+    with pytest.raises(RdclInputError, match="go together"):
+        plan_cv(synth / "covid", out, folds=2)
+    with pytest.raises(RdclInputError, match="cannot be split into words"):
+        plan_cv(synth / "covid", out, folds=2, train_per_fold=2, launcher="torchrun 'x")
+    assert not out.exists()
+    plan = plan_cv(synth / "covid", out, folds=2, train_per_fold=2, methods=["baseline"],
+                   preset="tiny2d", overrides=["train.steps=3"], report_only=True)  # fmt: skip
+    assert plan.config_args == ["--preset", "tiny2d", "--set", "train.steps=3"]
+    assert not out.exists()  # planning writes nothing
+    outcome = run_cv(plan)  # trains nothing: the report lists what is missing
+    assert outcome.report == out / "report.md" and outcome.stage1 == []
+    assert "Not run yet (2): baseline fold 1, baseline fold 2" in outcome.report.read_text()
+    assert (out / "study.json").is_file() and (out / "folds/fold_2/test.txt").is_file()
+
+
 def test_train_cases_refuses_unknown_names(synth, tmp_path, capsys):
     names = tmp_path / "cases.txt"
     names.write_text("no_such_case\n")
