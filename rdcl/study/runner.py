@@ -304,7 +304,7 @@ def prepare_study(plan: StudyPlan, *, overwrite: bool = False) -> None:
     An existing study must have the same data, sets, config options and tolerance (those change
     what every run computes); raises :class:`StudyMismatchError` otherwise, unless ``overwrite``
     (then the record is replaced and runs with changed settings must be removed by the user:
-    ``rdcl train`` refuses to resume a run whose config changed).
+    training refuses to resume a run whose config changed).
     """
     record = _study_record(plan)
     path = plan.out / "study.json"
