@@ -2,7 +2,7 @@
 //
 // The CPU engine runs in four steps, one file each:
 //   surface_points.cpp     bounding box of pred | gt, surface points (and neighbour codes) per
-//   mask; distance_transform.cpp distances from the points of one mask to the surface of the other;
+//   mask; distance_transform.cpp distances from the points of each mask to the other surface;
 //   sorted_direction.cpp   (distance, area) pairs sorted like surface-distance;
 //   surface_cpu.cpp        surface_distances_cpu, which chains them.
 // worker_pool.h runs the threads of each step.
@@ -39,8 +39,9 @@ struct Grid {
 };
 
 // Bounding box (inclusive voxel bounds) of pred | gt on an n = (z, y, x) volume; empty() when both
-// masks are empty.
-Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n);
+// masks are empty. Planes are split between `threads` workers (<= 0: all hardware threads).
+Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n,
+                  int threads);
 
 // Surface points of `mask` (the full volume, problem shape) on the processing grid g of the crop
 // `box`, in linear (z-major) order; corner boundaries store each point's neighbour code, voxel
@@ -48,10 +49,11 @@ Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64
 Surface extract(const uint8_t* mask, const Problem& pb, const Bbox& box, const Grid& g,
                 const std::vector<double>& table, int threads);
 
-// Distances (mm) from every query point to the target surface, in query order; +inf for every
-// query when the target is empty. threads <= 0: all hardware threads.
-std::vector<double> distances(const Surface& query, const Surface& target, const Grid& g,
-                              int threads);
+// Distances (mm) of both directions: [0] from every point of `a` to the surface `b`, [1] from every
+// point of `b` to `a`, each in query order; +inf for every query when the other surface is empty.
+// The planes of both directions are shared by `threads` workers (<= 0: all hardware threads).
+std::array<std::vector<double>, 2> distances_both(const Surface& a, const Surface& b, const Grid& g,
+                                                  int threads);
 
 // (distance, table[code]) pairs of one direction sorted ascending by distance, then area.
 Direction sorted_direction(const std::vector<double>& d, const std::vector<uint8_t>& code,

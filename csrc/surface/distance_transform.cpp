@@ -8,7 +8,10 @@
 // result cannot be certified inside the window (far from the other surface) is answered by an exact
 // separable Felzenszwalb-Huttenlocher transform of its plane. Memory is O(plane + surface points).
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -19,6 +22,9 @@ namespace rdcl {
 namespace surface {
 namespace detail {
 namespace {
+
+// Tasks per worker and direction when several threads share the planes (dynamic scheduling).
+constexpr size_t kChunksPerThread = 8;
 
 // ------------------------------------------------------------------ distances
 // Target surface points per (y, x) column: sorted z indices.
@@ -273,60 +279,106 @@ class PlaneSolver {
   double certified_ = 0;
 };
 
+// Distances of the query points [b, e) (whole planes, increasing z) into out[b, e). The solver's
+// column pointers only move forward, so a solver may go on with a later range of the same query
+// surface without start().
+void solve_range(PlaneSolver* solver, const Surface& query, const Grid& g, size_t b, size_t e,
+                 double* out) {
+  const int64_t plane = g.plane();
+  std::vector<size_t> far;
+  std::vector<std::pair<int64_t, int64_t>> far_points;
+  std::vector<double> far_d2;
+  size_t i = b;
+  while (i < e) {
+    const int64_t z = query.index[i] / plane;
+    size_t j = i;
+    while (j < e && query.index[j] / plane == z) ++j;
+    solver->fill_near(z, query.index.data() + i, j - i);
+    far.clear();
+    for (size_t k = i; k < j; ++k) {
+      const int64_t r = query.index[k] % plane;
+      const double d2 = solver->window(r / g.n[2], r % g.n[2]);
+      if (d2 < 0) {
+        far.push_back(k);
+      } else {
+        out[k] = std::sqrt(d2);
+      }
+    }
+    if (!far.empty()) {
+      far_points.clear();
+      for (size_t k : far) {
+        const int64_t r = query.index[k] % plane;
+        far_points.emplace_back(r / g.n[2], r % g.n[2]);
+      }
+      far_d2.resize(far.size());
+      solver->solve_points(z, far_points, far_d2.data());
+      for (size_t f = 0; f < far.size(); ++f) out[far[f]] = std::sqrt(far_d2[f]);
+    }
+    i = j;
+  }
+}
+
+// Query ranges of whole planes holding about `size` points each (at least one plane each).
+std::vector<std::pair<size_t, size_t>> plane_chunks(const Surface& query, int64_t plane,
+                                                    size_t size) {
+  std::vector<std::pair<size_t, size_t>> chunks;
+  const size_t nq = query.index.size();
+  size_t b = 0;
+  while (b < nq) {
+    size_t e = std::min(nq, b + std::max<size_t>(size, 1));
+    while (e < nq && query.index[e] / plane == query.index[e - 1] / plane) ++e;
+    chunks.emplace_back(b, e);
+    b = e;
+  }
+  return chunks;
+}
+
 }  // namespace
 
-// Distances (mm) from every query point to the target surface, in query order.
-std::vector<double> distances(const Surface& query, const Surface& target, const Grid& g,
-                              int threads) {
-  const size_t nq = query.index.size();
-  std::vector<double> out(nq, kInf);
-  if (nq == 0 || target.index.empty()) return out;
-  const Columns cols = build_columns(target, g);
+// Distances of both directions: [0] from a's points to b's surface, [1] from b's to a's.
+std::array<std::vector<double>, 2> distances_both(const Surface& a, const Surface& b, const Grid& g,
+                                                  int threads) {
+  const std::array<const Surface*, 2> query{&a, &b}, target{&b, &a};
+  std::array<std::vector<double>, 2> out;
+  std::array<Columns, 2> cols;
+  for (int d = 0; d < 2; ++d) out[d].assign(query[d]->index.size(), kInf);
+  const size_t total = a.index.size() + b.index.size();
+  threads = resolve_threads(threads, static_cast<int64_t>(total / 4096 + 1));
+  auto active = [&](int d) { return !query[d]->index.empty() && !target[d]->index.empty(); };
+  parallel_for(std::min(threads, 2), [&](int t) {
+    for (int d = 0; d < 2; ++d) {
+      if ((threads < 2 || d == t) && active(d)) cols[d] = build_columns(*target[d], g);
+    }
+  });
+  // Tasks: runs of whole planes, direction 0 then 1, each in increasing z, taken in order from a
+  // shared counter, so a worker's tasks of one direction come in increasing z (one start() each)
+  // and the slow planes (far queries) spread over the workers. One thread: one task a direction.
+  struct Task {
+    int d;
+    size_t b, e;
+  };
+  std::vector<Task> tasks;
   const int64_t plane = g.plane();
-  threads = resolve_threads(threads, static_cast<int64_t>(nq / 4096 + 1));
-  parallel_for(threads, [&](int t) {
-    // Split queries into contiguous ranges aligned to plane boundaries.
-    auto plane_start = [&](size_t i) {
-      if (i == 0 || i >= nq) return i;
-      const int64_t z = query.index[i] / plane;
-      while (i > 0 && query.index[i - 1] / plane == z) --i;
-      return i;
-    };
-    const size_t b = plane_start(nq * t / threads);
-    const size_t e = t + 1 == threads ? nq : plane_start(nq * (t + 1) / threads);
-    if (b >= e) return;
-    PlaneSolver solver(g, cols);
-    solver.start(query.index[b] / plane);
-    std::vector<size_t> far;
-    std::vector<std::pair<int64_t, int64_t>> far_points;
-    std::vector<double> far_d2;
-    size_t i = b;
-    while (i < e) {
-      const int64_t z = query.index[i] / plane;
-      size_t j = i;
-      while (j < e && query.index[j] / plane == z) ++j;
-      solver.fill_near(z, query.index.data() + i, j - i);
-      far.clear();
-      for (size_t k = i; k < j; ++k) {
-        const int64_t r = query.index[k] % plane;
-        const double d2 = solver.window(r / g.n[2], r % g.n[2]);
-        if (d2 < 0) {
-          far.push_back(k);
-        } else {
-          out[k] = std::sqrt(d2);
-        }
+  for (int d = 0; d < 2; ++d) {
+    if (!active(d)) continue;
+    const size_t nq = query[d]->index.size();
+    const size_t size = threads == 1 ? nq : nq / (static_cast<size_t>(threads) * kChunksPerThread);
+    for (const auto& [cb, ce] : plane_chunks(*query[d], plane, size)) tasks.push_back({d, cb, ce});
+  }
+  std::atomic<size_t> next{0};
+  parallel_for(threads, [&](int) {
+    std::unique_ptr<PlaneSolver> solver;
+    int solver_dir = -1;
+    for (size_t k = next.fetch_add(1); k < tasks.size(); k = next.fetch_add(1)) {
+      const Task& task = tasks[k];
+      const Surface& q = *query[task.d];
+      if (solver_dir != task.d) {
+        solver.reset();  // the other direction's buffers go before the new ones are allocated
+        solver = std::make_unique<PlaneSolver>(g, cols[task.d]);
+        solver->start(q.index[task.b] / plane);
+        solver_dir = task.d;
       }
-      if (!far.empty()) {
-        far_points.clear();
-        for (size_t k : far) {
-          const int64_t r = query.index[k] % plane;
-          far_points.emplace_back(r / g.n[2], r % g.n[2]);
-        }
-        far_d2.resize(far.size());
-        solver.solve_points(z, far_points, far_d2.data());
-        for (size_t f = 0; f < far.size(); ++f) out[far[f]] = std::sqrt(far_d2[f]);
-      }
-      i = j;
+      solve_range(solver.get(), q, g, task.b, task.e, out[task.d].data());
     }
   });
   return out;

@@ -17,7 +17,7 @@ Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Probl
     throw std::invalid_argument("expected pred and gt buffers, found a null pointer");
   }
   Result res;
-  const detail::Bbox box = detail::bounding_box(pred, gt, pb.shape);
+  const detail::Bbox box = detail::bounding_box(pred, gt, pb.shape, threads);
   if (box.empty()) return res;
   detail::Grid g;
   const int64_t pad = pb.boundary == Boundary::kCorner ? 1 : 0;
@@ -38,11 +38,13 @@ Result surface_distances_cpu(const uint8_t* pred, const uint8_t* gt, const Probl
   const int nt = detail::resolve_threads(threads, g.n[0]);
   const detail::Surface sg = detail::extract(gt, pb, box, g, table, nt);
   const detail::Surface sp = detail::extract(pred, pb, box, g, table, nt);
-  const std::vector<double> d_gt = detail::distances(sg, sp, g, threads);
-  const std::vector<double> d_pred = detail::distances(sp, sg, g, threads);
-  if (table.empty()) table.push_back(1.0);  // voxel boundaries: weight 1, code 0
-  res.gt_to_pred = detail::sorted_direction(d_gt, sg.code, table);
-  res.pred_to_gt = detail::sorted_direction(d_pred, sp.code, table);
+  const auto d = detail::distances_both(sg, sp, g, threads);  // [0]: gt -> pred, [1]: pred -> gt
+  if (table.empty()) table.push_back(1.0);                    // voxel boundaries: weight 1, code 0
+  detail::parallel_for(detail::resolve_threads(threads, 2), [&](int t) {  // the two sorts
+    const bool both = detail::resolve_threads(threads, 2) == 1;
+    if (both || t == 0) res.gt_to_pred = detail::sorted_direction(d[0], sg.code, table);
+    if (both || t == 1) res.pred_to_gt = detail::sorted_direction(d[1], sp.code, table);
+  });
   return res;
 }
 

@@ -135,12 +135,12 @@ void extract_planes(const uint8_t* mask, const Problem& pb, const Bbox& box, con
   }
 }
 
-}  // namespace
-
-Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n) {
+// Bounding box of planes [z0, z1) (lo = n, hi = -1 when they hold no foreground).
+Bbox bounding_box_planes(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n,
+                         int64_t z0, int64_t z1) {
   Bbox box;
   box.lo = {n[0], n[1], n[2]};
-  for (int64_t z = 0; z < n[0]; ++z) {
+  for (int64_t z = z0; z < z1; ++z) {
     for (int64_t y = 0; y < n[1]; ++y) {
       const int64_t off = (z * n[1] + y) * n[2];
       if (!row_any(pred + off, gt + off, n[2])) continue;
@@ -149,6 +149,26 @@ Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64
       while (!(pred[off + last] | gt[off + last])) --last;
       box.lo = {std::min(box.lo[0], z), std::min(box.lo[1], y), std::min(box.lo[2], first)};
       box.hi = {std::max(box.hi[0], z), std::max(box.hi[1], y), std::max(box.hi[2], last)};
+    }
+  }
+  return box;
+}
+
+}  // namespace
+
+Bbox bounding_box(const uint8_t* pred, const uint8_t* gt, const std::array<int64_t, 3>& n,
+                  int threads) {
+  threads = resolve_threads(threads, n[0]);
+  std::vector<Bbox> parts(threads);
+  parallel_for(threads, [&](int t) {
+    parts[t] = bounding_box_planes(pred, gt, n, n[0] * t / threads, n[0] * (t + 1) / threads);
+  });
+  Bbox box;
+  box.lo = {n[0], n[1], n[2]};
+  for (const Bbox& p : parts) {
+    for (int a = 0; a < 3; ++a) {
+      box.lo[a] = std::min(box.lo[a], p.lo[a]);
+      box.hi[a] = std::max(box.hi[a], p.hi[a]);
     }
   }
   if (box.hi[0] < 0) box.lo = {0, 0, 0};
