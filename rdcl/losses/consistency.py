@@ -53,7 +53,7 @@ def resolved_rampup_steps(cfg: TrainConfig) -> int:
 
 def describe_rampup(cfg: TrainConfig) -> str:
     """One phrase naming the resolved ramp and where it came from, for logs and reports, e.g.
-    ``"300 of 1000 steps (train.rampup_fraction 0.3)"``."""
+    ``"600 of 1000 steps (train.rampup_fraction 0.6)"``."""
     steps = resolved_rampup_steps(cfg)
     source = (
         f"train.rampup_steps {cfg.rampup_steps}; train.rampup_fraction ignored"

@@ -22,10 +22,10 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def test_default_ramp_is_a_fraction_of_the_stage_steps() -> None:
     cfg = TrainConfig()
-    assert cfg.rampup_steps is None and cfg.rampup_fraction == DEFAULT_RAMPUP_FRACTION == 0.3
-    assert resolved_rampup_steps(cfg) == 300  # of the default 1000 steps
-    # the ramp scales with training: 30 % of the documented 250,000-step 3D run, not 200 steps
-    assert resolved_rampup_steps(TrainConfig(steps=250_000)) == 75_000
+    assert cfg.rampup_steps is None and cfg.rampup_fraction == DEFAULT_RAMPUP_FRACTION == 0.6
+    assert resolved_rampup_steps(cfg) == 600  # of the default 1000 steps
+    # the ramp scales with training: 60 % of the documented 250,000-step 3D run, not 200 steps
+    assert resolved_rampup_steps(TrainConfig(steps=250_000)) == 150_000
     assert resolved_rampup_steps(TrainConfig(steps=7, rampup_fraction=0.5)) == 4  # 3.5 rounds up
     assert resolved_rampup_steps(TrainConfig(steps=1, rampup_fraction=0.3)) == 0  # no ramp
     assert resolved_rampup_steps(TrainConfig(rampup_fraction=0.0)) == 0
@@ -38,7 +38,7 @@ def test_absolute_steps_win_over_the_fraction() -> None:
     assert describe_rampup(cfg) == (
         "200 of 1000 steps (train.rampup_steps 200; train.rampup_fraction ignored)"
     )
-    assert describe_rampup(TrainConfig()) == "300 of 1000 steps (train.rampup_fraction 0.3)"
+    assert describe_rampup(TrainConfig()) == "600 of 1000 steps (train.rampup_fraction 0.6)"
     assert resolved_rampup_steps(TrainConfig(rampup_steps=0)) == 0  # 0 still means no ramp
     assert resolved_rampup_steps(TrainConfig(steps=40, rampup_fraction=0.25)) == 10
 
