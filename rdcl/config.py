@@ -65,9 +65,9 @@ relation entries, at most 4C), that sum / C (per row, at most 4) or that sum / C
 
 DEFAULT_RAMPUP_FRACTION = 0.6
 """Default ``train.rampup_fraction``, chosen on the validation grid of issue 17
-(``docs/relation_weights.md``, "Validation grid"): a ramp over 0.6 of stage 2 scored above 0.3 (the
-relation-consistency code rdcl builds on, Liu et al., IEEE TMI 2020, ``liuquande/SRC-MT``, ramps over
-30 of 100 epochs) on both validation units; the paper gives no ramp length."""
+(``docs/relation_weights.md``, "Validation grid"): a ramp over 0.6 of stage 2 scored above 0.3
+(the relation-consistency code rdcl builds on, Liu et al., IEEE TMI 2020, ``liuquande/SRC-MT``,
+ramps over 30 of 100 epochs) on both validation units; the paper gives no ramp length."""
 
 
 @dataclass(frozen=True)
