@@ -28,7 +28,7 @@ from rdcl.errors import RdclInputError
 from rdcl.formats.run_folder import FINAL
 from rdcl.paths import require_dir
 from rdcl.training.distributed import per_rank_batch
-from rdcl.training.run import check_inputs
+from rdcl.training.plan import check_inputs
 
 from .outputs import write_study_report
 from .rows import study_rows

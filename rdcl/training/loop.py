@@ -108,25 +108,6 @@ class Stage:
         return {**self.dist.record(self.cfg.data.batch_size), **self.notes}
 
 
-def prepare_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Create ``out_dir``; refuse to touch an existing run unless ``resume`` or ``overwrite``.
-
-    Nothing is removed here: an overwritten run's files go in :func:`reset_run`, once the new
-    run's inputs are validated and its lock is held.
-
-    Raises:
-        RunExistsError: checkpoints exist and neither flag is set (nothing is changed).
-    """
-    out_dir = Path(out_dir)
-    found = existing_run_files(out_dir)
-    if any(p.suffix == ".ckpt" for p in found) and not (resume or overwrite):
-        raise RunExistsError(
-            f"output folder {out_dir} already holds a run ({found[0].name}); pass resume=True "
-            "(--resume) to continue it or overwrite=True (--overwrite) to start again"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
 def reset_run(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Make ``out_dir`` ready for the run that starts now (call it holding the folder's lock):
     remove the temporary files of checkpoint writes a killed run left, and for ``overwrite``

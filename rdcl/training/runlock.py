@@ -1,10 +1,10 @@
 """One run per run folder: an advisory lock held for the run's life, and SIGTERM as an exit.
 
 :func:`run_lock` takes ``fcntl.flock`` on ``<run folder>/.rdcl.lock``, writes the holder's PID into
-it and removes it when the run ends. A second process asking for the same folder gets
-:class:`RunInUseError` ("run folder ... in use by PID N"); the kernel drops the lock when the holder
-exits, however it ends (crash, ``kill -9``), so a stale lock file never blocks a later run. The lock
-is re-entrant within a process (``run_training`` holds it while its stages take it again). Under
+it and removes it when the run ends. A second run asking for the same folder (another process,
+or the same one) gets :class:`RunInUseError` ("run folder ... in use by PID N"); the kernel drops
+the lock when the holder exits, however it ends (crash, ``kill -9``), so a stale lock file never
+blocks a later run. A run takes it once (:func:`rdcl.training.stages.run_plan`). Under
 ``torchrun`` only global rank 0 (``RANK`` unset or ``0``) takes it: the other ranks of the same
 run share the folder with rank 0 by design. Where ``fcntl`` does not exist (Windows) no lock is
 taken.
@@ -29,9 +29,6 @@ try:
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
-_held: dict[str, int] = {}
-_held_guard = threading.Lock()
-
 
 class RunInUseError(FileExistsError):
     """Another process holds the run folder's lock (exit 2 at the command line)."""
@@ -49,36 +46,16 @@ def run_lock(folder: str | Path) -> Iterator[None]:
         RunInUseError: another process holds it; the message names its PID.
     """
     folder = Path(folder)
-    key = str(folder.resolve())
     if fcntl is None or not _is_rank_zero():
         yield
-        return
-    with _held_guard:
-        if key in _held:
-            _held[key] += 1
-            reentered = True
-        else:
-            reentered = False
-    if reentered:
-        try:
-            yield
-        finally:
-            with _held_guard:
-                _held[key] -= 1
         return
     path = folder / LOCK_NAME
     fd = _acquire(path, folder)
     try:
-        with _held_guard:
-            _held[key] = 1
-        try:
-            yield
-        finally:
-            with _held_guard:
-                del _held[key]
-            path.unlink(missing_ok=True)  # still locked: nobody can take the removed file
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        path.unlink(missing_ok=True)  # still locked: nobody can take the removed file
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

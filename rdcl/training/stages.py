@@ -1,9 +1,12 @@
-"""The two training stages: :func:`pretrain_general` (stage 1) and :func:`train` (stage 2).
+"""The two training stages and the run of a plan: :func:`run_plan` runs a checked
+:class:`~rdcl.training.plan.RunPlan` (one lock, one cache step, one reset), building each stage
+with :func:`pretrain_stage` (stage 1) and :func:`train_stage` (stage 2), which only build;
+:func:`pretrain_general` and :func:`train` are the one-stage entry points (plan, then run).
 
-Stage 1, :func:`pretrain_general`: a single-encoder U-Net learns to segment the non-COVID lesions;
+Stage 1: a single-encoder U-Net learns to segment the non-COVID lesions;
 its encoder becomes G (or, for ``pretrain``, the whole network is fine-tuned).
 
-Stage 2, :func:`train`: the configured method (``rdcl.training.methods``). For the dual-encoder
+Stage 2: the configured method (``rdcl.training.methods``). For the dual-encoder
 methods each step t follows Algorithm 1: draw a COVID batch X_c and a non-COVID batch X_n, then
 
     L = L_seg(D([G(X_c).detach(), T(X_c)]), Y_c)          -> T, D
@@ -19,10 +22,10 @@ acts on the summed gradient, as in nnU-Net.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +34,6 @@ import torch
 from rdcl.config import Config, TrainConfig
 from rdcl.data.device_augment import finish_batch
 from rdcl.data.sampler import expected_padding
-from rdcl.errors import CheckpointError, ConfigError, DatasetError
-from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.losses import (
     DeepSupervisionLoss,
     DiceBCELoss,
@@ -46,19 +47,18 @@ from rdcl.model import build_network
 from .data_streams import (
     DatasetInput,
     as_cached,
-    as_list,
     batch_stream,
     dataset_meta,
     make_sampler,
-    resolve_target_spacing,
 )
-from .distributed import setup_distributed
+from .distributed import DistContext, env_rank, setup_distributed
 from .feature_stats import GeneralFeatureProbe
 from .graphs import check_cuda_graphs, graph_step
-from .loop import Stage, prepare_out_dir, reset_run, run_stage
-from .methods import Method, build_for_method, get_method
+from .loop import Stage, reset_run, run_stage
+from .methods import Method, build_for_method
+from .plan import RunPlan, load_pretrained, plan_stage
 from .recipe import recipe_meta
-from .runlock import exit_on_sigterm, run_lock
+from .runlock import RunInUseError, exit_on_sigterm, run_lock
 from .schedule import anchor_parameters, make_optimizer
 from .step import (
     StepForward,
@@ -82,6 +82,54 @@ GENERAL_SEED_OFFSET = 1
 def _seg_loss(sync: bool = False) -> DeepSupervisionLoss:
     """Deep-supervised Dice + BCE; ``sync``: batch Dice over the global DDP batch."""
     return DeepSupervisionLoss(DiceBCELoss(sync=sync))
+
+
+def run_plan(plan: RunPlan, *, progress: bool = True) -> Path:
+    """Run a checked :class:`~rdcl.training.plan.RunPlan`: stage 1 when it has one, then stage 2
+    when it has a method. The run folder's lock is taken once and held from preprocessing to the
+    end; the datasets are preprocessed once (rank 0 first, the other ranks reuse its cache) and
+    each stage folder is reset once (stale temporary files; the old run on ``overwrite``).
+    Returns the last stage's ``final.ckpt``."""
+    cfg = plan.cfg
+    ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+    batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
+    check_cuda_graphs(cfg.train, device, ctx.world_size)
+    undo = removed_unless_trained(plan.out_dir) if plan.undo_fresh else contextlib.nullcontext()
+    with undo:
+        if ctx.is_main:  # rank 0 alone touches the run folder
+            for folder in plan.folders:
+                folder.mkdir(parents=True, exist_ok=True)
+        with run_lock(plan.out_dir), exit_on_sigterm():
+            covid, generals = ctx.main_first(lambda: _cached(plan))
+            if ctx.is_main:
+                for folder in plan.folders:
+                    reset_run(folder, resume=plan.resume, overwrite=plan.overwrite)
+            state = plan.pretrained_state
+            if plan.stage1_dir is not None:
+                if plan.announce:
+                    logger.info("stage 1: pre-training G on %d non-COVID dataset(s)", len(generals))
+                stage, optimizer = pretrain_stage(
+                    cfg, generals, plan.stage1_dir, ctx=ctx, device=device, batch=batch
+                )
+                final = run_stage(stage, optimizer, resume=plan.resume, progress=progress)
+                if plan.method is None:
+                    return final
+                state = load_pretrained(final, cfg) if plan.method.needs_pretrained else None
+            assert plan.method is not None and covid is not None
+            if plan.announce:
+                logger.info("stage 2: training %s", plan.method.name)
+            stage, optimizer = train_stage(
+                cfg, plan.method, covid, generals, plan.out_dir, state,
+                ctx=ctx, device=device, batch=batch,
+            )  # fmt: skip
+            return run_stage(stage, optimizer, resume=plan.resume, progress=progress)
+
+
+def _cached(plan: RunPlan) -> tuple[CachedDataset | None, list[CachedDataset]]:
+    """The plan's datasets preprocessed into its cache (reads and checks every case)."""
+    data, cache, stats = plan.cfg.data, plan.cache_dir, plan.stats
+    covid = None if plan.covid is None else as_cached(plan.covid, data, cache, stats)
+    return covid, [as_cached(g, data, cache, stats) for g in plan.generals]
 
 
 def pretrain_general(
@@ -111,23 +159,25 @@ def pretrain_general(
     Raises:
         RunExistsError, TrainingDivergedError, ValueError (no datasets or zero steps).
     """
-    if not general_datasets:
-        raise DatasetError("stage 1 needs at least one non-COVID dataset, found none")
-    if cfg.train.pretrain_steps < 1:
-        raise ConfigError(f"train.pretrain_steps must be >= 1, found {cfg.train.pretrain_steps}")
-    cfg = resolve_target_spacing(cfg, general_datasets)
-    ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
-    batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
-    check_cuda_graphs(cfg.train, device, ctx.world_size)
-    out_dir = Path(out_dir)
-    cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    plan = plan_stage(
+        cfg, "pretrain", None, general_datasets, out_dir,
+        resume=resume, overwrite=overwrite, cache_dir=cache_dir,
+    )  # fmt: skip
+    return run_plan(plan, progress=progress)
 
-    def prepare() -> list[CachedDataset]:
-        if ctx.is_main:
-            prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
-        return [as_cached(d, cfg.data, cache) for d in general_datasets]
 
-    general_datasets = ctx.main_first(prepare)  # rank 0 fills the cache, the others reuse it
+def pretrain_stage(
+    cfg: Config,
+    general_datasets: Sequence[CachedDataset],
+    out_dir: Path,
+    *,
+    ctx: DistContext,
+    device: torch.device,
+    batch: int,
+) -> tuple[Stage, torch.optim.Optimizer]:
+    """Stage 1's network, optimiser and step on the preprocessed non-COVID sets, as a
+    :class:`~rdcl.training.loop.Stage` for :func:`~rdcl.training.loop.run_stage` (``batch``:
+    the per-rank batch)."""
     tcfg = cfg.train
     apply_backend_switches(tcfg, device)
     fmt = memory_format(tcfg, cfg.model.dim)
@@ -160,10 +210,7 @@ def pretrain_general(
         dist=ctx,
         notes={"xn_padding": padding_record(general_datasets, cfg)},
     )
-    with run_lock(out_dir), exit_on_sigterm():
-        if ctx.is_main:  # rank 0 alone touches the run folder
-            reset_run(out_dir, resume=resume, overwrite=overwrite)
-        return run_stage(stage, optimizer, resume=resume, progress=progress)
+    return stage, optimizer
 
 
 PADDING_WARN = 0.25
@@ -189,28 +236,6 @@ def padding_record(datasets: Sequence[CachedDataset], cfg: Config) -> dict[str, 
             "x".join(map(str, patch)), " (set data.general_patch_size to the lesion data's "
             "size)" if frac > PADDING_WARN else "")  # fmt: skip
     return record
-
-
-def load_pretrained(path: str | Path, cfg: Config) -> dict[str, torch.Tensor]:
-    """The model state of a stage-1 checkpoint, checked against ``cfg.model``.
-
-    Raises:
-        CheckpointError: not a stage-1 single-encoder checkpoint, or another architecture.
-    """
-    ckpt = load_checkpoint(path)
-    if ckpt["kind"] != "single":
-        raise CheckpointError(
-            f"pre-trained checkpoint {path} must hold a single-encoder network, found "
-            f"kind {ckpt['kind']!r}"
-        )
-    saved_model = json.loads(json.dumps(ckpt["config"].get("model")))
-    wanted = json.loads(json.dumps(dataclasses.asdict(cfg.model)))
-    if saved_model != wanted:
-        raise CheckpointError(
-            f"pre-trained checkpoint {path} holds another architecture: expected model config "
-            f"{wanted}, found {saved_model}"
-        )
-    return ckpt["model"]
 
 
 def method_terms(
@@ -307,34 +332,29 @@ def train(
     Raises:
         RunExistsError, TrainingDivergedError, CheckpointError, ValueError (missing inputs).
     """
-    method = get_method(cfg.train.method)
-    if cfg.train.steps < 1:
-        raise ConfigError(f"train.steps must be >= 1, found {cfg.train.steps}")
-    cfg = resolve_target_spacing(cfg, covid)
-    generals = as_list(general)
-    if method.needs_general_batches and not generals:
-        raise DatasetError(f"method {method.name!r} needs a non-COVID dataset for L_G, found none")
-    if method.needs_pretrained and pretrained is None:
-        raise ConfigError(
-            f"method {method.name!r} needs a stage-1 network pre-trained on non-COVID lesions; "
-            "pass pretrained=<stage-1 final.ckpt>"
-        )
-    state = load_pretrained(pretrained, cfg) if method.needs_pretrained else None
-    ctx, device = setup_distributed(cfg.train.device, cfg.train.dist_timeout_s)
-    batch = ctx.per_rank_batch(cfg.data.batch_size)  # before anything is written
-    check_cuda_graphs(cfg.train, device, ctx.world_size)
-    out_dir = Path(out_dir)
-    cache = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    plan = plan_stage(
+        cfg, "train", covid, general, out_dir,
+        pretrained=pretrained, resume=resume, overwrite=overwrite, cache_dir=cache_dir,
+    )  # fmt: skip
+    return run_plan(plan, progress=progress)
 
-    def prepare() -> tuple[CachedDataset, list[DatasetInput]]:
-        if ctx.is_main:
-            prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
-        cached = as_cached(covid, cfg.data, cache)
-        if not method.needs_general_batches:
-            return cached, generals
-        return cached, [as_cached(d, cfg.data, cache) for d in generals]
 
-    covid, generals = ctx.main_first(prepare)  # rank 0 fills the cache, the others reuse it
+def train_stage(
+    cfg: Config,
+    method: Method,
+    covid: CachedDataset,
+    generals: Sequence[CachedDataset],
+    out_dir: Path,
+    state: dict[str, torch.Tensor] | None,
+    *,
+    ctx: DistContext,
+    device: torch.device,
+    batch: int,
+) -> tuple[Stage, torch.optim.Optimizer]:
+    """Stage 2's network (from the stage-1 model ``state`` when the method starts from one),
+    optimiser and step (Algorithm 1) on the preprocessed sets, as a
+    :class:`~rdcl.training.loop.Stage` for :func:`~rdcl.training.loop.run_stage`; ``generals``
+    (X_n) are used when the method needs them."""
     if method.use_lg and ctx.is_main:
         logger.info("train: relation weights ramped up over %s", describe_rampup(cfg.train))
     tcfg, total, workers = cfg.train, cfg.train.steps, cfg.data.num_workers
@@ -402,7 +422,34 @@ def train(
         probe=None if probe is None else probe.stats,
         notes={"xn_padding": padding_record(generals, cfg)} if general_sampler else {},
     )
-    with run_lock(out_dir), exit_on_sigterm():
-        if ctx.is_main:  # rank 0 alone touches the run folder
-            reset_run(out_dir, resume=resume, overwrite=overwrite)
-        return run_stage(stage, optimizer, resume=resume, progress=progress)
+    return stage, optimizer
+
+
+@contextlib.contextmanager
+def removed_unless_trained(out_dir: Path) -> Iterator[None]:
+    """On any failure (an interrupt included), remove what the block created in ``out_dir`` when
+    no checkpoint exists there yet: the folder itself when it did not exist before, its content
+    when it was empty. Nothing is removed once a checkpoint exists (it may be resumed), from a
+    folder that held files, when another run holds the folder, or on a rank other than 0."""
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None
+    try:
+        yield
+    except RunInUseError:  # the folder is another run's: touch nothing
+        raise
+    except BaseException:
+        if env_rank() == 0:  # under torchrun the folder is rank 0's
+            _undo_fresh_run(out_dir, before)
+        raise
+
+
+def _undo_fresh_run(out: Path, before: set[Path] | None) -> None:
+    if before or not out.is_dir() or any(out.rglob("*.ckpt")):
+        return
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)

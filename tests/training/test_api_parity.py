@@ -23,7 +23,7 @@ from rdcl.inference import Predictor
 from rdcl.metrics.evaluate import COLUMNS, METRICS, format_results, metric_labels
 from rdcl.model import build_network
 from rdcl.training import find_checkpoint, run_pretraining, run_training
-from rdcl.training import run as run_module
+from rdcl.training import stages as stages_module
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def _fail_in_preprocessing(monkeypatch):
     def broken(*a, **k):
         raise OSError(40, "Too many levels of symbolic links")
 
-    monkeypatch.setattr(run_module, "as_cached", broken)
+    monkeypatch.setattr(stages_module, "as_cached", broken)
 
 
 def test_failed_fresh_run_removes_its_folder(tmp_path, monkeypatch, data):

@@ -107,8 +107,13 @@ def test_two_cli_trains_on_one_folder(tmp_path, synth_data):
     assert not list(run.glob(".*.tmp")) and not (run / LOCK_NAME).exists()
 
 
-def test_lock_is_reentrant_in_one_process(tmp_path):
-    with run_lock(tmp_path), run_lock(tmp_path):
+def test_one_lock_per_run_folder(tmp_path):
+    """A run takes its folder's lock once (the run plan); a second take, even in the same
+    process, is refused and leaves the holder's lock in place."""
+    with run_lock(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+        with pytest.raises(RunInUseError, match=f"in use by PID {os.getpid()}"), run_lock(tmp_path):
+            pass
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -236,12 +241,12 @@ def test_cli_train_failing_in_preprocessing_leaves_no_folder(
     """Whatever stops a fresh run before its first checkpoint (here an OSError such as a symlink
     loop met while preprocessing: exit 2, one line), the run folder it created is removed again."""
     from rdcl.cli import main
-    from rdcl.training import run as run_module
+    from rdcl.training import stages as stages_module
 
     def loop(*a, **k):
         raise OSError(40, "Too many levels of symbolic links")
 
-    monkeypatch.setattr(run_module, "as_cached", loop)
+    monkeypatch.setattr(stages_module, "as_cached", loop)
     run = tmp_path / "run"
     argv = ["train", "--data", str(synth_data), "--out", str(run), "--preset", "tiny2d",
             "--method", "baseline", "--device", "cpu", "-q"]  # fmt: skip
