@@ -558,16 +558,11 @@ def resolve_config(
 ) -> Config:
     """The run configuration as ``rdcl train``/``rdcl cv`` resolve it: the file ``config``, else
     the preset ``preset_name`` (default ``paper3d``, or ``paper2d`` for 2D data: ``dim`` 2), with
-    ``overrides`` (``section.key=value``) applied; raises :class:`ConfigError` when the network
-    is not ``dim``-dimensional (``dim`` None: not checked)."""
+    ``overrides`` (``section.key=value``) applied. ``dim`` only picks the default preset: whether
+    the network fits the data is checked once, where the run is planned
+    (``rdcl.training.plan.check_inputs``)."""
     if config is not None:
         cfg = load_config(config)
     else:
         cfg = preset(preset_name or ("paper2d" if dim == 2 else "paper3d"))
-    cfg = cfg.override(list(overrides)) if overrides else cfg
-    if dim is not None and cfg.model.dim != dim:
-        raise ConfigError(
-            f"the config describes a {cfg.model.dim}D network but the data is {dim}D; "
-            f"choose a {dim}D config (e.g. --preset {'tiny2d' if dim == 2 else 'tiny3d'})"
-        )
-    return cfg
+    return cfg.override(list(overrides)) if overrides else cfg

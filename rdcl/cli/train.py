@@ -93,14 +93,16 @@ def _run_train(args: argparse.Namespace) -> int:
                 "use (it trains from scratch); expected no --pretrained, or a method that starts "
                 "from stage 1 (pretrain, multi_encoder, backbone, rdcl_g, rdcl)"
             )
+    if args.pretrain_only and args.pretrained is not None:
+        raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
     if args.nproc_per_node is not None:  # checked here once, then the ranks start
         from rdcl.cli.launch import check_rank_split, run_torchrun, strip_option
         from rdcl.training.distributed import launched_distributed
+        from rdcl.training.plan import check_inputs
 
         if launched_distributed():
             raise RdclInputError("--nproc-per-node starts torchrun itself; expected no torchrun")
-        if args.pretrain_only and args.pretrained is not None:
-            raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
+        check_inputs(cfg, covid, [load_dataset(g) for g in general])  # each rank plans again
         check_rank_split(cfg.data.batch_size, args.nproc_per_node)
         return run_torchrun(args.nproc_per_node, strip_option(args.argv, "--nproc-per-node"))
     from rdcl.training.run import run_pretraining, run_training
@@ -112,8 +114,6 @@ def _run_train(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     if args.pretrain_only:
-        if args.pretrained is not None:
-            raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
         final = run_pretraining(cfg, general, args.out, covid=covid, **options)
     else:
         final = run_training(cfg, covid, general, args.out, pretrained=args.pretrained, **options)

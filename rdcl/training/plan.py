@@ -331,8 +331,9 @@ def check_inputs(
     generals: Sequence[DatasetSpec | CachedDataset],
 ) -> None:
     """Refuse, before any work, a device this machine lacks and datasets whose dimensionality
-    differs from each other's or from the network's (``covid`` may be None); ``rdcl cv`` makes
-    the same check before it writes the study folder."""
+    differs from each other's or from the network's (``covid`` may be None): the one home of
+    these checks (``rdcl cv`` makes them before it writes the study folder, ``rdcl train
+    --nproc-per-node`` before it starts the ranks)."""
     try:
         resolve_device(cfg.train.device)  # a typo or a missing GPU: one line before any work
     except ValueError as exc:
@@ -349,7 +350,6 @@ def check_inputs(
             )
     if cfg.model.dim != ref.dim:
         raise ConfigError(
-            f"the config describes a {cfg.model.dim}D network but the data ({_where(ref)}) is "
-            f"{ref.dim}D; choose a {ref.dim}D config (e.g. preset "
-            f"{'tiny2d' if ref.dim == 2 else 'tiny3d'})"
+            f"the config describes a {cfg.model.dim}D network but the data is {ref.dim}D; "
+            f"choose a {ref.dim}D config (e.g. --preset {'tiny2d' if ref.dim == 2 else 'tiny3d'})"
         )
