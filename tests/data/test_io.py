@@ -163,11 +163,11 @@ def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, umask_022)
     out = tmp_path / "mask.nii.gz"
     write_image(np.ones((3, 4, 5), np.uint8), Geometry.default(3), out)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
-    from rdcl.data.preprocess import _write_json
+    from rdcl.formats.cache import write_json
     from rdcl.fsutil import write_text_atomic
     from rdcl.metrics.evaluate import _write_csv
 
-    _write_json(tmp_path / "a.json", {"a": 1})
+    write_json(tmp_path / "a.json", {"a": 1})
     row = {"case": "c", "dsc": 1.0, "nsd": 1.0, "hd95": 0.0, "assd": 0.0}
     _write_csv([row], tmp_path / "a.csv")
     write_text_atomic(tmp_path / "a.md", "# a")
