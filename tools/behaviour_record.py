@@ -75,6 +75,19 @@ def array_digest(a) -> str:
     return sha(str(a.dtype), str(a.shape), a.tobytes())
 
 
+def probability_difference(a, b) -> str:
+    """``"identical"``, or how many voxels differ and by how much at most (shapes checked)."""
+    import numpy as np
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return f"shape/dtype differ: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+    differ = a != b
+    if not differ.any():
+        return "identical"
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).max()
+    return f"{int(differ.sum())} of {a.size} voxels differ, at most {diff:.3g}"
+
+
 class Recorder:
     def __init__(self, work: Path, app: Path | None) -> None:
         self.work, self.app = work, app
@@ -152,6 +165,7 @@ class Recorder:
             )
             if out.is_file():
                 self.digests[f"{key}/{kind}/mask"] = image_digest(out)
+        prob = exported = None
         try:
             eager = Predictor.from_checkpoint(model, device="cpu")
             prob = eager.predict_probabilities(arr, geometry)
@@ -163,8 +177,13 @@ class Recorder:
             x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
             sp = torch.tensor(geometry.spacing, dtype=torch.float64)
             with torch.no_grad():
-                self.digests[f"{key}/exported/probabilities"] = array_digest(
-                    module.probabilities(x, sp)
+                exported = module.probabilities(x, sp)
+            # a tensor's digest names its dtype "torch.float32" and an array's "float32", so the
+            # two digests above never match: equality is recorded here, voxel by voxel
+            self.digests[f"{key}/exported/probabilities"] = array_digest(exported)
+            if prob is not None:
+                self.digests[f"{key}/exported/probabilities_vs_eager"] = probability_difference(
+                    exported.numpy(), prob
                 )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
