@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 from rdcl.export.exporter import ExportCheckError, ExportResult, export_model, export_predictor
-from rdcl.formats.exported import read_torchscript_metadata
 
 __all__ = [
     "ExportCheckError",
     "ExportResult",
     "export_model",
     "export_predictor",
-    "read_torchscript_metadata",
 ]

@@ -109,15 +109,6 @@ def load_torchscript(
     return module, meta, config
 
 
-def read_torchscript_metadata(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(rdcl.json, config.json)`` of an exported ``.ts`` file (weights are not kept).
-
-    Raises ValueError when the file is not a TorchScript archive or lacks the rdcl metadata.
-    """
-    _, meta, config = load_torchscript(path)
-    return meta, config
-
-
 def parse_metadata(where: str, meta_text: str, config_text: str) -> tuple[dict, dict]:
     """Parse and check the two JSON texts (ValueError naming ``where`` when they are not rdcl's)."""
     try:
