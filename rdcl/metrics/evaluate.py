@@ -24,6 +24,7 @@ from rdcl.data.io import (
 from rdcl.errors import RdclInputError
 from rdcl.fsutil import write_text_atomic
 from rdcl.metrics.surface import dice, surface_distances
+from rdcl.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +223,6 @@ def evaluate_folders(
     follow rdcl.metrics.
     ``progress=False`` hides the progress bar.
     """
-    from rdcl.progress import progress_bar
-
     _check_threads(threads)
     if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise RdclInputError(
