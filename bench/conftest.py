@@ -1,5 +1,5 @@
 """Shared benchmark fixture: a preprocessed, memory-mapped CT-like cache (format 2 of
-``rdcl.data.preprocess``) for the loader and step benchmarks.
+``rdcl.data.preprocessing.preprocess``) for the loader and step benchmarks.
 
 The cache is written directly (normalised float32 volumes with lesion blobs, as preprocessing
 leaves them) so that the benchmarks need no SimpleITK: the GPU machines have none.
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rdcl.data import preprocess as pp
-from rdcl.data.preprocess import CachedDataset
+from rdcl.data.preprocessing import preprocess as pp
+from rdcl.data.preprocessing.preprocess import CachedDataset
 from rdcl.formats.cache import CACHE_FORMAT
 
 SHAPE = (80, 256, 256)

@@ -55,7 +55,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(checkpoint, exported .ts)`` of the tiny3d preset with seeded random weights."""
     from rdcl.config import preset
-    from rdcl.data.intensity import IntensityStats
+    from rdcl.data.preprocessing.intensity import IntensityStats
     from rdcl.formats.checkpoint import FORMAT, save_checkpoint
     from rdcl.model import build_network
 

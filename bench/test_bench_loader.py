@@ -22,7 +22,7 @@ import torch
 
 from rdcl.config import preset
 from rdcl.data import PatchSampler, finish_batch, make_loader
-from rdcl.data.preprocess import CachedDataset
+from rdcl.data.preprocessing.preprocess import CachedDataset
 
 STEPS = 8
 """Batches per benchmark round (16 patches; about a third of them rotated or scaled)."""

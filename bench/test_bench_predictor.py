@@ -36,8 +36,8 @@ import pytest
 import torch
 
 from rdcl.config import preset
-from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.inference import Predictor, compute_steps
 from rdcl.model import build_network
 

@@ -40,7 +40,7 @@ AUGMENT_ON = ("loader", "device")
 
 NORMALIZATIONS = ("ct", "window", "zscore")
 """Values of ``data.normalization`` (and of a dataset's own ``rdcl.normalization``): the
-intensity schemes of :mod:`rdcl.data.intensity` and of the predictor pipeline
+intensity schemes of :mod:`rdcl.data.preprocessing.intensity` and of the predictor pipeline
 (:mod:`rdcl.inference.pipeline`)."""
 
 LUNG_WINDOW = (-1250.0, 250.0)
@@ -145,12 +145,12 @@ class ModelConfig:
 class DataConfig:
     """Preprocessing, sampling and augmentation.
 
-    ``normalization``: the ONE rule that maps every HU data set of a run (COVID and non-COVID,
-    both stages; :mod:`rdcl.data.mapping`) to the network input. ``"window"`` (default) maps
-    ``window`` (default the lung window (-1250, 250) HU, the only mapping every COVID-19-CT-Seg
-    case shares) to [0, 1]; ``"ct"`` clips to the foreground 0.5/99.5 percentiles and z-scores
-    with the foreground statistics pooled over the run's HU sets (nnU-Net's CT scheme);
-    ``"zscore"`` z-scores each image with its own statistics. Already windowed sets (PNG slices,
+    ``normalization``: the ONE rule that maps every HU data set of a run (COVID and non-COVID, both
+    stages; :mod:`rdcl.data.preprocessing.mapping`) to the network input. ``"window"`` (default)
+    maps ``window`` (default the lung window (-1250, 250) HU, the only mapping every COVID-19-CT-Seg
+    case shares) to [0, 1]; ``"ct"`` clips to the foreground 0.5/99.5 percentiles and z-scores with
+    the foreground statistics pooled over the run's HU sets (nnU-Net's CT scheme); ``"zscore"``
+    z-scores each image with its own statistics. Already windowed sets (PNG slices,
     ``.npz`` patches) declare their own window and need ``"window"``.
 
     ``general_patch_size``: the patch of the non-COVID batches X_n (stage 1 and L_G), for
@@ -159,17 +159,17 @@ class DataConfig:
     share a shape.
 
     ``target_spacing`` (mm, array order): the grid every case is resampled to. ``"auto"`` (the
-    default) is nnU-Net's rule over the training set (median spacing, 10th percentile on a
-    coarse axis of anisotropic data; :mod:`rdcl.data.spacing`), resolved when training starts
+    default) is nnU-Net's rule over the training set (median spacing, 10th percentile on a coarse
+    axis of anisotropic data; :mod:`rdcl.data.preprocessing.spacing`), resolved when training starts
     and saved with the run's config and checkpoints, which prediction then uses; ``null`` keeps
     every case on its own grid.
 
     ``augment_on``: ``"loader"`` computes each augmented patch in the loader (worker processes
     with ``num_workers``); ``"device"`` has the loader only crop and ship each sample's source
-    region with its drawn parameters, and the step applies the rotation/scaling, flips and
-    intensity augmentation on the training device (:mod:`rdcl.data.device_augment`; the same
-    draws, equal to float32 rounding except the noise values). Meant for GPUs, where it frees
-    the loader's CPU cores.
+    region with its drawn parameters, and the step applies the rotation/scaling, flips and intensity
+    augmentation on the training device (:mod:`rdcl.data.sampling.device_augment`; the same draws,
+    equal to float32 rounding except the noise values). Meant for GPUs, where it frees the loader's
+    CPU cores.
 
     ``num_workers``: DataLoader worker processes computing batches ahead (0: in the training
     process); ``loader_thread`` (with ``num_workers: 0``): one background thread of the training

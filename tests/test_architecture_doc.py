@@ -27,7 +27,7 @@ def test_a_stale_table_or_a_missing_path_is_found() -> None:
     tool = _tool()
     text = tool.DOC.read_text(encoding="utf-8")
     assert tool.render(text) == text
-    row = next(line for line in text.split("\n") if line.startswith("| `io.py` |"))
+    row = next(line for line in text.split("\n") if line.startswith("| `image.py` |"))
     missing = tool.render(text.replace(row + "\n", ""))  # back, at the end of its table
     assert missing != text and row in missing.split("\n")
     renamed = text.replace(row, row.replace("Medical image I/O", "Image I/O"))

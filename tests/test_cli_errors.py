@@ -34,8 +34,8 @@ def test_every_typed_error_is_an_input_error_and_a_value_error():
 
 def test_the_old_homes_name_the_same_classes():
     from rdcl.config import ConfigError
+    from rdcl.data.datasets.spec import DatasetError
     from rdcl.data.io import ImageReadError
-    from rdcl.data.spec import DatasetError
     from rdcl.errors import CheckpointError, TrainingDivergedError
 
     assert (ConfigError, DatasetError, ImageReadError, CheckpointError, TrainingDivergedError) == (

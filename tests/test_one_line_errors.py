@@ -24,7 +24,7 @@ def test_download_timeout_must_be_positive_seconds(tmp_path, capsys, value):
 
 
 def test_download_file_refuses_a_bad_timeout_from_python(tmp_path):
-    from rdcl.data.download import download_file
+    from rdcl.data.datasets.download import download_file
     from rdcl.errors import RdclInputError
 
     with pytest.raises(RdclInputError, match="timeout must be"):

@@ -2,10 +2,10 @@
 
 A generated table sits between two marker lines in the page:
 
-    <!-- module table: rdcl/data -->
+    <!-- module table: rdcl/data/io -->
     | module | holds | defines |
     |---|---|---|
-    | `io.py` | ... | `read_image`, ... |
+    | `image.py` | ... | `read_image`, ... |
     <!-- end module table -->
 
 After the folder the start marker may name options: ``paths`` (rows named by their path from the

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from relation_weights import crops, evaluate, flips, load_covid, load_msd, model_config
 
 from rdcl.config import Config, DataConfig, TrainConfig
-from rdcl.data.preprocess import IntensityStats
+from rdcl.data.preprocessing.preprocess import IntensityStats
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.model import build_network
 from rdcl.training import stages

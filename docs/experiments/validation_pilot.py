@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rdcl.config import load_config
 from rdcl.data import load_dataset
-from rdcl.data.subset import select_cases
+from rdcl.data.datasets.subset import select_cases
 from rdcl.study.scoring import read_scores, score_run
 from rdcl.study.splits import read_split
 from rdcl.training.run import run_training

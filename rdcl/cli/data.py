@@ -85,8 +85,8 @@ def _add_preprocess(p: argparse.ArgumentParser) -> None:
 
 
 def _run_preprocess(args: argparse.Namespace) -> int:
-    from rdcl.data.layout import load_dataset
-    from rdcl.data.preprocess import preprocess_dataset
+    from rdcl.data.datasets.layout import load_dataset
+    from rdcl.data.preprocessing.preprocess import preprocess_dataset
 
     spec = load_dataset(require_dir(args.data, "dataset folder"))
     cfg = resolve_config(args, dim=spec.dim)

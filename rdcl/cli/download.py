@@ -14,8 +14,9 @@ from rdcl.errors import RdclInputError
 logger = logging.getLogger(__name__)
 
 DATA_SETS = ("covid19-ct-seg", "msd-lung", "nsclc-effusion")
-"""The names ``rdcl download``/``rdcl prepare`` know (``rdcl.data.download.SOURCES``,
-``rdcl.data.prepare.PREPARERS``; listed here so that ``rdcl --help`` imports nothing heavy)."""
+"""The names ``rdcl download``/``rdcl prepare`` know (``rdcl.data.datasets.download.SOURCES``,
+``rdcl.data.datasets.prepare.PREPARERS``; listed here so that ``rdcl --help`` imports nothing
+heavy)."""
 
 
 def _checksum(text: str) -> tuple[str, str]:
@@ -39,8 +40,8 @@ def _seconds(text: str) -> float:
 
 
 def _mirror(text: str) -> str:
-    """``--mirror``: a URL Python can fetch (:func:`rdcl.data.download.check_mirror`)."""
-    from rdcl.data.download import DownloadError, check_mirror
+    """``--mirror``: a URL Python can fetch (:func:`rdcl.data.datasets.download.check_mirror`)."""
+    from rdcl.data.datasets.download import DownloadError, check_mirror
 
     try:
         return check_mirror(text)
@@ -90,7 +91,7 @@ class _Report:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from rdcl.data.download import PREPARED, download_dataset
+    from rdcl.data.datasets.download import PREPARED, download_dataset
 
     report = _Report(args.quiet)
     spec = download_dataset(
@@ -134,7 +135,7 @@ _OTHER_LAYOUTS = ("msd-patches", "slices", "native")
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from rdcl.data.prepare import prepare
+    from rdcl.data.datasets.prepare import prepare
 
     layouts = [*DATA_SETS, *_OTHER_LAYOUTS]
     if args.layout not in layouts:  # before the folders are looked at
@@ -148,7 +149,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
             f"{args.layout!r}"
         )
     if args.layout == "slices":
-        from rdcl.data.prepare import prepare_slices
+        from rdcl.data.datasets.prepare import prepare_slices
 
         if not args.src.is_dir():
             raise FileNotFoundError(f"source folder not found: {args.src}")
@@ -160,11 +161,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     elif args.layout == "msd-patches":
-        from rdcl.data.prepare import prepare_msd_patches
+        from rdcl.data.datasets.prepare import prepare_msd_patches
 
         spec = prepare_msd_patches(args.src, args.out, overwrite=args.overwrite)
     elif args.layout == "native":
-        from rdcl.data.prepare import prepare_native
+        from rdcl.data.datasets.prepare import prepare_native
 
         spacing = tuple(args.spacing) if args.spacing else None
         spec = prepare_native(args.src, args.out, spacing=spacing, overwrite=args.overwrite)

@@ -63,7 +63,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from rdcl.data.layout import load_dataset
+    from rdcl.data.datasets.layout import load_dataset
     from rdcl.training.distributed import env_rank
 
     if env_rank() != 0:  # under torchrun rank 0 alone reports (rdcl.training.distributed)
@@ -72,7 +72,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     covid = load_dataset(require_dir(args.data, "--data folder"))
     if args.cases is not None:
-        from rdcl.data.subset import read_case_list, select_cases
+        from rdcl.data.datasets.subset import read_case_list, select_cases
 
         covid = select_cases(covid, read_case_list(args.cases))
     general = [require_dir(g, "--general folder") for g in args.general]

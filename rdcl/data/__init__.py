@@ -3,11 +3,9 @@ augmentation and the seeded DataLoader."""
 
 from __future__ import annotations
 
-from rdcl.data.device_augment import finish_batch
+from rdcl.data.datasets.layout import Case, DatasetError, DatasetSpec, load_case, load_dataset
 from rdcl.data.io import Geometry, ImageReadError, read_image, read_info, write_image
-from rdcl.data.layout import Case, DatasetError, DatasetSpec, load_case, load_dataset
-from rdcl.data.loader import make_loader
-from rdcl.data.preprocess import (
+from rdcl.data.preprocessing.preprocess import (
     CachedDataset,
     IntensityStats,
     compute_intensity_stats,
@@ -16,7 +14,9 @@ from rdcl.data.preprocess import (
     preprocess_dataset,
     restore,
 )
-from rdcl.data.sampler import PatchSampler
+from rdcl.data.sampling.device_augment import finish_batch
+from rdcl.data.sampling.loader import make_loader
+from rdcl.data.sampling.sampler import PatchSampler
 
 __all__ = [
     "CachedDataset",

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rdcl.data.layout import load_case, load_dataset
-from rdcl.data.preprocess import preprocess_case
-from rdcl.data.spec import DatasetSpec
+from rdcl.data.datasets.layout import load_case, load_dataset
+from rdcl.data.datasets.spec import DatasetSpec
+from rdcl.data.preprocessing.preprocess import preprocess_case
 from rdcl.errors import DatasetError
 from rdcl.inference.predictor import Predictor
 from rdcl.kernels import relation_matrix

@@ -16,7 +16,7 @@ import numpy as np
 
 from rdcl.config import LUNG_WINDOW
 from rdcl.data.io import Geometry, read_image
-from rdcl.data.resample import target_shape
+from rdcl.data.preprocessing.resample import target_shape
 from rdcl.data.synth import default_spacing, synthesize_phantom
 from rdcl.formats.exported import training_spacing
 

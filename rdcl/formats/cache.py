@@ -1,6 +1,6 @@
 """The preprocessing cache folder (format ``rdcl-cache/2``): the names of its files and its
-``manifest.json``, written last by :func:`rdcl.data.preprocess.preprocess_dataset` and read
-first by :class:`rdcl.data.preprocess.CachedDataset`.
+``manifest.json``, written last by :func:`rdcl.data.preprocessing.preprocess.preprocess_dataset` and
+read first by :class:`rdcl.data.preprocessing.preprocess.CachedDataset`.
 
 Layout (docs/architecture.md, "Preprocessing cache")::
 
@@ -25,10 +25,10 @@ from rdcl.fsutil import atomic_write
 
 CACHE_FORMAT = "rdcl-cache/2"
 """Version 2 stores each case's image and label as uncompressed ``.npy`` files (memory-mapped by
-:class:`~rdcl.data.preprocess.CachedDataset`). A version 1 cache (everything in one
-``<case>.npz``) is no longer read: :func:`~rdcl.data.preprocess.preprocess_dataset` rebuilds it
-(its fingerprint differs), :class:`~rdcl.data.preprocess.CachedDataset` refuses it with a line
-saying so."""
+:class:`~rdcl.data.preprocessing.preprocess.CachedDataset`). A version 1 cache (everything in one
+``<case>.npz``) is no longer read: :func:`~rdcl.data.preprocessing.preprocess.preprocess_dataset`
+rebuilds it (its fingerprint differs), :class:`~rdcl.data.preprocessing.preprocess.CachedDataset`
+refuses it with a line saying so."""
 
 ARRAYS = ("image", "label")
 """Arrays stored as ``<case>.<name>.npy`` (memory-mappable) rather than in ``<case>.npz``."""

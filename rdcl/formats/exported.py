@@ -34,8 +34,8 @@ THRESHOLD = 0.5
 
 def training_spacing(cfg: Any) -> tuple[float, ...] | None:
     """The resolved training spacing (mm) of a config, or None (no resampling; an unresolved
-    ``"auto"`` predicts on the input's own grid, as :func:`rdcl.data.preprocess.preprocess_case`
-    does)."""
+    ``"auto"`` predicts on the input's own grid, as
+    :func:`rdcl.data.preprocessing.preprocess.preprocess_case` does)."""
     ts = cfg.data.target_spacing
     if ts is None or isinstance(ts, str):
         return None

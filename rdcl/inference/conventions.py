@@ -16,8 +16,8 @@ import math
 import re
 from pathlib import Path
 
+from rdcl.data.datasets.published import CORONACASES_WINDOW, RADIOPAEDIA_WINDOW
 from rdcl.data.io import CHANNEL_SUFFIX, strip_suffix
-from rdcl.data.published import CORONACASES_WINDOW, RADIOPAEDIA_WINDOW
 from rdcl.errors import RdclInputError
 
 _CONVENTIONS: tuple[tuple[re.Pattern[str], tuple[float, float]], ...] = (

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from rdcl.config import Config
-from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.device import resolve_device
 from rdcl.errors import RdclInputError
 from rdcl.formats.exported import load_package, load_torchscript

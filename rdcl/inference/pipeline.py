@@ -11,9 +11,9 @@ optional mirroring) -> sigmoid -> resampling back to the input grid (linear) -> 
 neither rdcl nor Python (the method contract is in ``docs/export.md``).
 
 The resampling reproduces ``scipy.ndimage.zoom(x, ..., order, mode="nearest", grid_mode=True)``,
-the resampling of training's cache (:mod:`rdcl.data.resample`), in float64 torch (tests compare
-the two). Shapes are in array order: (Z, Y, X) volumes, (Y, X) images; spacings in mm in the
-same order. The code keeps the forms TorchScript compiles (``typing.List``/``Optional``,
+the resampling of training's cache (:mod:`rdcl.data.preprocessing.resample`), in float64 torch
+(tests compare the two). Shapes are in array order: (Z, Y, X) volumes, (Y, X) images; spacings in
+mm in the same order. The code keeps the forms TorchScript compiles (``typing.List``/``Optional``,
 ``int(round(..))``, list concatenation, literal constants), hence the file-level lint exceptions
 below.
 """
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from rdcl.config import NORMALIZATIONS, alternatives
-from rdcl.data.intensity import IntensityStats
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.errors import RdclInputError
 from rdcl.inference.sliding_window import SlidingWindow
 
@@ -208,7 +208,7 @@ class PredictorPipeline(nn.Module):
         return (x - lo) * scale + self.window_lo
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """The training normalisation (the schemes of :mod:`rdcl.data.intensity`)."""
+        """The training normalisation (the schemes of :mod:`rdcl.data.preprocessing.intensity`)."""
         if self.normalization == "ct":
             x = torch.clamp(x, self.stat_lo, self.stat_hi)
             return (x - self.stat_mean) / max(self.stat_std, 1e-8)
@@ -220,7 +220,8 @@ class PredictorPipeline(nn.Module):
 
     def _target_shape(self, shape: List[int], spacing: List[float]) -> List[int]:
         """``round(n * spacing / target)`` per axis, at least 1 (the rule of
-        :func:`rdcl.data.resample.target_shape`); in-plane only for a 2D network on a volume."""
+        :func:`rdcl.data.preprocessing.resample.target_shape`); in-plane only for a 2D network on a
+        volume."""
         if len(self.target_spacing) == 0:
             return shape
         target = self.target_spacing

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from rdcl.config import Config
-from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import (
     CHANNEL_SUFFIX,
     Geometry,
@@ -36,6 +35,7 @@ from rdcl.data.io import (
     strip_suffix,
     write_image,
 )
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.device import resolve_device
 from rdcl.errors import CheckpointError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rdcl.data import published
+from rdcl.data.datasets import published
 from rdcl.data.io import (
     CHANNEL_SUFFIX,
     drop_channel_suffix,
@@ -42,7 +42,7 @@ an empty mask under ``allow_missing``, else 0)."""
 
 GEOMETRY_ATOL = 1e-3
 """Largest spacing/origin (mm) and direction difference between a prediction and its label: the
-tolerance with which :func:`rdcl.data.layout.load_case` pairs an image with its label."""
+tolerance with which :func:`rdcl.data.datasets.layout.load_case` pairs an image with its label."""
 
 
 def _case_key(path: Path) -> str:
@@ -53,7 +53,7 @@ def _case_key(path: Path) -> str:
 def _alias(path: Path) -> str:
     """Case key of a published layout: COVID-19-CT-Seg image names mapped to their mask names,
     then the im/mask/label tokens dropped (``tr_im_0001`` and ``tr_mask_0001`` -> ``tr_0001``),
-    as :mod:`rdcl.data.published` pairs images with masks."""
+    as :mod:`rdcl.data.datasets.published` pairs images with masks."""
     stem = strip_suffix(path)
     stem = published._covid_mask_name(stem) or stem
     tokens = re.split(r"[_\-.\s]+", stem.lower())

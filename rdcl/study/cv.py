@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdcl.config import resolve_config
-from rdcl.data.layout import load_dataset
+from rdcl.data.datasets.layout import load_dataset
 from rdcl.errors import RdclInputError
 from rdcl.formats.run_folder import FINAL
 from rdcl.paths import require_dir

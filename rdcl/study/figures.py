@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from rdcl.data.datasets.layout import load_case
 from rdcl.data.io import read_image
-from rdcl.data.layout import load_case
 from rdcl.demo.feature_relations import lesion_batch, network_relations
 from rdcl.errors import RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
@@ -31,7 +31,7 @@ from rdcl.report._files import save_figure_atomic
 from rdcl.training.methods import build_for_method, get_method
 
 if TYPE_CHECKING:
-    from rdcl.data.spec import DatasetSpec
+    from rdcl.data.datasets.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

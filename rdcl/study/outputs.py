@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rdcl.data.subset import select_cases
+from rdcl.data.datasets.subset import select_cases
 from rdcl.formats.run_folder import FINAL, SNAPSHOT_DIR
 from rdcl.fsutil import write_text_atomic
 
@@ -16,7 +16,7 @@ from .paper_tables import write_tables
 from .runner import StudyPlan, collect_scores, unit_name
 
 if TYPE_CHECKING:
-    from rdcl.data.spec import DatasetSpec
+    from rdcl.data.datasets.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdcl.data.layout import load_case, load_dataset
-from rdcl.data.spec import DatasetSpec
-from rdcl.data.subset import write_case_list
+from rdcl.data.datasets.layout import load_case, load_dataset
+from rdcl.data.datasets.spec import DatasetSpec
+from rdcl.data.datasets.subset import write_case_list
 from rdcl.errors import CheckpointError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import FINAL, LAST, LOG_NAME

@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rdcl.data.datasets.layout import load_case
+from rdcl.data.datasets.subset import select_cases
 from rdcl.data.io import write_image
-from rdcl.data.layout import load_case
-from rdcl.data.subset import select_cases
 from rdcl.errors import DatasetError
 from rdcl.fsutil import write_text_atomic
 from rdcl.inference.predictor import Predictor
 from rdcl.metrics import dice, surface_distances
 
 if TYPE_CHECKING:
-    from rdcl.data.spec import DatasetSpec
+    from rdcl.data.datasets.spec import DatasetSpec
 
 logger = logging.getLogger(__name__)
 

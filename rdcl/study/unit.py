@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdcl.config import resolve_config
-from rdcl.data.layout import load_dataset
-from rdcl.data.subset import read_case_list, select_cases
+from rdcl.data.datasets.layout import load_dataset
+from rdcl.data.datasets.subset import read_case_list, select_cases
 from rdcl.errors import USER_ERRORS, RdclInputError, one_line
 from rdcl.fsutil import write_text_atomic
 from rdcl.paths import require_dir

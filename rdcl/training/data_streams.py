@@ -19,11 +19,11 @@ import torch
 
 from rdcl.config import Config, DataConfig
 from rdcl.data import DatasetSpec, PatchSampler, load_dataset, make_loader, preprocess_dataset
-from rdcl.data.spacing import dataset_target_spacing
+from rdcl.data.preprocessing.spacing import dataset_target_spacing
 
 if TYPE_CHECKING:
-    from rdcl.data.intensity import IntensityStats
-    from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.preprocessing.intensity import IntensityStats
+    from rdcl.data.preprocessing.preprocess import CachedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def as_list(
 
 
 def resolve_target_spacing(cfg: Config, datasets: DatasetInput | Sequence[DatasetInput]) -> Config:
-    """``cfg`` with ``data.target_spacing`` ``"auto"`` replaced by nnU-Net's rule over the cases
-    of ``datasets`` (:func:`rdcl.data.spacing.dataset_target_spacing`, headers only); an already
-    preprocessed ``CachedDataset`` contributes the spacing it was cached at. Other values are
-    kept. The resolved config is what the run saves, so prediction resamples to the same grid.
+    """``cfg`` with ``data.target_spacing`` ``"auto"`` replaced by nnU-Net's rule over the cases of
+    ``datasets`` (:func:`rdcl.data.preprocessing.spacing.dataset_target_spacing`, headers only); an
+    already preprocessed ``CachedDataset`` contributes the spacing it was cached at. Other values
+    are kept. The resolved config is what the run saves, so prediction resamples to the same grid.
     """
     if cfg.data.target_spacing != "auto":
         return cfg
@@ -72,8 +72,9 @@ def as_cached(
     stats: IntensityStats | None = None,
 ) -> CachedDataset:
     """A ``CachedDataset`` for ``dataset`` (a folder, a ``DatasetSpec`` or a cached dataset);
-    ``stats``: the run's pooled ``ct`` statistics (:func:`rdcl.data.mapping.pooled_stats`), used
-    for HU sets instead of the set's own.
+    ``stats``: the run's pooled ``ct`` statistics
+    (:func:`rdcl.data.preprocessing.mapping.pooled_stats`), used for HU sets instead of the set's
+    own.
 
     Raises:
         rdcl.data.DatasetError: the folder is no readable dataset.

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from rdcl.config import Config
 from rdcl.data import DatasetSpec, load_dataset
-from rdcl.data.intensity import IntensityStats
-from rdcl.data.mapping import check_one_mapping, pooled_stats
+from rdcl.data.preprocessing.intensity import IntensityStats
+from rdcl.data.preprocessing.mapping import check_one_mapping, pooled_stats
 from rdcl.device import resolve_device
 from rdcl.errors import CheckpointError, ConfigError, DatasetError
 from rdcl.formats.checkpoint import load_checkpoint
@@ -31,7 +31,7 @@ from .resume import check_resumable
 if TYPE_CHECKING:
     import torch
 
-    from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.preprocessing.preprocess import CachedDataset
 
 
 @dataclass(frozen=True)
@@ -290,10 +290,10 @@ def _shared_stats(
     pretrained: str | Path | None,
 ) -> IntensityStats | None:
     """Check that every dataset reaches G through one intensity mapping
-    (:func:`rdcl.data.mapping.check_one_mapping`) and return the ``ct`` statistics the run's HU
-    sets share: a pre-trained G's recorded ones (``ckpt``, read from ``pretrained``: G keeps the
-    mapping it learnt with), else pooled over the HU sets given
-    (:func:`rdcl.data.mapping.pooled_stats`); ``None`` for the other rules.
+    (:func:`rdcl.data.preprocessing.mapping.check_one_mapping`) and return the ``ct`` statistics the
+    run's HU sets share: a pre-trained G's recorded ones (``ckpt``, read from ``pretrained``: G
+    keeps the mapping it learnt with), else pooled over the HU sets given
+    (:func:`rdcl.data.preprocessing.mapping.pooled_stats`); ``None`` for the other rules.
     """
     mappings = check_one_mapping(datasets, cfg.data)
     rule = next((m.normalization for m in mappings if m.units == "hu"), None)

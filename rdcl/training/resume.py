@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rdcl.data.spec import DatasetSpec
+from rdcl.data.datasets.spec import DatasetSpec
 from rdcl.errors import DatasetError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import FINAL, LAST
@@ -22,7 +22,7 @@ from rdcl.formats.run_folder import FINAL, LAST
 from .data_streams import data_differences, identity_of, source_identity
 
 if TYPE_CHECKING:
-    from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.preprocessing.preprocess import CachedDataset
 
 
 class NothingToResumeError(RdclInputError):

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from rdcl.config import Config, TrainConfig
-from rdcl.data.device_augment import finish_batch
-from rdcl.data.sampler import expected_padding
+from rdcl.data.sampling.device_augment import finish_batch
+from rdcl.data.sampling.sampler import expected_padding
 from rdcl.losses import (
     DeepSupervisionLoss,
     DiceBCELoss,
@@ -71,7 +71,7 @@ from .step import (
 )
 
 if TYPE_CHECKING:
-    from rdcl.data.preprocess import CachedDataset
+    from rdcl.data.preprocessing.preprocess import CachedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +219,9 @@ PADDING_WARN = 0.25
 
 def padding_record(datasets: Sequence[CachedDataset], cfg: Config) -> dict[str, float]:
     """The expected padding fraction of X_n samples per non-COVID set at
-    ``cfg.general_data().patch_size`` (:func:`rdcl.data.sampler.expected_padding`), logged and
-    recorded in the stage's ``config.json`` (``run.xn_padding``); a warning names every set above
-    :data:`PADDING_WARN` (mostly zeros teach G nothing about lesions)."""
+    ``cfg.general_data().patch_size`` (:func:`rdcl.data.sampling.sampler.expected_padding`), logged
+    and recorded in the stage's ``config.json`` (``run.xn_padding``); a warning names every set
+    above :data:`PADDING_WARN` (mostly zeros teach G nothing about lesions)."""
     patch = cfg.general_data().patch_size
     record = {}
     for i, d in enumerate(datasets):

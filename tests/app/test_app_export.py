@@ -20,7 +20,7 @@ import torch
 from conftest import SHARED, AppBuild
 
 from rdcl.config import preset
-from rdcl.data.intensity import IntensityStats
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.formats.checkpoint import FORMAT, save_checkpoint
 from rdcl.model import build_network
 

@@ -86,7 +86,7 @@ BAD: dict[str, tuple[bytes, str, str]] = {
 }
 
 # Refused by the C++ app but read by rdcl.data.io.read_image (SimpleITK), name -> reason. Empty
-# since rdcl.data.nifti_check refuses the headers SimpleITK "repairs" (bad magic, pair magic,
+# since rdcl.data.io.nifti_check refuses the headers SimpleITK "repairs" (bad magic, pair magic,
 # sizeof_hdr, NIfTI-2 size with a NIfTI-1 magic, dim 0, mixed byte order, bad vox_offset).
 # Strict xfail: a header Python reads again would have to be listed here.
 PYTHON_ACCEPTS: dict[str, str] = {}

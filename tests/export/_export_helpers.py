@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from rdcl.config import Config, preset
-from rdcl.data.intensity import IntensityStats
 from rdcl.data.io import Geometry
+from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.formats.checkpoint import FORMAT, save_checkpoint
 from rdcl.inference import Predictor
 from rdcl.model import build_network

@@ -12,9 +12,9 @@ import torch
 from scipy import ndimage
 
 from rdcl.config import NORMALIZATIONS, preset
-from rdcl.data.intensity import IntensityStats, normalize
 from rdcl.data.io import Geometry
-from rdcl.data.preprocess import preprocess_case, restore
+from rdcl.data.preprocessing.intensity import IntensityStats, normalize
+from rdcl.data.preprocessing.preprocess import preprocess_case, restore
 from rdcl.export.torchscript import trace_network
 from rdcl.formats.exported import METHODS
 from rdcl.inference import Predictor, sliding_window
@@ -61,7 +61,7 @@ def _pipeline(normalization: str, window=(-1250.0, 250.0)) -> PredictorPipeline:
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
 def test_normalisation_equals_training_normalisation(normalization):
-    # The same schemes as training's cache (rdcl.data.intensity), to float32 rounding.
+    # The same schemes as training's cache (rdcl.data.preprocessing.intensity), to float32 rounding.
     image = np.random.default_rng(1).integers(-1200, 400, size=(6, 10, 12)).astype(np.float32)
     got = _pipeline(normalization)._normalize(torch.from_numpy(image)).numpy()
     want = normalize(image, normalization, stats=STATS, window=(-1250.0, 250.0))

@@ -9,7 +9,7 @@ from torch import nn
 
 from rdcl.config import preset
 from rdcl.data.io import Geometry, read_image, write_image
-from rdcl.data.preprocess import IntensityStats
+from rdcl.data.preprocessing.preprocess import IntensityStats
 from rdcl.formats.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from rdcl.inference.predictor import Predictor, output_name
 from rdcl.model import build_network

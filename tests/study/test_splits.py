@@ -1,5 +1,5 @@
 """Split files and seeded splits (rdcl.study.splits), the case subset and case lists
-(rdcl.data.subset)."""
+(rdcl.data.datasets.subset)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rdcl.data.spec import Case, DatasetError, DatasetSpec
-from rdcl.data.subset import read_case_list, select_cases, write_case_list
+from rdcl.data.datasets.spec import Case, DatasetError, DatasetSpec
+from rdcl.data.datasets.subset import read_case_list, select_cases, write_case_list
 from rdcl.study.splits import (
     SplitError,
     check_split,

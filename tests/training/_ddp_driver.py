@@ -28,7 +28,7 @@ if DEVICE != "cpu":
     torch.backends.cudnn.deterministic = True
 
 from rdcl.config import preset  # noqa: E402
-from rdcl.data.preprocess import IntensityStats  # noqa: E402
+from rdcl.data.preprocessing.preprocess import IntensityStats  # noqa: E402
 from rdcl.training import loop, run_training  # noqa: E402
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rdcl.config import Config, preset
-from rdcl.data.preprocess import IntensityStats
+from rdcl.data.preprocessing.preprocess import IntensityStats
 
 
 class FakeSampler:

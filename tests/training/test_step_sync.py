@@ -140,7 +140,7 @@ def test_device_augmentation_does_not_synchronise():
 
     from rdcl.config import DataConfig
     from rdcl.data import PatchSampler, finish_batch
-    from rdcl.data.augment import AugmentParams
+    from rdcl.data.sampling.augment import AugmentParams
 
     rng = np.random.default_rng(0)
     cases = [(rng.standard_normal((1, 10, 20, 24)).astype(np.float32),

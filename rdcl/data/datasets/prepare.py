@@ -1,0 +1,409 @@
+"""Convert the paper's data sets from their published layouts into rdcl's native layout
+(nnU-Net v2 raw: ``dataset.json``, ``imagesTr/CASE_0000.nii.gz``, ``labelsTr/CASE.nii.gz`` 0/1),
+and unpack downloaded archives safely.
+
+- ``covid19-ct-seg`` (Zenodo 3757476): images ``coronacases_org_001.nii.gz`` /
+  ``radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii.gz``, masks in ``Infection_Mask/``
+  (1 = infection) or ``Lung_and_Infection_Mask/`` (3 = infection, 1/2 = lungs -> 0), read with
+  :func:`rdcl.data.datasets.published.covid_dataset`. Cases are named by their masks
+  (``coronacases_001``, ``radiopaedia_4_85506_1``: the names of the official Task-1 split). The two
+  intensity conventions are made one: the 10 radiopaedia volumes, already windowed to
+  [-1250, 250] HU and scaled to [0, 255], are mapped back to that HU range
+  (``v / 255 * 1500 - 1250``), so every case is HU with the window (-1250, 250).
+- ``msd-lung`` (MSD Task06_Lung): ``dataset.json`` + ``imagesTr/lung_001.nii.gz`` (the tar's
+  ``._*`` resource-fork files are ignored: only ``dataset.json``'s list is read); HU images, labels
+  0/1.
+- ``nsclc-effusion`` (PleThora effusion masks on NSCLC-Radiomics CT): masks
+  ``<patient>*effusion*.nii.gz`` anywhere under the source (several reviewers: the first by
+  name), images ``<patient>.nii.gz`` (or ``.nii``/``.nrrd``/``.mha``) or a DICOM series folder
+  named ``<patient>``; patients are ``LUNG1-NNN``. Masks 0/1 or 0/255; patients without an image
+  are skipped with a warning. (This layout is our reading of the TCIA release; adjust
+  :data:`NSCLC_PATIENT` if your copy differs.)
+
+Every prepared HU set is marked with the same intensity mapping, the lung window (-1250, 250) HU
+(:mod:`rdcl.data.preprocessing.mapping`: G must see one mapping in both stages).
+
+- ``native`` (:func:`prepare_native`): any layout rdcl reads, e.g. PNG slices or ``.npz`` patches
+  whose files carry no spacing, written as NIfTI with a declared ``spacing`` and the set's own
+  mapping (``msd-patches``: ``msd_lung_patches``, 2D patches of MSD Task06_Lung resampled to
+  2 mm, so 2 x 2 mm).
+
+Images and labels are written through :mod:`rdcl.data.io`, so spacing, origin and direction are
+kept; the output folder appears only when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rdcl.data import io
+from rdcl.data.datasets import published
+from rdcl.data.datasets.layout import load_case, load_dataset
+from rdcl.data.datasets.spec import Case, DatasetError, DatasetSpec
+from rdcl.errors import RdclInputError
+from rdcl.fsutil import staged_dir
+
+logger = logging.getLogger(__name__)
+
+HU_WINDOW = published.CORONACASES_WINDOW
+"""The COVID-19-CT-Seg window (-1250, 250) HU; radiopaedia's [0, 255] maps onto it."""
+
+NSCLC_PATIENT = re.compile(r"(LUNG1-\d{3})", re.IGNORECASE)
+"""Patient identifier in NSCLC-Radiomics / PleThora file names."""
+
+NSCLC_LABEL_MAP = {0: 0, 1: 1, 255: 1}
+"""Effusion mask values -> 0/1."""
+
+
+def radiopaedia_to_hu(image: np.ndarray) -> np.ndarray:
+    """Map a radiopaedia volume of COVID-19-CT-Seg ([0, 255] = the window [-1250, 250] HU) back to
+    HU: ``v / 255 * (250 + 1250) - 1250``; float32, same shape."""
+    lo, hi = HU_WINDOW
+    return (np.asarray(image, dtype=np.float32) / 255.0 * (hi - lo) + lo).astype(np.float32)
+
+
+def _as_int16(image: np.ndarray) -> np.ndarray:
+    """HU as int16 (rounded) when it fits, else float32."""
+    rounded = np.rint(image)
+    if rounded.size and (rounded.min() < -32768 or rounded.max() > 32767):
+        return image.astype(np.float32)
+    return rounded.astype(np.int16)
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a ``.zip`` or ``.tar[.gz]`` into ``dest`` (created); refuses members that would land
+    outside ``dest`` (absolute paths, ``..``, links). If the archive holds one top folder named
+    like ``dest``, its content is moved up. Returns ``dest``."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+
+    def check(name: str) -> None:
+        target = (root / name).resolve()
+        if target != root and root not in target.parents:
+            raise DatasetError(f"{archive}: member {name!r} would be written outside {dest}")
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                check(name)
+            zf.extractall(dest)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for m in tf.getmembers():
+                check(m.name)
+                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
+                    raise DatasetError(f"{archive}: member {m.name!r} is not a plain file")
+            tf.extractall(dest, filter="data")
+    else:
+        raise DatasetError(f"{archive}: expected a .zip or .tar archive")
+    inner = dest / dest.name
+    if inner.is_dir() and [p.name for p in dest.iterdir()] == [dest.name]:
+        for p in list(inner.iterdir()):
+            p.rename(dest / p.name)
+        inner.rmdir()
+    return dest
+
+
+def _dataset_json(name: str, n: int, lesion: str, normalization: str, window) -> dict:
+    extra: dict = {"lesion": lesion, "normalization": normalization}
+    if window is not None:
+        extra["window"] = [float(window[0]), float(window[1])]
+    return {
+        "name": name,
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, lesion: 1},
+        "numTraining": n,
+        "file_ending": ".nii.gz",
+        "rdcl": extra,
+    }
+
+
+def _write_native(
+    out: Path,
+    cases: list[Case],
+    meta: dict,
+    convert: Callable[[Case, np.ndarray], np.ndarray],
+    *,
+    overwrite: bool,
+) -> DatasetSpec:
+    """Write ``cases`` (validated by :func:`load_case`) in the native layout into ``out``."""
+    if not cases:
+        raise DatasetError("no cases found to prepare")
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        for case in cases:
+            image, label, geometry = load_case(case)
+            if label is None:
+                raise DatasetError(f"{case.image}: no label; expected a labelled case")
+            image = convert(case, image)
+            io.write_image(image, geometry, tmp / "imagesTr" / io.channel_file_name(case.name))
+            label_path = tmp / "labelsTr" / f"{case.name}.nii.gz"
+            io.write_image(label.astype(np.uint8), geometry, label_path)
+            logger.info("prepared %s", case.name)
+        meta = {**meta, "numTraining": len(cases)}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return load_dataset(out)
+
+
+def prepare_covid19_ct_seg(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """COVID-19-CT-Seg -> native layout (module docstring); returns the prepared dataset."""
+    src = Path(src)
+    if not ((src / "Infection_Mask").is_dir() or (src / "Lung_and_Infection_Mask").is_dir()):
+        raise DatasetError(
+            f"{src}: expected Infection_Mask/ or Lung_and_Infection_Mask/ beside the images"
+        )
+    cases = list(published.covid_dataset(src).cases)
+
+    def convert(case: Case, image: np.ndarray) -> np.ndarray:
+        return _as_int16(radiopaedia_to_hu(image) if case.name.startswith("radiopaedia") else image)
+
+    meta = _dataset_json("COVID-19-CT-Seg", len(cases), "covid", "window", HU_WINDOW)
+    return _write_native(Path(out), cases, meta, convert, overwrite=overwrite)
+
+
+def _msd_root(src: Path) -> Path:
+    if (src / "dataset.json").is_file():
+        return src
+    inner = src / "Task06_Lung"
+    if (inner / "dataset.json").is_file():
+        return inner
+    raise DatasetError(f"{src}: expected Task06_Lung's dataset.json (in it or in Task06_Lung/)")
+
+
+def prepare_msd_lung(src: str | Path, out: str | Path, *, overwrite: bool = False) -> DatasetSpec:
+    """MSD Task06_Lung -> native layout (HU, the lung window as every set); returns the dataset."""
+    spec = load_dataset(_msd_root(Path(src)))
+    meta = _dataset_json("Task06_Lung", len(spec.cases), "tumour", "window", HU_WINDOW)
+    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+
+
+def _nsclc_image(src: Path, patient: str) -> Path | None:
+    for p in sorted(src.rglob("*")):
+        if "effusion" in p.name.lower():
+            continue
+        stem = io.strip_suffix(p) if p.is_file() else p.name
+        if stem.upper() != patient.upper():
+            continue
+        if (p.is_file() and io.is_image_file(p)) or p.is_dir():
+            return p
+    return None
+
+
+def nsclc_cases(src: str | Path) -> list[Case]:
+    """The NSCLC pleural-effusion cases under ``src`` (module docstring), one per patient."""
+    src = Path(src)
+    masks: dict[str, Path] = {}
+    for m in sorted(src.rglob("*effusion*")):
+        hit = NSCLC_PATIENT.search(m.name)
+        if hit and m.is_file() and io.is_image_file(m):
+            masks.setdefault(hit.group(1).upper(), m)
+    cases = []
+    for patient, mask in sorted(masks.items()):
+        image = _nsclc_image(src, patient)
+        if image is None:
+            logger.warning("skipping %s: no image named %s under %s", mask, patient, src)
+            continue
+        cases.append(Case(patient, image, mask, NSCLC_LABEL_MAP))
+    if not cases:
+        raise DatasetError(
+            f"{src}: expected effusion masks named <LUNG1-NNN>*effusion*.nii.gz with their CT "
+            "images, found none"
+        )
+    return cases
+
+
+def prepare_nsclc_effusion(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """NSCLC pleural effusion -> native layout (HU, the lung window as every set); returns the
+    dataset."""
+    cases = nsclc_cases(src)
+    meta = _dataset_json("NSCLC_effusion", len(cases), "effusion", "window", HU_WINDOW)
+    return _write_native(Path(out), cases, meta, lambda c, x: _as_int16(x), overwrite=overwrite)
+
+
+MSD_PATCH_SPACING = (2.0, 2.0)
+"""Voxel size (mm) of ``msd_lung_patches``: MSD Task06_Lung resampled to 2 mm (its README)."""
+
+
+def prepare_native(
+    src: str | Path,
+    out: str | Path,
+    *,
+    spacing: tuple[float, ...] | None = None,
+    lesion: str | None = None,
+    splits: tuple[str, ...] = ("train",),
+    overwrite: bool = False,
+) -> DatasetSpec:
+    """Any layout rdcl reads -> native layout (NIfTI), declaring ``spacing`` (mm, array order) for
+    files that carry none (PNG, ``.npz`` patches; a file with a real, different spacing is
+    refused). The set's mapping is kept: its normalisation, window and units go into the new
+    ``dataset.json``; ``lesion`` (default the set's own) is recorded; ``splits`` of the source
+    are joined into one training set. Returns the prepared dataset."""
+    specs = [load_dataset(Path(src), split=split) for split in splits]
+    spec = dataclasses.replace(specs[0], cases=tuple(c for sp in specs for c in sp.cases))
+    windows = {c.window for c in spec.cases}
+    if len(windows) > 1:
+        raise DatasetError(f"{src}: cases with different windows {sorted(windows)[:3]}")
+    window = windows.pop()
+    if spacing is not None:
+        if len(spacing) != spec.dim or not all(s > 0 for s in spacing):
+            raise RdclInputError(
+                f"--spacing expected {spec.dim} positive voxel sizes (mm) for the {spec.dim}D "
+                f"data set {src}, found {tuple(spacing)}"
+            )
+        spec = dataclasses.replace(
+            spec, cases=tuple(dataclasses.replace(c, spacing=tuple(spacing)) for c in spec.cases)
+        )
+    kind = lesion or spec.lesion or "lesion"
+    meta = _dataset_json(spec.name, len(spec.cases), kind, "", window)
+    meta["rdcl"].update(units=spec.units)
+    if spec.normalization is None:
+        del meta["rdcl"]["normalization"]
+    else:
+        meta["rdcl"]["normalization"] = spec.normalization
+    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+
+
+def prepare_msd_patches(
+    src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """``msd_lung_patches`` (``.npz`` patches of MSD Task06_Lung at 2 mm, values in [0, 1]) ->
+    native layout at :data:`MSD_PATCH_SPACING` (:func:`prepare_native`), all 260 patches (its
+    ``val`` and ``test`` files) as training cases of the non-COVID set."""
+    return prepare_native(
+        src,
+        out,
+        spacing=MSD_PATCH_SPACING,
+        lesion="tumour",
+        splits=("train", "test"),
+        overwrite=overwrite,
+    )
+
+
+PREPARERS: dict[str, Callable[..., DatasetSpec]] = {
+    "covid19-ct-seg": prepare_covid19_ct_seg,
+    "msd-lung": prepare_msd_lung,
+    "nsclc-effusion": prepare_nsclc_effusion,
+}
+"""Layout name -> converter ``(src, out, *, overwrite) -> DatasetSpec`` (the published sets that
+``rdcl download`` fetches; :func:`prepare_msd_patches`, :func:`prepare_native` and
+:func:`prepare_slices` are called by name)."""
+
+
+def prepare(
+    layout: str, src: str | Path, out: str | Path, *, overwrite: bool = False
+) -> DatasetSpec:
+    """Convert ``src`` (layout ``layout``) into the native layout at ``out``."""
+    if layout not in PREPARERS:
+        raise RdclInputError(f"unknown layout {layout!r}; expected one of {sorted(PREPARERS)}")
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"source folder not found: {src}")
+    return PREPARERS[layout](src, out, overwrite=overwrite)
+
+
+SLICE_WINDOW = HU_WINDOW
+"""Window (HU) of the slices :func:`prepare_slices` writes: the COVID-19-CT-Seg lung window."""
+
+
+def _image_label_pairs(src: Path) -> list[Case]:
+    """``<name>_image.<ext>`` + ``<name>_label.<ext>`` files side by side (e.g. lung_tumour_ct)."""
+    cases = []
+    for img in sorted(src.iterdir()):
+        stem = io.strip_suffix(img)
+        if not (io.is_image_file(img) and stem.endswith("_image")):
+            continue
+        name = stem[: -len("_image")]
+        labels = [p for p in src.glob(f"{name}_label.*") if io.is_image_file(p)]
+        if labels:
+            cases.append(Case(name, img, labels[0]))
+    return cases
+
+
+def slice_geometry(geometry: io.Geometry) -> io.Geometry:
+    """The 2D geometry of an axial slice of a 3D image: in-plane spacing (y, x), origin (x, y)
+    and the in-plane block of the direction cosines (SimpleITK order)."""
+    d = geometry.direction
+    return io.Geometry(
+        spacing=tuple(geometry.spacing[1:]),
+        origin=tuple(geometry.origin[:2]),
+        direction=(d[0], d[1], d[3], d[4]),
+    )
+
+
+def lesion_slices(label: np.ndarray, max_slices: int) -> list[int]:
+    """Up to ``max_slices`` axial indices of a (z, y, x) label with lesion, spread evenly over
+    the lesion's extent (the largest slice always included), sorted."""
+    area = label.reshape(label.shape[0], -1).sum(axis=1)
+    zs = np.flatnonzero(area)
+    if zs.size == 0 or max_slices < 1:
+        return []
+    if zs.size <= max_slices:
+        return zs.tolist()
+    picked = {int(zs[i]) for i in np.linspace(0, zs.size - 1, max_slices).round().astype(int)}
+    largest = int(zs[np.argmax(area[zs])])
+    if largest not in picked:
+        picked.discard(min(picked, key=lambda z: area[z]))
+        picked.add(largest)
+    return sorted(picked)
+
+
+def prepare_slices(
+    src: str | Path,
+    out: str | Path,
+    *,
+    max_per_case: int = 1,
+    lesion: str = "tumour",
+    overwrite: bool = False,
+) -> DatasetSpec:
+    """Axial 2D slices with lesion from a 3D data set (``rdcl prepare slices``), for 2D studies.
+
+    ``src``: any layout :func:`~rdcl.data.datasets.layout.load_dataset` reads (e.g. lidc_nodules'
+    ``images/`` + ``masks/``) or ``<name>_image.*`` + ``<name>_label.*`` files (lung_tumour_ct).
+    Each 3D case gives up to ``max_per_case`` lesion slices (:func:`lesion_slices`) named
+    ``<case>_zNNN``, written as 2D NIfTI in HU with :func:`slice_geometry`; ``dataset.json`` marks
+    ``window`` normalisation with :data:`SLICE_WINDOW`. Returns the prepared dataset.
+    """
+    src = Path(src)
+    try:
+        cases = list(load_dataset(src).cases)
+    except DatasetError:
+        cases = _image_label_pairs(src)
+        if not cases:
+            raise
+    if max_per_case < 1:
+        raise RdclInputError(f"expected at least 1 slice per case, found {max_per_case}")
+    out = Path(out)
+    n = 0
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        for case in cases:
+            image, label, geometry = load_case(case)
+            if image.ndim != 3 or label is None:
+                raise DatasetError(f"{case.image}: expected a labelled 3D image")
+            geom2 = slice_geometry(geometry)
+            for z in lesion_slices(label, max_per_case):
+                name = f"{case.name}_z{z:03d}"
+                io.write_image(
+                    _as_int16(image[z]), geom2, tmp / "imagesTr" / io.channel_file_name(name)
+                )
+                io.write_image(
+                    label[z].astype(np.uint8), geom2, tmp / "labelsTr" / f"{name}.nii.gz"
+                )
+                n += 1
+        if n == 0:
+            raise DatasetError(f"{src}: no case has a lesion slice")
+        meta = _dataset_json(f"{src.name}_slices", n, lesion, "window", SLICE_WINDOW)
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return load_dataset(out)
