@@ -70,6 +70,40 @@ def _split_launcher(launcher: str | Sequence[str]) -> tuple[list[str], str]:
         ) from None
 
 
+def _check_options(
+    out: Path,
+    split: str | Path | None,
+    folds: int | None,
+    train_per_fold: int | None,
+    tolerance: float,
+) -> None:
+    """The option combinations and values :func:`plan_cv` refuses before reading any data."""
+    if (folds is None) != (train_per_fold is None):
+        raise RdclInputError("--folds and --train-per-fold go together; expected both or neither")
+    if split is not None and folds is not None:
+        raise RdclInputError("expected --split FILE or --folds K --train-per-fold N, found both")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise RdclInputError(f"--tolerance must be a finite distance >= 0 mm, found {tolerance}")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out must be a folder, found a file: {out}")
+
+
+def _unique_seeds(seeds: Sequence[int]) -> list[int]:
+    """``--seeds`` in the order given, repeats dropped (each >= 0, else RdclInputError)."""
+    bad = [s for s in seeds if s < 0]
+    if bad:
+        raise RdclInputError(f"--seeds takes seeds >= 0, found {bad[0]}")
+    return list(dict.fromkeys(seeds))
+
+
+def _selected_folds(fold: Sequence[int], n_folds: int) -> list[int]:
+    """``--fold`` (1-based) -> sorted 0-based fold indices (RdclInputError outside 1..n)."""
+    bad = [k for k in fold if not 1 <= k <= n_folds]
+    if bad:
+        raise RdclInputError(f"--fold {bad[0]} is outside the split's folds 1..{n_folds}")
+    return sorted({k - 1 for k in fold})
+
+
 def plan_cv(
     data: str | Path,
     out: str | Path,
@@ -118,14 +152,7 @@ def plan_cv(
     """
     data, out = Path(data), Path(out)
     general = [Path(g) for g in general]
-    if (folds is None) != (train_per_fold is None):
-        raise RdclInputError("--folds and --train-per-fold go together; expected both or neither")
-    if split is not None and folds is not None:
-        raise RdclInputError("expected --split FILE or --folds K --train-per-fold N, found both")
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise RdclInputError(f"--tolerance must be a finite distance >= 0 mm, found {tolerance}")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out must be a folder, found a file: {out}")
+    _check_options(out, split, folds, train_per_fold, tolerance)
     spec = load_dataset(require_dir(data, "--data folder"))
     for g in general:
         if not g.exists():
@@ -139,11 +166,7 @@ def plan_cv(
         spec,
         [load_dataset(require_dir(g, "--general folder")) for g in general],
     )
-    if seeds is not None:
-        bad = [s for s in seeds if s < 0]
-        if bad:
-            raise RdclInputError(f"--seeds takes seeds >= 0, found {bad[0]}")
-        seeds = list(dict.fromkeys(seeds))
+    seeds = None if seeds is None else _unique_seeds(seeds)
     rows = study_rows(general, methods)
     the_split = resolve_split(
         [c.name for c in spec.cases],
@@ -153,14 +176,7 @@ def plan_cv(
         train_per_fold=train_per_fold,
         seed=split_seed,
     )
-    selected = None
-    if fold:
-        bad = [k for k in fold if not 1 <= k <= len(the_split.folds)]
-        if bad:
-            raise RdclInputError(
-                f"--fold {bad[0]} is outside the split's folds 1..{len(the_split.folds)}"
-            )
-        selected = sorted({k - 1 for k in fold})
+    selected = _selected_folds(fold, len(the_split.folds)) if fold else None
     plan = StudyPlan(
         data=data,
         general=general,

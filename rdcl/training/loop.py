@@ -297,26 +297,12 @@ def run_stage(
     """
     out, tcfg = stage.out_dir, stage.cfg.train
     final, last = out / FINAL, out / LAST
-    start = 0
     growth = LossGrowthGuard(stage.name)  # a finite loss grown by orders of magnitude
     if resume and final.is_file():
-        ckpt = load_checkpoint(final)
-        _check_same_data(ckpt, stage, final)  # first: other data also change target_spacing
-        _check_same_config(ckpt["config"], stage.cfg, final)
+        _check_resumable(load_checkpoint(final), stage, final)
         logger.info("%s: %s exists, stage already complete", stage.name, final)
         return final
-    if resume and last.is_file():
-        ckpt = load_checkpoint(last)
-        _check_same_data(ckpt, stage, last)
-        _check_same_config(ckpt["config"], stage.cfg, last)
-        stage.net.load_state_dict(ckpt["model"])
-        _load_optimizer_state(optimizer, ckpt["optimizer"], last)
-        set_rng_state(ckpt["rng"])
-        growth.load_state_dict(ckpt.get("loss_growth"), path=last)  # absent in old checkpoints
-        start = int(ckpt["step"])
-        logger.info("%s: resuming from %s at step %d", stage.name, last, start)
-    elif resume:
-        logger.warning("%s: no %s to resume from; starting at step 0", stage.name, last)
+    start = _resume_from(last, stage, optimizer, growth) if resume else 0
     record = stage.run_record()  # raises when the batch does not split over the ranks
     main = stage.dist.is_main
     if main:
@@ -356,29 +342,16 @@ def run_stage(
             probed = {}
             if stage.probe is not None and feature_stats_due(step + 1, stage.total_steps, tcfg):
                 probed = stage.probe()
-            # the step's one host synchronisation: every logged value (and the divergence guard)
-            # in one transfer, the terms averaged over the ranks (identical on every rank)
-            names = [k for k in TERMS if terms.get(k) is not None]
-            stacked = torch.stack(
-                [terms[k].detach().float() for k in names]
-                + [v.float().to(terms["loss"].device) for v in probed.values()]
-            )
-            stacked = stage.dist.mean(stacked.to(grad_norm.device))
-            numbers = torch.cat([stacked, grad_norm.float().reshape(1)]).tolist()
-            values: dict[str, float | None] = dict.fromkeys(TERMS)
-            values.update(zip(names, numbers[: len(names)], strict=True))
-            probed_values = dict(zip(probed, numbers[len(names) : -1], strict=True))
+            values, probed_values, norm = _synced_values(stage, terms, grad_norm, probed)
             good = last if last.is_file() else None
             check_finite(values, step=step + 1, stage=stage.name, last_good=good)
-            check_finite(
-                {"grad_norm": numbers[-1]}, step=step + 1, stage=stage.name, last_good=good
-            )
+            check_finite({"grad_norm": norm}, step=step + 1, stage=stage.name, last_good=good)
             growth.update(values["seg"], step=step + 1, last_good=good)
             optimizer.step()
             done = step + 1
             if main and (done % tcfg.log_every == 0 or done == stage.total_steps):
                 entry = {"step": done, "stage": stage.name, "lr": lr, "ramp": ramp, **values}
-                entry.update(grad_norm=numbers[-1], seconds=time.perf_counter() - tic)
+                entry.update(grad_norm=norm, seconds=time.perf_counter() - tic)
                 entry.update(world_size=record["world_size"], batch=record["per_rank_batch"])
                 entry.update(probed_values)
                 log.write(entry)
@@ -401,3 +374,52 @@ def run_stage(
         logger.info("%s: finished %d steps -> %s", stage.name, stage.total_steps, final)
     stage.dist.barrier()  # the other ranks may read final.ckpt (stage 2 loads stage 1's)
     return final
+
+
+def _check_resumable(ckpt: dict[str, Any], stage: Stage, path: Path) -> None:
+    """A checkpoint of this stage resumes only with the same data and config (raises)."""
+    _check_same_data(ckpt, stage, path)  # first: other data also change target_spacing
+    _check_same_config(ckpt["config"], stage.cfg, path)
+
+
+def _resume_from(
+    last: Path, stage: Stage, optimizer: torch.optim.Optimizer, growth: LossGrowthGuard
+) -> int:
+    """Load ``last.ckpt`` (weights, optimiser, RNG, loss-growth guard) into the stage and return
+    its step; 0, with a warning, when there is none."""
+    if not last.is_file():
+        logger.warning("%s: no %s to resume from; starting at step 0", stage.name, last)
+        return 0
+    ckpt = load_checkpoint(last)
+    _check_resumable(ckpt, stage, last)
+    stage.net.load_state_dict(ckpt["model"])
+    _load_optimizer_state(optimizer, ckpt["optimizer"], last)
+    set_rng_state(ckpt["rng"])
+    growth.load_state_dict(ckpt.get("loss_growth"), path=last)  # absent in old checkpoints
+    start = int(ckpt["step"])
+    logger.info("%s: resuming from %s at step %d", stage.name, last, start)
+    return start
+
+
+def _synced_values(
+    stage: Stage,
+    terms: dict[str, torch.Tensor | None],
+    grad_norm: torch.Tensor,
+    probed: dict[str, torch.Tensor],
+) -> tuple[dict[str, float | None], dict[str, float], float]:
+    """The step's one host synchronisation: every logged value (and what the divergence guard
+    reads) in one transfer, the terms averaged over the ranks (identical on every rank).
+
+    Returns ``(terms by name, None where absent; G's probed statistics; the gradient norm)``.
+    """
+    names = [k for k in TERMS if terms.get(k) is not None]
+    stacked = torch.stack(
+        [terms[k].detach().float() for k in names]
+        + [v.float().to(terms["loss"].device) for v in probed.values()]
+    )
+    stacked = stage.dist.mean(stacked.to(grad_norm.device))
+    numbers = torch.cat([stacked, grad_norm.float().reshape(1)]).tolist()
+    values: dict[str, float | None] = dict.fromkeys(TERMS)
+    values.update(zip(names, numbers[: len(names)], strict=True))
+    probed_values = dict(zip(probed, numbers[len(names) : -1], strict=True))
+    return values, probed_values, numbers[-1]

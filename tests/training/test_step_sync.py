@@ -1,13 +1,14 @@
-"""The training step synchronises with the host once per step, and the ``train.cuda_graphs``
-switch refuses to run where it cannot.
+"""The training step synchronises with the host once per step, and the ``train.cuda_graphs`` switch
+refuses to run where it cannot.
 
-A CUDA graph cannot capture host synchronisation, and every synchronisation stalls the GPU's
-queue; the step's one documented transfer is the ``tolist`` of the logged terms in
-``rdcl.training.loop.run_stage`` (the divergence guard). The check runs real stages on the CPU
-under a ``TorchFunctionMode`` that records every tensor operation which would synchronise on a
-GPU (``item``, ``tolist``, ``bool(tensor)``, ``.cpu()``, ``nonzero``, boolean-mask indexing, ...)
-with the rdcl function that called it; the same stage run for 2 and for 4 steps differs by the
-per-step synchronisations alone (set-up, checkpoints and the final checks are the same in both).
+A CUDA graph cannot capture host synchronisation, and every synchronisation stalls the GPU's queue;
+the step's one documented transfer is the ``tolist`` of the logged terms in
+``rdcl.training.loop._synced_values``, called once per step by ``run_stage`` (the divergence guard).
+The check runs real stages on the CPU under a ``TorchFunctionMode`` that records every tensor
+operation which would synchronise on a GPU (``item``, ``tolist``, ``bool(tensor)``, ``.cpu()``,
+``nonzero``, boolean-mask indexing, ...) with the rdcl function that called it; the same stage run
+for 2 and for 4 steps differs by the per-step synchronisations alone (set-up, checkpoints and the
+final checks are the same in both).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _per_step(run) -> collections.Counter:
     return collections.Counter({k: n // 2 for k, n in extra.items() if n})
 
 
-ONE_SYNC = collections.Counter({("tolist", "training/loop.py:run_stage"): 1})
+ONE_SYNC = collections.Counter({("tolist", "training/loop.py:_synced_values"): 1})
 
 
 @pytest.mark.parametrize("method", ["rdcl", "baseline"])
