@@ -7,10 +7,12 @@ A checkpoint is a ``torch.save`` dict (docs/architecture.md, "Checkpoint")::
      "optimizer": state_dict | None, "rng": {...}, "distributed": {world size, batches},
      "intensity": IntensityStats.to_dict(), "data": [identity of every dataset read],
      "dataset": {"name": str, "dim": int, "normalization": str, "window": [lo, hi] | None},
-     "loss_growth": {"baseline", "over", "since", "last"}}  (last.ckpt only)
+     "recipe": int, "loss_growth": {"baseline", "over", "since", "last"} (last.ckpt only)}
 
 (``distributed`` from ``Stage.run_record``; ``intensity``, ``data`` and ``dataset`` from
-:func:`rdcl.training.data_streams.dataset_meta`; ``loss_growth`` the divergence guard's state,
+:func:`rdcl.training.data_streams.dataset_meta`; ``recipe`` the training-recipe version
+(:mod:`rdcl.training.recipe`; absent: version 1, written before rdcl recorded it);
+``loss_growth`` the divergence guard's state,
 :meth:`rdcl.training.divergence.LossGrowthGuard.state_dict`, absent from checkpoints written before
 rdcl saved it.)
 

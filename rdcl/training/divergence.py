@@ -124,7 +124,7 @@ class LossGrowthGuard:
 
     def _raise(self, seg: float | None, step: int, last_good: Path | None) -> None:
         where = (
-            f"{last_good} may hold weights of the diverging steps"
+            f"no final checkpoint written ({last_good} may hold weights of the diverging steps)"
             if last_good
             else "no checkpoint written"
         )
@@ -132,7 +132,7 @@ class LossGrowthGuard:
             f"training diverged at step {step} ({self.stage}): the segmentation loss grew to "
             f"{seg or math.nan:.3g}, above {GROWTH_FACTOR:g} x its smallest value "
             f"{self.baseline:.3g}, since step {self.since}; expected it to stay near or below "
-            f"its start (lower train.lr); no final checkpoint written ({where})"
+            f"its start (lower train.lr); {where}"
         )
 
 
