@@ -39,6 +39,21 @@ def test_the_rule_and_its_constants():
         _feed([1.8, 2e5, 1e5])
 
 
+def test_the_message_says_which_checkpoint_is_left(tmp_path):
+    with pytest.raises(TrainingDivergedError) as none_yet:
+        _feed([1.8, 2e5, 1e5])
+    assert str(none_yet.value).endswith("(lower train.lr); no checkpoint written")
+    guard = LossGrowthGuard("train")
+    last = tmp_path / "last.ckpt"
+    with pytest.raises(TrainingDivergedError) as with_last:
+        for i, v in enumerate([1.8, 2e5, 1e5]):
+            guard.update(v, step=i + 1, last_good=last)
+        guard.finish(3, last)
+    assert str(with_last.value).endswith(
+        f"no final checkpoint written ({last} may hold weights of the diverging steps)"
+    )
+
+
 @pytest.mark.parametrize(
     "values",
     [
