@@ -3,11 +3,16 @@
 
 The cache is written directly (normalised float32 volumes with lesion blobs, as preprocessing
 leaves them) so that the benchmarks need no SimpleITK: the GPU machines have none.
+
+The scipy reference of the spatial augmentation lives with the tests
+(``tests/data/sampling/_spatial_reference.py``); its folder is put on ``sys.path`` here so that
+the loader benchmark can time it beside rdcl's engine.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,8 @@ from scipy import ndimage
 from rdcl.data.preprocessing import preprocess as pp
 from rdcl.data.preprocessing.preprocess import CachedDataset
 from rdcl.formats.cache import CACHE_FORMAT
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data" / "sampling"))
 
 SHAPE = (80, 256, 256)
 """A small chest CT in voxels (z, y, x); real ones are larger, which only grows the cache."""

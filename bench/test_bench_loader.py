@@ -1,8 +1,9 @@
 """Loader throughput for the ``paper3d`` patch (56x160x192, batch 2, nnU-Net augmentation) on the
 CPU: patches per second from the memory-mapped cache, drawn in the main process or by 2 worker
-processes, against the same draws from arrays held in RAM; and the separable spatial engine (the
-default) against the scipy ``map_coordinates`` reference on the same draws (every test draws the
-same steps, so rows of one run compare like with like).
+processes, against the same draws from arrays held in RAM; and rdcl's separable spatial engine
+against the scipy ``map_coordinates`` reference on the same draws (``ScipyPatchSampler`` of
+``tests/data/sampling/_spatial_reference.py``, which bench/conftest.py puts on ``sys.path``; every
+test draws the same steps, so rows of one run compare like with like).
 
 Run: ``OMP_NUM_THREADS=1 python -m pytest bench/test_bench_loader.py --benchmark-only``
 (``patches_per_s`` (best round) and ``patches_per_s_mean`` (all rounds) are in each row's
@@ -19,6 +20,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from _spatial_reference import ScipyPatchSampler
 
 from rdcl.config import preset
 from rdcl.data import PatchSampler, finish_batch, make_loader
@@ -48,7 +50,8 @@ class _InRam:
 
 
 def _run(benchmark, dataset, workers: int, engine: str = "separable") -> None:
-    sampler = PatchSampler(dataset, preset("paper3d").data, seed=0, spatial_engine=engine)
+    sampler_class = ScipyPatchSampler if engine == "scipy" else PatchSampler
+    sampler = sampler_class(dataset, preset("paper3d").data, seed=0)
     batch = sampler.batch_size
     state = {"start": 0, "cpu": 0.0}
 

@@ -8,9 +8,9 @@ axes) and an isotropic scaling, both about the patch centre, applied while cropp
 voxel is sampled from the volume by trilinear interpolation (bilinear in 2D; the label is
 interpolated linearly and thresholded at 0.5, so it stays binary and the two stay aligned), so no
 border artefacts appear. Only the patch's sample points are computed, from the voxel block they
-touch; the default engine interpolates z and the (y, x) plane separately (the rotation is
-in-plane), the reference engine is :func:`scipy.ndimage.map_coordinates` (order 1).
-Then random flips along every axis.
+touch, interpolating z and the (y, x) plane separately (the rotation is in-plane); the tests
+compare it with :func:`scipy.ndimage.map_coordinates` (order 1), the reference that lives in
+``tests/data/sampling/_spatial_reference.py``. Then random flips along every axis.
 Intensity augmentation acts on the image only: brightness, contrast, gamma, Gaussian noise.
 """
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 PAD_MODES = ("constant", "edge")
 
@@ -88,9 +87,6 @@ def crop(
     if label is not None:
         lab = np.pad(label[region], pads, mode="constant").astype(np.uint8, copy=False)
     return img, lab
-
-
-SPATIAL_ENGINES = ("separable", "scipy")
 
 
 def _patch_coords(
@@ -208,27 +204,22 @@ def transformed_crop(
     angle: float = 0.0,
     scale: float = 1.0,
     pad_mode: str = "constant",
-    engine: str = "separable",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Like :func:`crop`, but the patch is rotated by ``angle`` (radians, (y, x) plane) and scaled
     by ``scale`` about its centre ``start + (patch - 1) / 2``. Identity parameters fall back to
     the exact :func:`crop`.
 
-    ``engine``: ``"separable"`` (default) interpolates z and the (y, x) plane separately with one
-    shared set of in-plane indices for every slice and channel (about 4x faster on the
-    ``paper3d`` patch); ``"scipy"`` calls :func:`scipy.ndimage.map_coordinates` per channel
-    (the reference). Both are trilinear with the same boundary rule; they agree to float32
-    rounding (image within 1e-5; a label voxel whose interpolated value lies within rounding of
-    the 0.5 threshold may differ; ``tests/data/sampling/test_augment_separable.py``)."""
-    if engine not in SPATIAL_ENGINES:
-        raise ValueError(f"engine must be one of {SPATIAL_ENGINES}, found {engine!r}")
+    Trilinear (bilinear in 2D), z and the (y, x) plane interpolated separately with one shared set
+    of in-plane indices for every slice and channel (about 4x faster on the ``paper3d`` patch than
+    :func:`scipy.ndimage.map_coordinates` per channel). It agrees with that reference (same
+    boundary rule; ``tests/data/sampling/_spatial_reference.py``) to float32 rounding: image
+    within 1e-5, a label voxel whose interpolated value lies within rounding of the 0.5 threshold
+    may differ (``tests/data/sampling/test_augment_separable.py``)."""
     if angle == 0.0 and scale == 1.0:
         return crop(image, label, start, patch, pad_mode=pad_mode)
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
     patch = tuple(int(p) for p in patch)
-    if engine == "scipy":
-        return _scipy_transformed_crop(image, label, start, patch, angle, scale, pad_mode)
     z, y, x = _patch_coords(start, patch, angle, scale)
     lo, block = _block((z, y, x), image.shape[1:])
     parts = [np.asarray(ch[block], dtype=np.float32) for ch in image]
@@ -244,50 +235,6 @@ def transformed_crop(
         img, lab_f = out[:n], (out[n] if label is not None else None)
     lab = None if lab_f is None else (lab_f >= 0.5).astype(np.uint8)
     return np.ascontiguousarray(img, dtype=np.float32), lab
-
-
-def _scipy_transformed_crop(
-    image: np.ndarray,
-    label: np.ndarray | None,
-    start: Sequence[int],
-    patch: tuple[int, ...],
-    angle: float,
-    scale: float,
-    pad_mode: str,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The reference engine of :func:`transformed_crop` (``map_coordinates`` per channel)."""
-    grid = np.indices(patch, dtype=np.float64).reshape(len(patch), -1)
-    half = (np.asarray(patch, dtype=np.float64) - 1.0) / 2.0
-    offset = (grid - half[:, None]) / scale
-    c, s = math.cos(angle), math.sin(angle)
-    y, x = offset[-2].copy(), offset[-1].copy()
-    offset[-2], offset[-1] = c * y - s * x, s * y + c * x
-    coords = offset + (np.asarray(start, dtype=np.float64) + half)[:, None]
-    # Interpolate from the block of voxels the patch touches, not the whole volume: the result is
-    # the same (the block reaches the volume's edge wherever a sample point does, and integer
-    # shifts of the coordinates are exact), but only that block is read (a memory-mapped cache
-    # reads only its pages) and only it is converted to float32.
-    shape = np.asarray(image.shape[1:])
-    lo = np.clip(np.floor(coords.min(axis=1)).astype(np.int64) - 1, 0, shape - 1)
-    hi = np.maximum(np.clip(np.floor(coords.max(axis=1)).astype(np.int64) + 2, 1, shape), lo + 1)
-    block = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    coords = coords - lo[:, None].astype(np.float64)
-    mode = "nearest" if pad_mode == "edge" else "constant"
-    img = np.stack(
-        [
-            ndimage.map_coordinates(
-                np.asarray(ch[block], dtype=np.float32), coords, order=1, mode=mode
-            )
-            for ch in image
-        ]
-    ).reshape(image.shape[0], *patch)
-    lab = None
-    if label is not None:
-        lab_f = ndimage.map_coordinates(
-            np.asarray(label[block], dtype=np.float32), coords, order=1, mode="constant", cval=0.0
-        )
-        lab = (lab_f >= 0.5).astype(np.uint8).reshape(patch)
-    return img.astype(np.float32, copy=False), lab
 
 
 def random_flip(

@@ -17,7 +17,6 @@ from rdcl.config import AUGMENT_ON, DataConfig
 from rdcl.data.datasets.layout import DatasetError
 from rdcl.data.sampling.augment import (
     PAD_MODES,
-    SPATIAL_ENGINES,
     AugmentParams,
     augment_intensity,
     draw_intensity,
@@ -73,9 +72,8 @@ class PatchSampler:
     voxel of a random case (nnU-Net; a case without foreground falls back to a random patch); the
     others are uniformly random crops. Volumes smaller than the patch are padded (``pad_mode``
     ``"constant"``: zeros, ``"edge"``: nearest value; labels with 0). Augmentation follows
-    ``data_cfg.augment`` unless ``augment`` is given; ``spatial_engine`` is the interpolation of
-    rotated/scaled patches (``"separable"``, default, or the reference ``"scipy"``: the same
-    transforms to float32 rounding, :func:`rdcl.data.sampling.augment.transformed_crop`).
+    ``data_cfg.augment`` unless ``augment`` is given; rotated/scaled patches are interpolated by
+    :func:`rdcl.data.sampling.augment.transformed_crop`.
 
     ``batch(step) -> {"image": float32 tensor (B, C, *patch), "label": float32 tensor
     (B, 1, *patch) in {0, 1}, "case": int64 tensor (B,)}``. With ``augment_on="device"``
@@ -94,17 +92,12 @@ class PatchSampler:
         augment: bool | None = None,
         params: AugmentParams | None = None,
         pad_mode: str = "constant",
-        spatial_engine: str = "separable",
         augment_on: str | None = None,
     ) -> None:
         if len(dataset) == 0:
             raise DatasetError("cannot sample patches from an empty dataset")
         if pad_mode not in PAD_MODES:
             raise RdclInputError(f"pad_mode must be one of {PAD_MODES}, found {pad_mode!r}")
-        if spatial_engine not in SPATIAL_ENGINES:
-            raise RdclInputError(
-                f"spatial_engine must be one of {SPATIAL_ENGINES}, found {spatial_engine!r}"
-            )
         augment_on = data_cfg.augment_on if augment_on is None else augment_on
         if augment_on not in AUGMENT_ON:
             raise RdclInputError(f"augment_on must be one of {AUGMENT_ON}, found {augment_on!r}")
@@ -118,7 +111,6 @@ class PatchSampler:
         self.augment = data_cfg.augment if augment is None else augment
         self.params = params or AugmentParams()
         self.pad_mode = pad_mode
-        self.spatial_engine = spatial_engine
         self.deferred = bool(self.augment) and augment_on == "device"
         self._fg: dict[int, np.ndarray] = {}
 
@@ -189,7 +181,6 @@ class PatchSampler:
             angle=angle,
             scale=scale,
             pad_mode=self.pad_mode,
-            engine=self.spatial_engine,
         )
         if self.augment:
             img, lab = random_flip(img, lab, rng, self.params.p_flip)

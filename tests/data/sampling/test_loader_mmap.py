@@ -9,14 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from _spatial_reference import patch_points
+from _spatial_reference import patch_points, scipy_transformed_crop
 from scipy import ndimage
 
 from rdcl.config import DataConfig
 from rdcl.data import DatasetError, PatchSampler, make_loader
 from rdcl.data.datasets.layout import load_dataset
 from rdcl.data.preprocessing.preprocess import CachedDataset, preprocess_dataset
-from rdcl.data.sampling.augment import transformed_crop
 from rdcl.formats.cache import CACHE_FORMAT
 
 
@@ -59,7 +58,7 @@ def test_version_1_cache_is_refused_in_one_line_and_rebuilt(nnunet_dir, tmp_path
 
 
 def _whole_volume_reference(image, label, start, patch, angle, scale, pad_mode):
-    """transformed_crop as it was written before the block read: map_coordinates on the whole
+    """The scipy reference as it was written before the block read: map_coordinates on the whole
     volume."""
     coords = patch_points(start, patch, angle, scale)
     mode = "nearest" if pad_mode == "edge" else "constant"
@@ -68,7 +67,7 @@ def _whole_volume_reference(image, label, start, patch, angle, scale, pad_mode):
     return img.reshape(image.shape[0], *patch), (lab >= 0.5).astype(np.uint8).reshape(patch)
 
 
-def test_transformed_crop_reads_a_block_with_identical_results():
+def test_scipy_reference_reads_a_block_with_identical_results():
     rng = np.random.default_rng(0)
     for _ in range(60):
         dim = int(rng.choice([2, 3]))
@@ -79,9 +78,10 @@ def test_transformed_crop_reads_a_block_with_identical_results():
         start = [int(rng.integers(-p, n)) for n, p in zip(shape, patch, strict=True)]
         angle, scale = float(rng.uniform(-math.pi, math.pi)), float(rng.uniform(0.7, 1.4))
         pad_mode = str(rng.choice(["constant", "edge"]))
-        # The scipy engine (the separable one is compared in test_augment_separable.py).
-        got = transformed_crop(
-            image, label, start, patch, angle=angle, scale=scale, pad_mode=pad_mode, engine="scipy"
+        # The scipy reference (the former "scipy" engine; transformed_crop, separable, is compared
+        # with it in test_augment_separable.py).
+        got = scipy_transformed_crop(
+            image, label, start, patch, angle=angle, scale=scale, pad_mode=pad_mode
         )
         want = _whole_volume_reference(image, label, start, patch, angle, scale, pad_mode)
         np.testing.assert_array_equal(got[0], want[0])
