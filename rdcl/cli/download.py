@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from rdcl.cli.common import Command, add_overwrite
-from rdcl.errors import RdclInputError
 
 logger = logging.getLogger(__name__)
 
@@ -130,47 +129,18 @@ def _add_prepare(p: argparse.ArgumentParser) -> None:
     add_overwrite(p, "a non-empty output folder")
 
 
-_OTHER_LAYOUTS = ("msd-patches", "slices", "native")
-"""``rdcl prepare`` layouts beside the downloadable data sets' (:data:`DATA_SETS`)."""
-
-
 def _run_prepare(args: argparse.Namespace) -> int:
-    from rdcl.data.datasets.prepare import prepare
+    from rdcl.data.datasets.prepare import prepare_layout
 
-    layouts = [*DATA_SETS, *_OTHER_LAYOUTS]
-    if args.layout not in layouts:  # before the folders are looked at
-        raise RdclInputError(f"unknown layout {args.layout!r}; expected one of {layouts}")
-    src, out = args.src.resolve(), args.out.resolve()
-    if out == src or out in src.parents or src in out.parents:
-        raise RdclInputError(f"--out {args.out} must lie outside --src {args.src}")
-    if args.spacing is not None and args.layout != "native":
-        raise RdclInputError(
-            f"--spacing is for the 'native' layout (files without a spacing); found it with "
-            f"{args.layout!r}"
-        )
-    if args.layout == "slices":
-        from rdcl.data.datasets.prepare import prepare_slices
-
-        if not args.src.is_dir():
-            raise FileNotFoundError(f"source folder not found: {args.src}")
-        spec = prepare_slices(
-            args.src,
-            args.out,
-            max_per_case=args.max_per_case,
-            lesion=args.lesion,
-            overwrite=args.overwrite,
-        )
-    elif args.layout == "msd-patches":
-        from rdcl.data.datasets.prepare import prepare_msd_patches
-
-        spec = prepare_msd_patches(args.src, args.out, overwrite=args.overwrite)
-    elif args.layout == "native":
-        from rdcl.data.datasets.prepare import prepare_native
-
-        spacing = tuple(args.spacing) if args.spacing else None
-        spec = prepare_native(args.src, args.out, spacing=spacing, overwrite=args.overwrite)
-    else:
-        spec = prepare(args.layout, args.src, args.out, overwrite=args.overwrite)
+    spec = prepare_layout(
+        args.layout,
+        args.src,
+        args.out,
+        spacing=args.spacing,
+        max_per_case=args.max_per_case,
+        lesion=args.lesion,
+        overwrite=args.overwrite,
+    )
     logger.info("prepared %d cases in %s", len(spec.cases), args.out)
     return 0
 

@@ -40,7 +40,7 @@ import logging
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -407,3 +407,65 @@ def prepare_slices(
         meta = _dataset_json(f"{src.name}_slices", n, lesion, "window", SLICE_WINDOW)
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_dataset(out)
+
+
+LAYOUTS = (*PREPARERS, "msd-patches", "slices", "native")
+"""The layouts :func:`prepare_layout` (``rdcl prepare``) converts: the published sets of
+:data:`PREPARERS`, then ``msd-patches``, ``slices`` and ``native``."""
+
+
+def prepare_layout(
+    layout: str,
+    src: str | Path,
+    out: str | Path,
+    *,
+    spacing: Sequence[float] | None = None,
+    max_per_case: int = 1,
+    lesion: str = "tumour",
+    overwrite: bool = False,
+) -> DatasetSpec:
+    """Convert the data set in folder ``src``, laid out as ``layout``, into rdcl's native layout
+    in folder ``out`` (what ``rdcl prepare LAYOUT --src SRC --out OUT`` runs); returns the
+    prepared dataset.
+
+    ``layout`` is one of :data:`LAYOUTS`: a published set of :data:`PREPARERS`
+    (``covid19-ct-seg``, ``msd-lung``, ``nsclc-effusion``: :func:`prepare`); ``msd-patches``
+    (:func:`prepare_msd_patches`); ``slices`` (:func:`prepare_slices`: up to ``max_per_case``
+    axial lesion slices per 3D case, recorded as lesion kind ``lesion``); ``native``
+    (:func:`prepare_native`, declaring ``spacing``, voxel sizes in mm in array order ((y, x) in
+    2D), for files that carry none). ``overwrite`` replaces a non-empty ``out``.
+
+    Checked before anything is read, in this order (:class:`~rdcl.errors.RdclInputError`, one
+    line each): ``layout`` is known; ``out`` and ``src`` (resolved) are different folders and
+    neither lies inside the other; ``spacing`` comes only with ``native``. Then a missing ``src``
+    raises :class:`FileNotFoundError` (a published set, ``slices``) or
+    :class:`~rdcl.errors.DatasetError` (``native``, ``msd-patches``), as does data the converter
+    cannot read.
+    """
+    if layout not in LAYOUTS:  # before the folders are looked at
+        raise RdclInputError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+    src, out = Path(src), Path(out)
+    src_resolved, out_resolved = src.resolve(), out.resolve()
+    if (
+        out_resolved == src_resolved
+        or out_resolved in src_resolved.parents
+        or src_resolved in out_resolved.parents
+    ):
+        raise RdclInputError(f"--out {out} must lie outside --src {src}")
+    if spacing is not None and layout != "native":
+        raise RdclInputError(
+            f"--spacing is for the 'native' layout (files without a spacing); found it with "
+            f"{layout!r}"
+        )
+    if layout == "slices":
+        if not src.is_dir():
+            raise FileNotFoundError(f"source folder not found: {src}")
+        return prepare_slices(
+            src, out, max_per_case=max_per_case, lesion=lesion, overwrite=overwrite
+        )
+    if layout == "msd-patches":
+        return prepare_msd_patches(src, out, overwrite=overwrite)
+    if layout == "native":
+        native_spacing = tuple(spacing) if spacing else None
+        return prepare_native(src, out, spacing=native_spacing, overwrite=overwrite)
+    return prepare(layout, src, out, overwrite=overwrite)

@@ -11,10 +11,20 @@ import numpy as np
 import pytest
 
 from rdcl.cli import main
+from rdcl.data.datasets import prepare as prepare_module
 from rdcl.data.datasets.layout import load_case, load_dataset
-from rdcl.data.datasets.prepare import HU_WINDOW, extract_archive, prepare, radiopaedia_to_hu
+from rdcl.data.datasets.prepare import (
+    HU_WINDOW,
+    LAYOUTS,
+    PREPARERS,
+    extract_archive,
+    prepare,
+    prepare_layout,
+    radiopaedia_to_hu,
+)
 from rdcl.data.datasets.spec import DatasetError
 from rdcl.data.io import Geometry, read_image, write_image
+from rdcl.errors import RdclInputError
 
 GEOM = Geometry((2.5, 0.75, 0.8), (-10.0, 5.0, 100.0), (1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))
 RADIO = "radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm"
@@ -114,6 +124,72 @@ def test_prepare_cli_one_line_errors_and_no_overwrite(tmp_path, capsys):
     assert "unknown layout" in capsys.readouterr().err
     assert main(["prepare", "msd-lung", "--src", str(src), "--out", str(src / "x")]) == 2
     assert "outside --src" in capsys.readouterr().err
+
+
+def test_prepare_layout_dispatches_each_layout(tmp_path, monkeypatch):
+    """``prepare_layout`` (what ``rdcl prepare`` runs) calls one converter per layout, with the
+    options that layout takes (``spacing`` as a tuple, for ``native`` only)."""
+    calls = []
+
+    def recorder(name):
+        def convert(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return "spec"
+
+        return convert
+
+    for name in ("prepare", "prepare_slices", "prepare_msd_patches", "prepare_native"):
+        monkeypatch.setattr(prepare_module, name, recorder(name))
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    assert LAYOUTS == (*PREPARERS, "msd-patches", "slices", "native")
+    for layout in PREPARERS:
+        assert prepare_layout(layout, src, out, overwrite=True) == "spec"
+        assert calls.pop() == ("prepare", (layout, src, out), {"overwrite": True})
+    prepare_layout("msd-patches", str(src), str(out))
+    assert calls.pop() == ("prepare_msd_patches", (src, out), {"overwrite": False})
+    prepare_layout("slices", src, out, max_per_case=3, lesion="nodule", overwrite=True)
+    want = {"max_per_case": 3, "lesion": "nodule", "overwrite": True}
+    assert calls.pop() == ("prepare_slices", (src, out), want)
+    prepare_layout("native", src, out, spacing=[0.5, 0.7])
+    assert calls.pop() == (
+        "prepare_native",
+        (src, out),
+        {"spacing": (0.5, 0.7), "overwrite": False},
+    )
+    prepare_layout("native", src, out)
+    assert calls.pop() == ("prepare_native", (src, out), {"spacing": None, "overwrite": False})
+    assert calls == []
+
+
+def test_prepare_layout_refuses_before_reading(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    with pytest.raises(RdclInputError) as exc:  # checked before the folders are looked at
+        prepare_layout("nope", tmp_path / "missing", tmp_path / "out")
+    assert str(exc.value) == (
+        "unknown layout 'nope'; expected one of ['covid19-ct-seg', 'msd-lung', 'nsclc-effusion', "
+        "'msd-patches', 'slices', 'native']"
+    )
+    nested = ((src, src), (src / "x", src), (src, src / "sub"), (src / "sub" / "..", src))
+    for out, source in nested:
+        with pytest.raises(RdclInputError) as exc:
+            prepare_layout("msd-lung", source, out)
+        assert str(exc.value) == f"--out {out} must lie outside --src {source}"
+    with pytest.raises(RdclInputError) as exc:
+        prepare_layout("slices", src, tmp_path / "out", spacing=(1.0,))
+    assert str(exc.value) == (
+        "--spacing is for the 'native' layout (files without a spacing); found it with 'slices'"
+    )
+    missing = tmp_path / "missing"
+    for layout in ("slices", "covid19-ct-seg"):
+        with pytest.raises(FileNotFoundError) as exc:
+            prepare_layout(layout, missing, tmp_path / "out")
+        assert str(exc.value) == f"source folder not found: {missing}"
+    with pytest.raises(DatasetError) as exc:
+        prepare_layout("native", missing, tmp_path / "out", spacing=(1.0, 1.0))
+    assert str(exc.value) == f"dataset not found: {missing}"
+    assert not (tmp_path / "out").exists()
 
 
 def test_extract_archive_refuses_paths_outside(tmp_path):
