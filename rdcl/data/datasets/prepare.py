@@ -35,7 +35,6 @@ kept; the output folder appears only when complete.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import tarfile
@@ -47,10 +46,11 @@ import numpy as np
 
 from rdcl.data import io
 from rdcl.data.datasets import published
-from rdcl.data.datasets.layout import load_case, load_dataset
+from rdcl.data.datasets.layout import load_dataset
+from rdcl.data.datasets.native import as_int16, native_meta, write_native
+from rdcl.data.datasets.slices import prepare_slices
 from rdcl.data.datasets.spec import Case, DatasetError, DatasetSpec
 from rdcl.errors import RdclInputError
-from rdcl.fsutil import staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +69,6 @@ def radiopaedia_to_hu(image: np.ndarray) -> np.ndarray:
     HU: ``v / 255 * (250 + 1250) - 1250``; float32, same shape."""
     lo, hi = HU_WINDOW
     return (np.asarray(image, dtype=np.float32) / 255.0 * (hi - lo) + lo).astype(np.float32)
-
-
-def _as_int16(image: np.ndarray) -> np.ndarray:
-    """HU as int16 (rounded) when it fits, else float32."""
-    rounded = np.rint(image)
-    if rounded.size and (rounded.min() < -32768 or rounded.max() > 32767):
-        return image.astype(np.float32)
-    return rounded.astype(np.int16)
 
 
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
@@ -114,46 +106,6 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def _dataset_json(name: str, n: int, lesion: str, normalization: str, window) -> dict:
-    extra: dict = {"lesion": lesion, "normalization": normalization}
-    if window is not None:
-        extra["window"] = [float(window[0]), float(window[1])]
-    return {
-        "name": name,
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, lesion: 1},
-        "numTraining": n,
-        "file_ending": ".nii.gz",
-        "rdcl": extra,
-    }
-
-
-def _write_native(
-    out: Path,
-    cases: list[Case],
-    meta: dict,
-    convert: Callable[[Case, np.ndarray], np.ndarray],
-    *,
-    overwrite: bool,
-) -> DatasetSpec:
-    """Write ``cases`` (validated by :func:`load_case`) in the native layout into ``out``."""
-    if not cases:
-        raise DatasetError("no cases found to prepare")
-    with staged_dir(out, overwrite=overwrite) as tmp:
-        for case in cases:
-            image, label, geometry = load_case(case)
-            if label is None:
-                raise DatasetError(f"{case.image}: no label; expected a labelled case")
-            image = convert(case, image)
-            io.write_image(image, geometry, tmp / "imagesTr" / io.channel_file_name(case.name))
-            label_path = tmp / "labelsTr" / f"{case.name}.nii.gz"
-            io.write_image(label.astype(np.uint8), geometry, label_path)
-            logger.info("prepared %s", case.name)
-        meta = {**meta, "numTraining": len(cases)}
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return load_dataset(out)
-
-
 def prepare_covid19_ct_seg(
     src: str | Path, out: str | Path, *, overwrite: bool = False
 ) -> DatasetSpec:
@@ -166,10 +118,10 @@ def prepare_covid19_ct_seg(
     cases = list(published.covid_dataset(src).cases)
 
     def convert(case: Case, image: np.ndarray) -> np.ndarray:
-        return _as_int16(radiopaedia_to_hu(image) if case.name.startswith("radiopaedia") else image)
+        return as_int16(radiopaedia_to_hu(image) if case.name.startswith("radiopaedia") else image)
 
-    meta = _dataset_json("COVID-19-CT-Seg", len(cases), "covid", "window", HU_WINDOW)
-    return _write_native(Path(out), cases, meta, convert, overwrite=overwrite)
+    meta = native_meta("COVID-19-CT-Seg", len(cases), "covid", "window", HU_WINDOW)
+    return write_native(Path(out), cases, meta, convert, overwrite=overwrite)
 
 
 def _msd_root(src: Path) -> Path:
@@ -184,8 +136,8 @@ def _msd_root(src: Path) -> Path:
 def prepare_msd_lung(src: str | Path, out: str | Path, *, overwrite: bool = False) -> DatasetSpec:
     """MSD Task06_Lung -> native layout (HU, the lung window as every set); returns the dataset."""
     spec = load_dataset(_msd_root(Path(src)))
-    meta = _dataset_json("Task06_Lung", len(spec.cases), "tumour", "window", HU_WINDOW)
-    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+    meta = native_meta("Task06_Lung", len(spec.cases), "tumour", "window", HU_WINDOW)
+    return write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
 
 
 def _nsclc_image(src: Path, patient: str) -> Path | None:
@@ -229,8 +181,8 @@ def prepare_nsclc_effusion(
     """NSCLC pleural effusion -> native layout (HU, the lung window as every set); returns the
     dataset."""
     cases = nsclc_cases(src)
-    meta = _dataset_json("NSCLC_effusion", len(cases), "effusion", "window", HU_WINDOW)
-    return _write_native(Path(out), cases, meta, lambda c, x: _as_int16(x), overwrite=overwrite)
+    meta = native_meta("NSCLC_effusion", len(cases), "effusion", "window", HU_WINDOW)
+    return write_native(Path(out), cases, meta, lambda c, x: as_int16(x), overwrite=overwrite)
 
 
 MSD_PATCH_SPACING = (2.0, 2.0)
@@ -267,13 +219,13 @@ def prepare_native(
             spec, cases=tuple(dataclasses.replace(c, spacing=tuple(spacing)) for c in spec.cases)
         )
     kind = lesion or spec.lesion or "lesion"
-    meta = _dataset_json(spec.name, len(spec.cases), kind, "", window)
+    meta = native_meta(spec.name, len(spec.cases), kind, "", window)
     meta["rdcl"].update(units=spec.units)
     if spec.normalization is None:
         del meta["rdcl"]["normalization"]
     else:
         meta["rdcl"]["normalization"] = spec.normalization
-    return _write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
+    return write_native(Path(out), list(spec.cases), meta, lambda c, x: x, overwrite=overwrite)
 
 
 def prepare_msd_patches(
@@ -312,101 +264,6 @@ def prepare(
     if not src.is_dir():
         raise FileNotFoundError(f"source folder not found: {src}")
     return PREPARERS[layout](src, out, overwrite=overwrite)
-
-
-SLICE_WINDOW = HU_WINDOW
-"""Window (HU) of the slices :func:`prepare_slices` writes: the COVID-19-CT-Seg lung window."""
-
-
-def _image_label_pairs(src: Path) -> list[Case]:
-    """``<name>_image.<ext>`` + ``<name>_label.<ext>`` files side by side (e.g. lung_tumour_ct)."""
-    cases = []
-    for img in sorted(src.iterdir()):
-        stem = io.strip_suffix(img)
-        if not (io.is_image_file(img) and stem.endswith("_image")):
-            continue
-        name = stem[: -len("_image")]
-        labels = [p for p in src.glob(f"{name}_label.*") if io.is_image_file(p)]
-        if labels:
-            cases.append(Case(name, img, labels[0]))
-    return cases
-
-
-def slice_geometry(geometry: io.Geometry) -> io.Geometry:
-    """The 2D geometry of an axial slice of a 3D image: in-plane spacing (y, x), origin (x, y)
-    and the in-plane block of the direction cosines (SimpleITK order)."""
-    d = geometry.direction
-    return io.Geometry(
-        spacing=tuple(geometry.spacing[1:]),
-        origin=tuple(geometry.origin[:2]),
-        direction=(d[0], d[1], d[3], d[4]),
-    )
-
-
-def lesion_slices(label: np.ndarray, max_slices: int) -> list[int]:
-    """Up to ``max_slices`` axial indices of a (z, y, x) label with lesion, spread evenly over
-    the lesion's extent (the largest slice always included), sorted."""
-    area = label.reshape(label.shape[0], -1).sum(axis=1)
-    zs = np.flatnonzero(area)
-    if zs.size == 0 or max_slices < 1:
-        return []
-    if zs.size <= max_slices:
-        return zs.tolist()
-    picked = {int(zs[i]) for i in np.linspace(0, zs.size - 1, max_slices).round().astype(int)}
-    largest = int(zs[np.argmax(area[zs])])
-    if largest not in picked:
-        picked.discard(min(picked, key=lambda z: area[z]))
-        picked.add(largest)
-    return sorted(picked)
-
-
-def prepare_slices(
-    src: str | Path,
-    out: str | Path,
-    *,
-    max_per_case: int = 1,
-    lesion: str = "tumour",
-    overwrite: bool = False,
-) -> DatasetSpec:
-    """Axial 2D slices with lesion from a 3D data set (``rdcl prepare slices``), for 2D studies.
-
-    ``src``: any layout :func:`~rdcl.data.datasets.layout.load_dataset` reads (e.g. lidc_nodules'
-    ``images/`` + ``masks/``) or ``<name>_image.*`` + ``<name>_label.*`` files (lung_tumour_ct).
-    Each 3D case gives up to ``max_per_case`` lesion slices (:func:`lesion_slices`) named
-    ``<case>_zNNN``, written as 2D NIfTI in HU with :func:`slice_geometry`; ``dataset.json`` marks
-    ``window`` normalisation with :data:`SLICE_WINDOW`. Returns the prepared dataset.
-    """
-    src = Path(src)
-    try:
-        cases = list(load_dataset(src).cases)
-    except DatasetError:
-        cases = _image_label_pairs(src)
-        if not cases:
-            raise
-    if max_per_case < 1:
-        raise RdclInputError(f"expected at least 1 slice per case, found {max_per_case}")
-    out = Path(out)
-    n = 0
-    with staged_dir(out, overwrite=overwrite) as tmp:
-        for case in cases:
-            image, label, geometry = load_case(case)
-            if image.ndim != 3 or label is None:
-                raise DatasetError(f"{case.image}: expected a labelled 3D image")
-            geom2 = slice_geometry(geometry)
-            for z in lesion_slices(label, max_per_case):
-                name = f"{case.name}_z{z:03d}"
-                io.write_image(
-                    _as_int16(image[z]), geom2, tmp / "imagesTr" / io.channel_file_name(name)
-                )
-                io.write_image(
-                    label[z].astype(np.uint8), geom2, tmp / "labelsTr" / f"{name}.nii.gz"
-                )
-                n += 1
-        if n == 0:
-            raise DatasetError(f"{src}: no case has a lesion slice")
-        meta = _dataset_json(f"{src.name}_slices", n, lesion, "window", SLICE_WINDOW)
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return load_dataset(out)
 
 
 LAYOUTS = (*PREPARERS, "msd-patches", "slices", "native")

@@ -43,7 +43,6 @@ __all__ = [
     "CachedDataset",
     "IntensityStats",
     "compute_intensity_stats",
-    "geometry_from_props",
     "normalize",
     "preprocess_case",
     "preprocess_dataset",
@@ -113,12 +112,6 @@ def restore(prob_or_mask: np.ndarray, props: dict[str, Any]) -> np.ndarray:
     if arr.dtype.kind in "biu":
         return resample_label(arr, shape)
     return resample_image(arr, shape, order=1)
-
-
-def geometry_from_props(props: dict[str, Any]) -> Geometry:
-    """The original :class:`Geometry` stored in ``props`` (for writing restored outputs)."""
-    g = props["geometry"]
-    return Geometry(tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
 
 
 _FG_SAMPLES = 10_000

@@ -209,7 +209,7 @@ def test_extract_archive_refuses_paths_outside(tmp_path):
 
 
 def test_slices_from_3d_pairs(tmp_path):
-    from rdcl.data.datasets.prepare import lesion_slices, slice_geometry
+    from rdcl.data.datasets.slices import lesion_slices, slice_geometry
 
     src = tmp_path / "src"
     img = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7) - 100

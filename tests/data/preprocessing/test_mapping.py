@@ -17,7 +17,8 @@ from torch import nn
 from rdcl.config import preset
 from rdcl.data import io
 from rdcl.data.datasets.layout import load_case, load_dataset
-from rdcl.data.datasets.prepare import HU_WINDOW, prepare, prepare_native, prepare_slices
+from rdcl.data.datasets.prepare import HU_WINDOW, prepare, prepare_native
+from rdcl.data.datasets.slices import prepare_slices
 from rdcl.data.io import Geometry, write_image
 from rdcl.data.preprocessing.mapping import check_one_mapping, input_mapping
 from rdcl.data.preprocessing.preprocess import preprocess_dataset
