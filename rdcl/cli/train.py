@@ -84,24 +84,18 @@ def _run_train(args: argparse.Namespace) -> int:
     args.overrides = overrides
     cfg = resolve_config(args, dim=covid.dim)  # the default preset follows the data
     if args.pretrained is not None:
-        from rdcl.training.methods import get_method
-
         require_file(args.pretrained, "--pretrained checkpoint")
-        if not get_method(cfg.train.method).needs_pretrained:  # it would be ignored in silence
-            raise RdclInputError(
-                f"--pretrained gives a stage-1 G, which method {cfg.train.method!r} does not "
-                "use (it trains from scratch); expected no --pretrained, or a method that starts "
-                "from stage 1 (pretrain, multi_encoder, backbone, rdcl_g, rdcl)"
-            )
     if args.pretrain_only and args.pretrained is not None:
         raise RdclInputError("--pretrain-only trains stage 1 itself; expected no --pretrained")
     if args.nproc_per_node is not None:  # checked here once, then the ranks start
         from rdcl.cli.launch import check_rank_split, run_torchrun, strip_option
         from rdcl.training.distributed import launched_distributed
-        from rdcl.training.plan import check_inputs
+        from rdcl.training.methods import get_method
+        from rdcl.training.plan import check_inputs, check_pretrained_use
 
         if launched_distributed():
             raise RdclInputError("--nproc-per-node starts torchrun itself; expected no torchrun")
+        check_pretrained_use(get_method(cfg.train.method), args.pretrained)
         check_inputs(cfg, covid, [load_dataset(g) for g in general])  # each rank plans again
         check_rank_split(cfg.data.batch_size, args.nproc_per_node)
         return run_torchrun(args.nproc_per_node, strip_option(args.argv, "--nproc-per-node"))

@@ -19,7 +19,7 @@ from rdcl.data import DatasetSpec, load_dataset
 from rdcl.data.preprocessing.intensity import IntensityStats
 from rdcl.data.preprocessing.mapping import check_one_mapping, pooled_stats
 from rdcl.device import resolve_device
-from rdcl.errors import CheckpointError, ConfigError, DatasetError
+from rdcl.errors import CheckpointError, ConfigError, DatasetError, RdclInputError
 from rdcl.formats.checkpoint import load_checkpoint
 from rdcl.formats.run_folder import PRETRAIN_DIR, existing_run_files
 
@@ -78,6 +78,17 @@ class RunPlan:
         return stage2 + ([self.stage1_dir] if self.stage1_dir is not None else [])
 
 
+def check_pretrained_use(method: Method, pretrained: str | Path | None) -> None:
+    """Refuse a stage-1 checkpoint given to a method that trains from scratch (it would be
+    ignored in silence): :class:`~rdcl.errors.RdclInputError`, one line."""
+    if pretrained is not None and not method.needs_pretrained:
+        raise RdclInputError(
+            f"--pretrained gives a stage-1 G, which method {method.name!r} does not "
+            "use (it trains from scratch); expected no --pretrained, or a method that starts "
+            "from stage 1 (pretrain, multi_encoder, backbone, rdcl_g, rdcl)"
+        )
+
+
 def plan_training(
     cfg: Config,
     covid: DatasetInput,
@@ -94,6 +105,7 @@ def plan_training(
     check_inputs(cfg, covid, generals)
     cfg = resolve_target_spacing(cfg, covid)  # the COVID set's grid for both stages
     method = get_method(cfg.train.method)
+    check_pretrained_use(method, pretrained)
     out_dir = Path(out_dir)
     run_stage1 = method.needs_pretrained and pretrained is None
     if (run_stage1 or method.needs_general_batches) and not generals:
@@ -196,6 +208,7 @@ def plan_stage(
         cfg = resolve_target_spacing(cfg, generals)
     else:
         method = get_method(cfg.train.method)
+        check_pretrained_use(method, pretrained)
         _check_steps(cfg, stage1=False, stage2=True)
         covid = _load(covid)
         cfg = resolve_target_spacing(cfg, covid)

@@ -17,6 +17,7 @@ from rdcl.cli import main
 from rdcl.config import ConfigError, preset
 from rdcl.data import DatasetError
 from rdcl.data.io import Geometry, is_dicom_folder, write_image
+from rdcl.errors import RdclInputError
 from rdcl.formats.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from rdcl.formats.run_folder import FINAL, LAST
 from rdcl.inference import Predictor
@@ -77,6 +78,19 @@ def test_run_training_refuses_a_config_of_another_dimensionality(tmp_path, data)
     with pytest.raises(ConfigError, match=r"3D network but the data is 2D; choose a 2D config"):
         run_training(cfg, covid, None, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_run_training_refuses_a_stage1_checkpoint_for_a_method_from_scratch(tmp_path, data):
+    covid, _ = data
+    ckpt = tmp_path / "g.ckpt"
+    ckpt.write_bytes(b"refused before it is read")
+    run = tmp_path / "run"
+    want = "--pretrained gives a stage-1 G, which method 'baseline' does not use"
+    with pytest.raises(RdclInputError, match=want):
+        run_training(_cfg("baseline"), covid, None, run, pretrained=ckpt, progress=False)
+    with pytest.raises(RdclInputError, match=want):
+        stages_module.train(_cfg("baseline"), covid, None, run, pretrained=ckpt, progress=False)
+    assert not run.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
