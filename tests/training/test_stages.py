@@ -190,8 +190,9 @@ def test_nonfinite_loss_stops_with_last_good_checkpoint(
 
     monkeypatch.setattr(stages, "method_terms", poisoned)
     cfg = tiny_cfg(method, steps=6, checkpoint_every=2)
+    stage1 = None if method == "baseline" else pretrained_ckpt  # baseline trains from scratch
     with pytest.raises(TrainingDivergedError, match=rf"step 5 \(train\): {term} = nan") as info:
-        _train(cfg, tmp_path, pretrained_ckpt)
+        _train(cfg, tmp_path, stage1)
     assert str(tmp_path / "last.ckpt") in str(info.value)
     good = load_checkpoint(tmp_path / "last.ckpt")
     assert good["step"] == 4
